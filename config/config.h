@@ -1,0 +1,182 @@
+// The immutable, typed configuration of one generation of poolgate.
+//
+// Built once by loadConfigFile() (or defaultConfig()), validated as a whole,
+// then shared read-only by the master and every worker it forks. Nothing in
+// here is changed after loading: a reload builds a new Config.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace poolgate {
+
+enum class AcceptMode { kReuseport, kExclusive, kShared, kMutex, kHandoff };
+enum class LogLevel { kError = 0, kWarn = 1, kInfo = 2, kDebug = 3 };
+enum class AccessFormat { kCombined, kJson };
+enum class Balance { kRoundRobin, kLeastConn, kRandomTwo, kHash };
+
+const char* toString(AcceptMode mode);
+const char* toString(LogLevel level);
+const char* toString(Balance balance);
+
+// "host:port", "[v6]:port" or "name:port" split into its parts.
+struct HostPort {
+  std::string host;       // without brackets
+  uint16_t port = 0;      // 0 allowed for listeners: the kernel picks one
+  bool numeric = false;   // host is an IPv4 or IPv6 literal
+  bool ipv6 = false;      // host is an IPv6 literal
+  std::string text;       // as written in the file
+};
+
+// Parses "127.0.0.1:80", "[::1]:80", "*:80" (any IPv4), "name:80".
+// Returns std::nullopt with *why set when the text is not an address.
+std::optional<HostPort> parseHostPort(const std::string& text, std::string* why);
+
+struct CertificateConfig {
+  std::string cert;  // path, relative paths taken from the config file's folder
+  std::string key;
+};
+
+struct ListenTlsConfig {
+  std::vector<CertificateConfig> certificates;  // at least one; first is the default
+  std::string ciphers;                          // "" = OpenSSL's default
+  std::string min_version = "TLSv1.2";          // TLSv1.2 | TLSv1.3
+  double handshake_timeout = 10.0;
+};
+
+struct ListenConfig {
+  HostPort address;
+  int backlog = 511;
+  std::optional<ListenTlsConfig> tls;
+};
+
+struct AdminConfig {
+  HostPort address;
+};
+
+struct LogConfig {
+  LogLevel level = LogLevel::kInfo;
+  std::string error = "stderr";  // path or "stderr"
+  std::string access;            // path, "stdout", or "" (off)
+  AccessFormat access_format = AccessFormat::kCombined;
+};
+
+struct ResolverConfig {
+  std::vector<HostPort> servers;  // empty = /etc/resolv.conf
+  double timeout = 2.0;
+};
+
+struct TimeoutsConfig {
+  double client_header = 10.0;
+  double client_body = 30.0;
+  double client_keepalive = 60.0;
+  double client_send = 30.0;
+  double upstream_connect = 5.0;
+  double upstream_read = 60.0;
+  double upstream_send = 30.0;
+};
+
+struct LimitsConfig {
+  uint32_t max_request_line = 8192;
+  uint32_t max_header_bytes = 32768;
+  uint32_t max_headers = 100;
+  uint64_t max_body_bytes = 104857600;  // 0 = unlimited
+};
+
+struct PoolConfig {
+  uint32_t max_idle = 32;
+  uint32_t max_conns = 0;
+  double queue_timeout = 5.0;
+  double idle_timeout = 60.0;
+  uint64_t max_requests = 0;
+  double max_lifetime = 0.0;
+};
+
+struct HealthConfig {
+  uint32_t max_fails = 1;
+  double fail_timeout = 10.0;
+  std::string check_path;  // "" = no active check
+  double check_interval = 5.0;
+};
+
+struct UpstreamTlsConfig {
+  bool enabled = false;
+  bool verify = true;
+  std::string ca_file;
+  std::string server_name;
+};
+
+struct ServerConfig {
+  HostPort address;
+  uint32_t weight = 1;
+};
+
+struct UpstreamConfig {
+  std::string name;
+  std::vector<ServerConfig> servers;  // at least one
+  Balance balance = Balance::kRoundRobin;
+  std::string hash_key;  // "ip" or "header:NAME" when balance is hash
+  PoolConfig pool;
+  HealthConfig health;
+  uint32_t retries = 1;
+  UpstreamTlsConfig tls;
+  double dns_refresh = 0.0;
+};
+
+struct RouteConfig {
+  std::string host = "*";   // "*", an exact name, or "*.example.com"
+  std::string prefix = "/";
+  std::string upstream;
+  size_t upstream_index = 0;  // index into Config::upstreams, resolved at load
+};
+
+struct Config {
+  std::string source_file;  // "" for the built-in default
+
+  uint32_t workers = 0;  // 0 = one per CPU; see effectiveWorkers()
+  AcceptMode accept_mode = AcceptMode::kReuseport;
+  uint32_t worker_connections = 10000;
+  uint64_t max_requests_per_worker = 0;
+  double shutdown_timeout = 30.0;
+  std::string pid_file;
+
+  LogConfig log;
+  std::vector<ListenConfig> listen;  // at least one
+  std::optional<AdminConfig> admin;
+  ResolverConfig resolver;
+  TimeoutsConfig timeouts;
+  LimitsConfig limits;
+  std::vector<UpstreamConfig> upstreams;  // at least one
+  // Always filled after loading: with exactly one upstream and no routes in the
+  // file, one catch-all route { "*", "/", that upstream } is added.
+  std::vector<RouteConfig> routes;
+
+  // workers, or the number of online CPUs when workers is 0.
+  uint32_t effectiveWorkers() const;
+};
+
+// Every problem found in a file, each "file:line: setting.path: what is wrong".
+class ConfigError : public std::runtime_error {
+ public:
+  explicit ConfigError(std::vector<std::string> messages);
+  const std::vector<std::string>& messages() const { return messages_; }
+
+ private:
+  std::vector<std::string> messages_;
+};
+
+// Reads and validates a libconfig file. Throws ConfigError listing every error
+// found (syntax errors stop at the first one, as libconfig does).
+Config loadConfigFile(const std::string& path);
+
+// Same, from text already in memory; `name` is used in messages.
+Config loadConfigText(const std::string& text, const std::string& name);
+
+// The built-in default of SPEC.md: listen 127.0.0.1:8080, admin 127.0.0.1:9901,
+// one upstream "app" with server 127.0.0.1:5000, one worker per CPU.
+Config defaultConfig();
+
+}  // namespace poolgate

@@ -1,0 +1,53 @@
+// Per-server connection counters of one worker's pool.
+//
+// They live in the shared-memory stats segment (one copy per worker slot and
+// server): the owning worker is the only writer, the admin endpoint of any
+// worker reads them. Relaxed atomics: each value is read on its own, and a
+// snapshot that is a few increments apart across fields is fine for stats.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+
+namespace poolgate {
+
+// Why a finished upstream connection was not put back in the pool.
+// One reason per early return of Pool::reuseVerdict(); stable names for stats.
+enum class NoReuse : uint8_t {
+  kReusable = 0,       // not a refusal: the connection went back to the pool
+  kResponseNotDone,    // response not fully read or framing unknown/close-delimited
+  kUpstreamClose,      // upstream said Connection: close (or HTTP/1.0 without keep-alive)
+  kRequestNotSent,     // request body not fully sent
+  kError,              // parse error, I/O error or timeout on the exchange
+  kMaxRequests,        // pool.max_requests reached
+  kMaxLifetime,        // pool.max_lifetime reached
+  kExiting,            // worker is draining or stopping
+  kUnreadBytes,        // bytes arrived after the response
+  kPoolFull,           // max_idle idle connections already pooled
+  kCount
+};
+const char* toString(NoReuse reason);
+
+struct ServerCounters {
+  std::atomic<uint64_t> open{0};    // idle + active + connecting
+  std::atomic<uint64_t> idle{0};    // in the pool, waiting for a request
+  std::atomic<uint64_t> active{0};  // carrying a request (or connecting for one)
+  std::atomic<uint64_t> opened_total{0};  // new connections established
+  std::atomic<uint64_t> reused_total{0};  // requests sent on a pooled connection
+  std::atomic<uint64_t> failed_total{0};  // connect failures, I/O errors, bad responses
+  std::atomic<uint64_t> closed_idle_total{0};  // idle pooled connections closed (EOF, timeout)
+  std::atomic<uint64_t> requests_total{0};     // requests sent to this server
+  std::atomic<uint64_t> no_reuse_total[static_cast<int>(NoReuse::kCount)]{};
+
+  static void add(std::atomic<uint64_t>& c, uint64_t n = 1) {
+    c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+  }
+  static void sub(std::atomic<uint64_t>& c, uint64_t n = 1) {
+    c.store(c.load(std::memory_order_relaxed) - n, std::memory_order_relaxed);
+  }
+  static uint64_t get(const std::atomic<uint64_t>& c) {
+    return c.load(std::memory_order_relaxed);
+  }
+};
+
+}  // namespace poolgate

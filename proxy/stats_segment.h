@@ -1,0 +1,72 @@
+// The shared-memory stats segment: the master maps it before forking, every
+// worker writes only its own slot, and any worker's admin endpoint renders
+// all slots. Fixed-size, no pointers (each process may map it elsewhere).
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+
+#include "pool/counters.h"
+
+namespace poolgate {
+
+inline constexpr size_t kMaxWorkerSlots = 128;   // live + draining workers
+inline constexpr size_t kMaxUpstreams = 32;      // per slot
+inline constexpr size_t kMaxServers = 128;       // per slot, all upstreams
+inline constexpr size_t kNameBytes = 64;
+
+enum class SlotState : uint32_t {
+  kFree = 0,      // not in use
+  kStarting = 1,  // forked, not yet serving
+  kRunning = 2,
+  kDraining = 3,  // old generation or stopping: no new connections
+};
+const char* toString(SlotState state);
+
+struct ServerSlot {
+  char address[kNameBytes];     // "127.0.0.1:5000", NUL-terminated
+  uint32_t upstream;            // index into WorkerSlot::upstreams
+  std::atomic<uint32_t> healthy{1};
+  ServerCounters counters;
+};
+
+struct UpstreamSlot {
+  char name[kNameBytes];
+  uint32_t max_idle;            // pool.max_idle, to draw workers x max_idle
+};
+
+struct WorkerSlot {
+  std::atomic<uint32_t> state{0};    // SlotState
+  std::atomic<int32_t> pid{0};
+  std::atomic<uint32_t> slot{0};     // worker number within its generation
+  std::atomic<uint64_t> generation{0};
+  std::atomic<uint64_t> started_ms{0};  // CLOCK_REALTIME, ms
+
+  std::atomic<uint64_t> accepted{0};
+  std::atomic<uint64_t> requests{0};
+  std::atomic<uint64_t> clients_active{0};  // an exchange in progress
+  std::atomic<uint64_t> clients_idle{0};    // keep-alive, between requests
+  std::atomic<uint64_t> accept_wakeups{0};
+  std::atomic<uint64_t> accept_empty{0};
+
+  // Written once by the worker before it sets state = running.
+  std::atomic<uint32_t> upstream_count{0};
+  std::atomic<uint32_t> server_count{0};
+  UpstreamSlot upstreams[kMaxUpstreams];
+  ServerSlot servers[kMaxServers];
+};
+
+struct StatsHeader {
+  std::atomic<int32_t> master_pid{0};
+  std::atomic<uint64_t> generation{0};
+  std::atomic<uint64_t> started_ms{0};  // master start, CLOCK_REALTIME, ms
+  char accept_mode[16];
+};
+
+struct StatsSegment {
+  StatsHeader header;
+  WorkerSlot workers[kMaxWorkerSlots];
+};
+
+}  // namespace poolgate
