@@ -11,16 +11,18 @@
 #include <string>
 #include <vector>
 
+#include "core/log_level.h"
+
 namespace poolgate {
 
 enum class AcceptMode { kReuseport, kExclusive, kShared, kMutex, kHandoff };
-enum class LogLevel { kError = 0, kWarn = 1, kInfo = 2, kDebug = 3 };
 enum class AccessFormat { kCombined, kJson };
 enum class Balance { kRoundRobin, kLeastConn, kRandomTwo, kHash };
 
 const char* toString(AcceptMode mode);
 const char* toString(LogLevel level);
 const char* toString(Balance balance);
+const char* toString(AccessFormat format);
 
 // "host:port", "[v6]:port" or "name:port" split into its parts.
 struct HostPort {
@@ -127,11 +129,14 @@ struct UpstreamConfig {
 };
 
 struct RouteConfig {
-  std::string host = "*";   // "*", an exact name, or "*.example.com"
+  std::string host = "*";   // "*", an exact name, or "*.example.com"; lowercased
   std::string prefix = "/";
   std::string upstream;
   size_t upstream_index = 0;  // index into Config::upstreams, resolved at load
 };
+
+// Upper bound of Config::workers (and of effectiveWorkers()).
+inline constexpr uint32_t kMaxWorkers = 64;
 
 struct Config {
   std::string source_file;  // "" for the built-in default
@@ -154,7 +159,7 @@ struct Config {
   // file, one catch-all route { "*", "/", that upstream } is added.
   std::vector<RouteConfig> routes;
 
-  // workers, or the number of online CPUs when workers is 0.
+  // workers, or the number of online CPUs (1..kMaxWorkers) when workers is 0.
   uint32_t effectiveWorkers() const;
 };
 

@@ -1,1 +1,79 @@
-// placeholder
+#include "core/event_loop.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "core/clock.h"
+#include "core/log.h"
+
+namespace poolgate {
+
+namespace {
+constexpr size_t kMaxEvents = 256;
+}
+
+EventLoop::EventLoop() : epoll_(epoll_create1(EPOLL_CLOEXEC)), timers_(monotonicMs()) {
+  events_.resize(kMaxEvents);
+  if (!epoll_) LOG_ERROR("epoll_create1: %s", strerror(errno));
+}
+
+EventLoop::~EventLoop() {
+  runDeferred();
+}
+
+bool EventLoop::add(int fd, uint32_t events, IoHandler* handler) {
+  epoll_event ev{};
+  ev.events = events;
+  ev.data.ptr = handler;
+  if (epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &ev) == 0) return true;
+  LOG_ERROR("epoll_ctl(ADD, %d): %s", fd, strerror(errno));
+  return false;
+}
+
+bool EventLoop::modify(int fd, uint32_t events, IoHandler* handler) {
+  epoll_event ev{};
+  ev.events = events;
+  ev.data.ptr = handler;
+  if (epoll_ctl(epoll_.get(), EPOLL_CTL_MOD, fd, &ev) == 0) return true;
+  LOG_ERROR("epoll_ctl(MOD, %d): %s", fd, strerror(errno));
+  return false;
+}
+
+void EventLoop::remove(int fd) {
+  epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr);
+}
+
+void EventLoop::run() {
+  running_ = true;
+  while (running_) {
+    int64_t next = timers_.msUntilNext();
+    runOnce(next < 0 ? -1 : static_cast<int>(next > 60000 ? 60000 : next));
+  }
+}
+
+void EventLoop::runOnce(int timeout_ms) {
+  int n = epoll_wait(epoll_.get(), events_.data(), static_cast<int>(events_.size()), timeout_ms);
+  updateNow();
+  if (n < 0 && errno != EINTR) LOG_ERROR("epoll_wait: %s", strerror(errno));
+  for (int i = 0; i < n; ++i) {
+    static_cast<IoHandler*>(events_[i].data.ptr)->onIoEvent(events_[i].events);
+  }
+  runDeferred();
+  timers_.runExpired();
+  runDeferred();
+}
+
+void EventLoop::deferDelete(Deletable* object) { deferred_.push_back(object); }
+
+void EventLoop::updateNow() { timers_.setNow(monotonicMs()); }
+
+void EventLoop::runDeferred() {
+  // Destructors may defer more objects: loop until nothing is left.
+  while (!deferred_.empty()) {
+    deleting_.swap(deferred_);
+    for (Deletable* object : deleting_) delete object;
+    deleting_.clear();
+  }
+}
+
+}  // namespace poolgate

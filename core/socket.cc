@@ -1,1 +1,115 @@
-// placeholder
+#include "core/socket.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/tcp.h>
+#include <string.h>
+
+#include <cstdio>
+
+namespace poolgate {
+
+uint16_t SocketAddress::port() const {
+  if (family() == AF_INET) return ntohs(reinterpret_cast<const sockaddr_in*>(&storage)->sin_port);
+  if (family() == AF_INET6) return ntohs(reinterpret_cast<const sockaddr_in6*>(&storage)->sin6_port);
+  return 0;
+}
+
+void SocketAddress::setPort(uint16_t port) {
+  if (family() == AF_INET) reinterpret_cast<sockaddr_in*>(&storage)->sin_port = htons(port);
+  if (family() == AF_INET6) reinterpret_cast<sockaddr_in6*>(&storage)->sin6_port = htons(port);
+}
+
+void SocketAddress::ipString(char* out, size_t size) const {
+  out[0] = '\0';
+  if (family() == AF_INET) {
+    inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(&storage)->sin_addr, out, size);
+  } else if (family() == AF_INET6) {
+    inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(&storage)->sin6_addr, out, size);
+  }
+}
+
+std::string SocketAddress::toString() const {
+  char ip[INET6_ADDRSTRLEN];
+  ipString(ip, sizeof ip);
+  char text[INET6_ADDRSTRLEN + 10];
+  if (family() == AF_INET6) {
+    snprintf(text, sizeof text, "[%s]:%u", ip, port());
+  } else {
+    snprintf(text, sizeof text, "%s:%u", ip, port());
+  }
+  return text;
+}
+
+bool makeSocketAddress(const std::string& host, uint16_t port, SocketAddress* out) {
+  *out = SocketAddress{};
+  auto* v4 = reinterpret_cast<sockaddr_in*>(&out->storage);
+  if (inet_pton(AF_INET, host.c_str(), &v4->sin_addr) == 1) {
+    v4->sin_family = AF_INET;
+    v4->sin_port = htons(port);
+    out->length = sizeof(sockaddr_in);
+    return true;
+  }
+  auto* v6 = reinterpret_cast<sockaddr_in6*>(&out->storage);
+  if (inet_pton(AF_INET6, host.c_str(), &v6->sin6_addr) == 1) {
+    v6->sin6_family = AF_INET6;
+    v6->sin6_port = htons(port);
+    out->length = sizeof(sockaddr_in6);
+    return true;
+  }
+  return false;
+}
+
+Fd openListener(const SocketAddress& address, int backlog, bool reuseport, std::string* why) {
+  Fd fd(socket(address.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  auto fail = [&](const char* what) {
+    if (why) *why = std::string(what) + " " + address.toString() + ": " + strerror(errno);
+    return Fd();
+  };
+  if (!fd) return fail("socket");
+  int one = 1;
+  setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  if (reuseport && setsockopt(fd.get(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) {
+    return fail("SO_REUSEPORT");
+  }
+  if (address.family() == AF_INET6) {
+    setsockopt(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+  }
+  if (bind(fd.get(), address.get(), address.length) != 0) return fail("bind");
+  if (listen(fd.get(), backlog) != 0) return fail("listen");
+  return fd;
+}
+
+bool localAddress(int fd, SocketAddress* out) {
+  out->length = sizeof out->storage;
+  return getsockname(fd, out->get(), &out->length) == 0;
+}
+
+Fd startConnect(const SocketAddress& address, int* error) {
+  Fd fd(socket(address.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  if (!fd) {
+    *error = errno;
+    return fd;
+  }
+  setNoDelay(fd.get());
+  if (connect(fd.get(), address.get(), address.length) != 0 && errno != EINPROGRESS) {
+    *error = errno;
+    return Fd();
+  }
+  *error = 0;
+  return fd;
+}
+
+int socketError(int fd) {
+  int error = 0;
+  socklen_t len = sizeof error;
+  if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &len) != 0) return errno;
+  return error;
+}
+
+void setNoDelay(int fd) {
+  int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
+}  // namespace poolgate

@@ -1,1 +1,56 @@
-// placeholder
+#include "proxy/admin.h"
+
+#include <signal.h>
+
+#include "core/clock.h"
+#include "proxy/admin_render.h"
+#include "version.h"
+
+namespace poolgate {
+
+namespace {
+
+bool masterAlive(const StatsSegment& segment) {
+  int pid = segment.header.master_pid.load(std::memory_order_relaxed);
+  return pid > 0 && (kill(pid, 0) == 0 || errno == EPERM);
+}
+
+size_t runningWorkers(const StatsSegment& segment) {
+  size_t running = 0;
+  for (const WorkerSlot& slot : segment.workers) {
+    if (slot.state.load(std::memory_order_relaxed) == static_cast<uint32_t>(SlotState::kRunning)) ++running;
+  }
+  return running;
+}
+
+}  // namespace
+
+AdminAnswer answerAdmin(const StatsSegment& segment, std::string_view path) {
+  AdminAnswer answer;
+  RenderContext context{POOLGATE_VERSION, realtimeMs()};
+  if (path == "/stats") {
+    answer.content_type = "application/json";
+    renderStatsJson(segment, context, answer.body);
+  } else if (path == "/metrics") {
+    answer.content_type = "text/plain; version=0.0.4; charset=utf-8";
+    renderMetrics(segment, context, answer.body);
+  } else if (path == "/health") {
+    answer.content_type = "text/plain";
+    if (masterAlive(segment) && runningWorkers(segment) > 0) {
+      answer.body = "ok\n";
+    } else {
+      answer.status = 503;
+      answer.body = "unavailable\n";
+    }
+  } else if (path == "/" || path == "/index.html") {
+    answer.content_type = "text/html; charset=utf-8";
+    renderDashboard(context, answer.body);
+  } else {
+    answer.status = 404;
+    answer.content_type = "text/plain";
+    answer.body = "404 Not Found\n";
+  }
+  return answer;
+}
+
+}  // namespace poolgate

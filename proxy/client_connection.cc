@@ -1,1 +1,801 @@
-// placeholder
+#include "proxy/client_connection.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include <charconv>
+#include <string>
+
+#include "core/clock.h"
+#include "core/log.h"
+#include "proxy/admin.h"
+
+namespace poolgate {
+
+namespace {
+
+constexpr uint32_t kEvents = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+// Backpressure: stop reading one side while the other side's unsent bytes
+// exceed the high mark; start again below the low mark.
+constexpr size_t kHighWatermark = 64 * 1024;
+constexpr size_t kLowWatermark = 16 * 1024;
+
+bool midHead(const HttpParser& parser) {
+  return parser.stage() == HeadStage::kStartLine || parser.stage() == HeadStage::kHeaders;
+}
+
+bool isIdempotent(llhttp_method_t method) {
+  switch (method) {
+    case HTTP_GET: case HTTP_HEAD: case HTTP_OPTIONS: case HTTP_PUT: case HTTP_DELETE: case HTTP_TRACE:
+      return true;
+    default:
+      return false;
+  }
+}
+
+void appendNumber(Buffer& out, uint64_t value, int base = 10) {
+  char digits[24];
+  auto result = std::to_chars(digits, digits + sizeof digits, value, base);
+  out.append(digits, static_cast<size_t>(result.ptr - digits));
+}
+
+void appendHeader(Buffer& out, std::string_view name, std::string_view value) {
+  out.append(name);
+  out.append(": ");
+  out.append(value);
+  out.append("\r\n");
+}
+
+// The host part of a Host header value, without the port.
+std::string_view hostWithoutPort(std::string_view host) {
+  if (!host.empty() && host.front() == '[') {
+    size_t close = host.find(']');
+    return close == std::string_view::npos ? host : host.substr(0, close + 1);
+  }
+  size_t colon = host.rfind(':');
+  return colon == std::string_view::npos ? host : host.substr(0, colon);
+}
+
+// Every value of the headers named `name`, each followed by ", ".
+void appendValues(Buffer& out, const HttpHead& head, const char* base, std::string_view name) {
+  for (const HeaderSlice& h : head.headers) {
+    if (equalsIgnoreCase(h.name.view(base), name)) {
+      out.append(h.value.view(base));
+      out.append(", ");
+    }
+  }
+}
+
+std::string_view pathOf(std::string_view target) {
+  size_t query = target.find_first_of("?#");
+  return query == std::string_view::npos ? target : target.substr(0, query);
+}
+
+}  // namespace
+
+ClientConnection::ClientConnection(Worker& worker, Fd fd, const SocketAddress& peer, ListenerKind kind)
+    : worker_(worker),
+      config_(worker.config()),
+      fd_(std::move(fd)),
+      peer_(peer),
+      kind_(kind),
+      timer_(worker.loop().timers(), [this] { onClientTimer(); }),
+      in_(worker.buffers()),
+      out_(worker.buffers()),
+      parser_(HTTP_REQUEST, *this, worker.config().limits.max_headers) {
+  peer_.ipString(peer_ip_, sizeof peer_ip_);
+}
+
+ClientConnection::~ClientConnection() = default;
+
+void ClientConnection::start() {
+  worker_.onClientOpened(*this);
+  if (!worker_.loop().add(fd_.get(), kEvents, this)) {
+    close();
+    return;
+  }
+  ServerCounters::add(worker_.stats().clients_idle);
+  armClientTimer();
+}
+
+// ---- State and timers ------------------------------------------------------
+
+void ClientConnection::setState(State state) {
+  bool active = state == State::kHead || state == State::kExchange || state == State::kClosing;
+  if (state_ != State::kClosed && active != counted_active_) {
+    WorkerSlot& stats = worker_.stats();
+    ServerCounters::sub(active ? stats.clients_idle : stats.clients_active);
+    ServerCounters::add(active ? stats.clients_active : stats.clients_idle);
+    counted_active_ = active;
+  }
+  state_ = state;
+}
+
+void ClientConnection::armClientTimer() {
+  const TimeoutsConfig& t = config_.timeouts;
+  if (!out_.empty() && !writable_) {
+    timer_.arm(secondsToMs(t.client_send));
+    return;
+  }
+  switch (state_) {
+    case State::kIdle:
+      timer_.arm(secondsToMs(first_request_ ? t.client_header : t.client_keepalive));
+      return;
+    case State::kHead:
+      // The whole head must arrive within client_header: armed once, at its first byte.
+      if (!timer_.armed()) timer_.arm(secondsToMs(t.client_header));
+      return;
+    case State::kExchange:
+      if (!request_complete_ && upstream_ != nullptr && upstream_->pendingOutput() < kHighWatermark) {
+        timer_.arm(secondsToMs(t.client_body));  // waiting for body bytes
+      } else {
+        timer_.cancel();  // the upstream side has its own timeouts
+      }
+      return;
+    case State::kClosing:
+    case State::kClosed:
+      timer_.cancel();
+      return;
+  }
+}
+
+void ClientConnection::onClientTimer() {
+  if (!out_.empty() && !writable_) {
+    LOG_DEBUG("client %s: send timeout", peer_ip_);
+    close();
+    return;
+  }
+  switch (state_) {
+    case State::kIdle:
+      close();  // idle keep-alive connection: closed quietly
+      return;
+    case State::kHead:
+      respondError(408, true);
+      return;
+    case State::kExchange:
+      if (!response_started_) {
+        respondError(408, true);
+      } else {
+        close();
+      }
+      return;
+    default:
+      return;
+  }
+}
+
+// ---- Client I/O ------------------------------------------------------------
+
+void ClientConnection::onIoEvent(uint32_t events) noexcept {
+  if (state_ == State::kClosed) return;
+  if (events & EPOLLOUT) {
+    writable_ = true;
+    flushClient();
+  }
+  if (state_ != State::kClosed && (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))) {
+    readable_ = true;
+    readClient();
+  }
+}
+
+void ClientConnection::readClient() {
+  if (in_parser_) return;
+  const LimitsConfig& limits = config_.limits;
+  const size_t head_limit = size_t{limits.max_request_line} + limits.max_header_bytes + 1024;
+  while (readable_ && (state_ == State::kIdle || state_ == State::kHead || state_ == State::kExchange)) {
+    if (state_ == State::kExchange) {
+      // One request at a time: after its end, pipelined bytes wait.
+      if (request_complete_) return;
+      if (upstream_ == nullptr || upstream_->pendingOutput() >= kHighWatermark) return;
+    }
+    bool head = midHead(parser_) || state_ == State::kIdle;
+    if (!in_.ensureWritable(4096, head ? head_limit : 0, !midHead(parser_))) {
+      respondError(parser_.stage() == HeadStage::kStartLine ? 414 : 431, true);
+      return;
+    }
+    ssize_t n = ::recv(fd_.get(), in_.writePtr(), in_.writable(), 0);
+    if (n > 0) {
+      in_.commit(static_cast<size_t>(n));
+      if (state_ == State::kIdle) setState(State::kHead);
+      parseClient();
+      armClientTimer();
+      continue;
+    }
+    if (n == 0) {
+      // The client is done sending. Mid-request that is an abort; between
+      // requests it is a normal close.
+      readable_ = false;
+      if (state_ == State::kExchange && request_complete_ && !response_complete_) return;
+      close();
+      return;
+    }
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      readable_ = false;
+      break;
+    }
+    close();
+    return;
+  }
+  if (state_ == State::kIdle && in_.empty()) in_.releaseIfEmpty();
+}
+
+void ClientConnection::parseClient() {
+  if (in_parser_) return;
+  while (state_ == State::kHead || (state_ == State::kExchange && !request_complete_)) {
+    size_t available = in_.size() - parsed_;
+    if (available == 0) return;
+    size_t consumed = 0;
+    in_parser_ = true;
+    llhttp_errno_t err = parser_.execute(in_.base(), in_.data() + parsed_, available, &consumed);
+    in_parser_ = false;
+    if (state_ == State::kClosed) return;
+    if (finish_pending_) {
+      // A local answer went out while the parser ran; the parser has paused at
+      // the end of the request (or for good), so the next one can start now.
+      in_.consume(parsed_ + consumed);
+      parsed_ = 0;
+      finish_pending_ = false;
+      finishExchange();
+      return;
+    }
+    if (state_ == State::kClosing) return;
+    if (err == HPE_OK) {
+      if (midHead(parser_)) {
+        parsed_ = in_.size();
+        if (!checkHeadLimits()) return;
+      } else {
+        in_.consume(in_.size());
+        parsed_ = 0;
+      }
+      if (upstream_ != nullptr) upstream_->flush();
+      return;
+    }
+    if (err == HPE_PAUSED) {  // end of a request: the rest waits for its turn
+      in_.consume(parsed_ + consumed);
+      parsed_ = 0;
+      if (upstream_ != nullptr) {
+        upstream_->flush();
+      } else if (response_complete_) {
+        flushClient();  // a local answer waited for the request's end
+      }
+      return;
+    }
+    if (response_started_) {
+      close();
+      return;
+    }
+    if (parser_.head().header_overflow) {
+      respondError(431, true);
+    } else if (err == HPE_INVALID_TRANSFER_ENCODING) {
+      respondError(501, true);
+    } else {
+      LOG_DEBUG("client %s: bad request: %s (%s)", peer_ip_, llhttp_errno_name(err),
+                parser_.errorReason() ? parser_.errorReason() : "");
+      respondError(400, true);
+    }
+    return;
+  }
+}
+
+bool ClientConnection::checkHeadLimits() {
+  const LimitsConfig& limits = config_.limits;
+  size_t head_bytes = in_.size();
+  if (parser_.stage() == HeadStage::kStartLine && head_bytes > limits.max_request_line) {
+    respondError(414, true);
+    return false;
+  }
+  if (head_bytes > size_t{limits.max_request_line} + limits.max_header_bytes) {
+    respondError(431, true);
+    return false;
+  }
+  return true;
+}
+
+void ClientConnection::flushClient() {
+  while (writable_ && !out_.empty()) {
+    ssize_t n = ::send(fd_.get(), out_.data(), out_.size(), MSG_NOSIGNAL);
+    if (n > 0) {
+      out_.consume(static_cast<size_t>(n));
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      writable_ = false;
+      break;
+    }
+    close();  // the client went away
+    return;
+  }
+  if (upstream_ != nullptr && out_.size() < kLowWatermark) upstream_->pauseReading(false);
+  if (out_.empty()) {
+    out_.releaseIfEmpty();
+    if (response_complete_ && (state_ == State::kExchange || state_ == State::kClosing)) {
+      finishExchange();
+      return;
+    }
+  }
+  armClientTimer();
+}
+
+void ClientConnection::finishExchange() {
+  if (in_parser_) {
+    finish_pending_ = true;  // parseClient() calls us again once llhttp returns
+    return;
+  }
+  worker_.onRequestDone();
+  if (!keep_alive_ || !request_complete_ || state_ == State::kClosing || worker_.draining()) {
+    close();
+    return;
+  }
+  // Reset for the next request on this connection.
+  first_request_ = false;
+  group_ = nullptr;
+  server_index_ = -1;
+  tried_.clear();
+  attempts_ = 0;
+  stale_retried_ = false;
+  head_request_ = idempotent_ = request_chunked_ = request_complete_ = body_started_ = false;
+  response_started_ = response_complete_ = keep_alive_ = expect_continue_ = false;
+  framing_ = Framing::kNone;
+  body_bytes_ = 0;
+  timer_.cancel();
+  setState(in_.empty() ? State::kIdle : State::kHead);
+  parser_.resume();
+  parseClient();  // pipelined requests already buffered
+  if (state_ == State::kIdle || state_ == State::kHead) {
+    armClientTimer();
+    readClient();
+  }
+}
+
+void ClientConnection::drain() {
+  if (state_ == State::kIdle) close();
+  // Otherwise finishExchange() sees worker_.draining() and closes.
+}
+
+void ClientConnection::close() {
+  if (state_ == State::kClosed) return;
+  if (upstream_ != nullptr) {
+    UpstreamConnection* upstream = upstream_;
+    upstream_ = nullptr;
+    upstream->close();  // never pool a connection whose exchange was cut short
+  }
+  WorkerSlot& stats = worker_.stats();
+  ServerCounters::sub(counted_active_ ? stats.clients_active : stats.clients_idle);
+  state_ = State::kClosed;
+  timer_.cancel();
+  worker_.loop().remove(fd_.get());
+  fd_.reset();
+  worker_.onClientClosed(*this);
+  worker_.loop().deferDelete(static_cast<Deletable*>(this));
+}
+
+// ---- The request -------------------------------------------------------------
+
+int ClientConnection::onHeadersComplete() {
+  setState(State::kExchange);
+  timer_.cancel();
+  const llhttp_t& p = parser_.raw();
+  const HttpHead& head = parser_.head();
+  const char* base = in_.base();
+  head_request_ = p.method == HTTP_HEAD;
+  idempotent_ = isIdempotent(static_cast<llhttp_method_t>(p.method));
+  request_chunked_ = (p.flags & F_CHUNKED) != 0;
+  keep_alive_ = parser_.keepAlive();
+
+  if (head.target.length > config_.limits.max_request_line) {
+    respondError(414, true);
+    return HPE_PAUSED;
+  }
+  std::string_view host = findHeader(head, base, "host");
+  if (parser_.versionMajor() == 1 && parser_.versionMinor() == 1 && host.empty()) {
+    respondError(400, true);  // RFC 9112 3.2: HTTP/1.1 requires Host
+    return HPE_PAUSED;
+  }
+  if ((p.flags & F_CONTENT_LENGTH) && config_.limits.max_body_bytes != 0 &&
+      p.content_length > config_.limits.max_body_bytes) {
+    respondError(413, true);
+    return HPE_PAUSED;
+  }
+  expect_continue_ = equalsIgnoreCase(findHeader(head, base, "expect"), "100-continue");
+
+  if (kind_ == ListenerKind::kAdmin) {
+    handleAdmin();
+  } else {
+    startExchange();
+  }
+  // A local answer that keeps the connection lets the parser run to the end
+  // of the (bodyless) request; one that closes it stops the parser here.
+  return state_ == State::kExchange ? 0 : HPE_PAUSED;
+}
+
+bool ClientConnection::requestPending() const {
+  if (request_complete_) return false;
+  const llhttp_t& p = parser_.raw();
+  return (p.flags & F_CHUNKED) || p.content_length > 0;
+}
+
+bool ClientConnection::startExchange() {
+  const HttpHead& head = parser_.head();
+  const char* base = in_.base();
+  std::string_view host = hostWithoutPort(findHeader(head, base, "host"));
+  const RouteConfig* route = worker_.route(host, pathOf(head.target.view(base)));
+  if (route == nullptr) {
+    respondError(404, requestPending());
+    return false;
+  }
+  group_ = &worker_.upstream(route->upstream_index);
+  connectUpstream();
+  if (upstream_ == nullptr) return false;  // an error response is on its way
+  serializeRequestHead(upstream_->output());
+  if (expect_continue_ && parser_.versionMinor() >= 1) {
+    // We answer the expectation ourselves and stream the body when it comes.
+    out_.append("HTTP/1.1 100 Continue\r\n\r\n");
+    flushClient();
+  }
+  upstream_->flush();
+  return true;
+}
+
+void ClientConnection::serializeRequestHead(Buffer& out) {
+  const HttpHead& head = parser_.head();
+  const char* base = in_.base();
+  const llhttp_t& p = parser_.raw();
+
+  out.append(head.method.view(base));
+  out.append(" ");
+  out.append(head.target.view(base));
+  out.append(" HTTP/1.1\r\n");
+
+  bool has_host = false;
+  size_t xff_count = 0, via_count = 0;
+  for (const HeaderSlice& h : head.headers) {
+    std::string_view name = h.name.view(base);
+    if (isHopByHop(name) || listedInConnection(head, base, name)) continue;
+    if (equalsIgnoreCase(name, "content-length") || equalsIgnoreCase(name, "expect") ||
+        equalsIgnoreCase(name, "x-forwarded-proto")) {
+      continue;
+    }
+    if (equalsIgnoreCase(name, "x-forwarded-for")) {
+      ++xff_count;
+      continue;
+    }
+    if (equalsIgnoreCase(name, "via")) {
+      ++via_count;
+      continue;
+    }
+    if (equalsIgnoreCase(name, "host")) has_host = true;
+    appendHeader(out, name, h.value.view(base));
+  }
+  if (!has_host) appendHeader(out, "Host", upstream_->server().name());
+
+  // X-Forwarded-For: every earlier hop, then this client; Via likewise.
+  out.append("X-Forwarded-For: ");
+  if (xff_count > 0) appendValues(out, head, base, "x-forwarded-for");
+  out.append(peer_ip_);
+  out.append("\r\nX-Forwarded-Proto: http\r\nVia: ");
+  if (via_count > 0) appendValues(out, head, base, "via");
+  out.append("1.1 poolgate\r\n");
+
+  if (request_chunked_) {
+    out.append("Transfer-Encoding: chunked\r\n");
+  } else if (p.flags & F_CONTENT_LENGTH) {
+    out.append("Content-Length: ");
+    appendNumber(out, p.content_length);
+    out.append("\r\n");
+  }
+  out.append("\r\n");
+}
+
+int ClientConnection::onBody(const char* at, size_t length) {
+  if (kind_ == ListenerKind::kAdmin || upstream_ == nullptr) return 0;  // discarded
+  body_bytes_ += length;
+  if (config_.limits.max_body_bytes != 0 && body_bytes_ > config_.limits.max_body_bytes) {
+    if (response_started_) return -1;
+    respondError(413, true);
+    return HPE_PAUSED;
+  }
+  body_started_ = true;
+  upstream_->output().append(at, length);
+  return 0;
+}
+
+int ClientConnection::onChunkHeader(uint64_t size) {
+  if (upstream_ == nullptr || size == 0) return 0;
+  Buffer& out = upstream_->output();
+  appendNumber(out, size, 16);
+  out.append("\r\n");
+  return 0;
+}
+
+int ClientConnection::onChunkComplete() {
+  // Called after each chunk's data (and after the last, empty one).
+  if (upstream_ != nullptr && parser_.raw().content_length == 0 && body_started_) {
+    upstream_->output().append("\r\n");
+  }
+  return 0;
+}
+
+int ClientConnection::onMessageComplete() {
+  request_complete_ = true;
+  if (upstream_ != nullptr && request_chunked_) upstream_->output().append("0\r\n\r\n");
+  return HPE_PAUSED;
+}
+
+// ---- Upstream selection ------------------------------------------------------
+
+void ClientConnection::connectUpstream() {
+  const uint64_t now = worker_.loop().now();
+  for (;;) {
+    server_index_ = group_->pick(tried_, now);
+    if (server_index_ < 0) {
+      respondError(attempts_ == 0 ? 503 : 502, requestPending());
+      return;
+    }
+    Server& server = group_->server(static_cast<size_t>(server_index_));
+    // The warmest pooled connection first.
+    if (PoolMember* member = server.pool().checkout()) {
+      auto* conn = static_cast<UpstreamConnection*>(member);
+      conn->attach(*this);
+      useConnection(conn);
+      return;
+    }
+    int error = 0;
+    UpstreamConnection* conn =
+        UpstreamConnection::open(worker_.loop(), worker_.buffers(), server, config_.timeouts, *this, &error);
+    if (conn != nullptr) {
+      useConnection(conn);
+      return;
+    }
+    LOG_WARN("connect to %s: %s", server.name().c_str(), strerror(error));
+    server.noteFailure(now, group_->size() == 1);
+    tried_.add(static_cast<size_t>(server_index_));
+    if (++attempts_ > group_->config().retries) {
+      respondError(502, requestPending());
+      return;
+    }
+  }
+}
+
+void ClientConnection::useConnection(UpstreamConnection* conn) {
+  upstream_ = conn;
+  conn->beginRequest(head_request_);
+}
+
+void ClientConnection::releaseUpstream() {
+  if (upstream_ == nullptr) return;
+  UpstreamConnection* conn = upstream_;
+  upstream_ = nullptr;
+  conn->release(request_complete_, worker_.draining());
+}
+
+void ClientConnection::onUpstreamConnected() noexcept {
+  if (group_ != nullptr && server_index_ >= 0) group_->server(static_cast<size_t>(server_index_)).noteSuccess();
+  upstream_->flush();
+}
+
+void ClientConnection::onUpstreamDrained() noexcept {
+  // The upstream took everything: read more of the request body.
+  if (state_ == State::kExchange && !request_complete_) {
+    armClientTimer();
+    if (readable_) readClient();
+  }
+}
+
+bool ClientConnection::retryAfter(UpstreamError error) {
+  UpstreamConnection* failed = upstream_;
+  upstream_ = nullptr;
+  if (response_started_ || failed == nullptr) return false;
+  const bool stale = failed->reused() && !failed->responseStarted() &&
+                     (error == UpstreamError::kClosedEarly || error == UpstreamError::kSendFailed);
+  const bool connect_failed = error == UpstreamError::kConnectFailed || error == UpstreamError::kConnectTimeout;
+  if (!stale && !connect_failed) return false;
+  if (stale && !idempotent_ && body_started_) return false;
+  Server& server = failed->server();
+  if (connect_failed) {
+    LOG_WARN("upstream %s: %s", server.name().c_str(), toString(error));
+    server.noteFailure(worker_.loop().now(), group_->size() == 1);
+    tried_.add(static_cast<size_t>(server_index_));
+    if (++attempts_ > group_->config().retries) return false;
+  } else {
+    // The keep-alive race: the server closed the pooled connection as we
+    // reused it. One more try on a fresh connection to the same server.
+    if (stale_retried_) return false;
+    stale_retried_ = true;
+  }
+  Buffer replay(worker_.buffers());
+  if (!failed->takeReplay(replay)) return false;
+  if (stale) {
+    int err = 0;
+    UpstreamConnection* conn =
+        UpstreamConnection::open(worker_.loop(), worker_.buffers(), server, config_.timeouts, *this, &err);
+    if (conn == nullptr) return false;
+    useConnection(conn);
+  } else {
+    connectUpstream();
+    if (upstream_ == nullptr) return true;  // connectUpstream() answered the client
+  }
+  upstream_->output().append(replay.data(), replay.size());
+  upstream_->flush();
+  return true;
+}
+
+void ClientConnection::onUpstreamError(UpstreamError error) noexcept {
+  if (state_ != State::kExchange && state_ != State::kClosing) return;
+  if (retryAfter(error)) return;
+  if (response_started_) {
+    // Part of the response has gone out: the client can only learn of the
+    // failure by the connection closing. Flush what we have, then close.
+    LOG_WARN("upstream response cut short: %s", toString(error));
+    keep_alive_ = false;
+    response_complete_ = true;
+    setState(State::kClosing);
+    flushClient();
+    return;
+  }
+  switch (error) {
+    case UpstreamError::kReadTimeout:
+    case UpstreamError::kSendTimeout:
+      respondError(504, requestPending());
+      return;
+    default:
+      respondError(502, requestPending());
+      return;
+  }
+}
+
+// ---- The response ------------------------------------------------------------
+
+int ClientConnection::onUpstreamHead(const HttpParser& parser, const char* base) noexcept {
+  int status = parser.raw().status_code;
+  if (status == 101) return -1;  // no Upgrade was forwarded, so none may be accepted
+  if (status < 200) {
+    writeInterimResponse(parser, base);
+    return 0;
+  }
+  writeResponseHead(parser, base);
+  flushClient();
+  return 0;
+}
+
+void ClientConnection::writeInterimResponse(const HttpParser& parser, const char* base) {
+  int status = parser.raw().status_code;
+  // We answered Expect ourselves; HTTP/1.0 clients get no 1xx at all.
+  if (status == 100 || parser_.versionMinor() == 0) return;
+  out_.append("HTTP/1.1 ");
+  appendNumber(out_, static_cast<uint64_t>(status));
+  out_.append(" ");
+  out_.append(parser.head().status_text.view(base));
+  out_.append("\r\n");
+  for (const HeaderSlice& h : parser.head().headers) {
+    std::string_view name = h.name.view(base);
+    if (!isHopByHop(name)) appendHeader(out_, name, h.value.view(base));
+  }
+  out_.append("\r\n");
+  flushClient();
+}
+
+void ClientConnection::writeResponseHead(const HttpParser& parser, const char* base) {
+  const llhttp_t& p = parser.raw();
+  const HttpHead& head = parser.head();
+  const int status = p.status_code;
+  const bool no_body = head_request_ || status == 204 || status == 304;
+  const bool client_http11 = parser_.versionMinor() >= 1;
+
+  if (no_body) {
+    framing_ = Framing::kNone;
+  } else if ((p.flags & F_CONTENT_LENGTH) && !(p.flags & F_CHUNKED)) {
+    framing_ = Framing::kLength;
+  } else if (client_http11) {
+    framing_ = Framing::kChunked;  // chunked or close-delimited upstream
+  } else {
+    framing_ = Framing::kClose;
+  }
+  // Keep the client only if its request has fully arrived and nothing else
+  // forbids it.
+  if (framing_ == Framing::kClose || !request_complete_ || worker_.draining()) keep_alive_ = false;
+
+  response_started_ = true;
+  out_.append("HTTP/1.1 ");
+  appendNumber(out_, static_cast<uint64_t>(status));
+  out_.append(" ");
+  std::string_view reason = head.status_text.view(base);
+  out_.append(reason.empty() ? reasonPhrase(status) : reason);
+  out_.append("\r\n");
+  for (const HeaderSlice& h : head.headers) {
+    std::string_view name = h.name.view(base);
+    if (isHopByHop(name) || listedInConnection(head, base, name)) continue;
+    if (framing_ != Framing::kLength && framing_ != Framing::kNone &&
+        equalsIgnoreCase(name, "content-length")) {
+      continue;
+    }
+    appendHeader(out_, name, h.value.view(base));
+  }
+  if (framing_ == Framing::kChunked) out_.append("Transfer-Encoding: chunked\r\n");
+  if (!keep_alive_) {
+    out_.append("Connection: close\r\n");
+  } else if (!client_http11) {
+    out_.append("Connection: keep-alive\r\n");
+  }
+  out_.append("\r\n");
+}
+
+void ClientConnection::onUpstreamBody(const char* at, size_t length) noexcept {
+  if (length == 0) return;
+  if (framing_ == Framing::kChunked) {
+    appendNumber(out_, length, 16);
+    out_.append("\r\n");
+    out_.append(at, length);
+    out_.append("\r\n");
+  } else {
+    out_.append(at, length);
+  }
+  if (out_.size() >= kHighWatermark && upstream_ != nullptr) upstream_->pauseReading(true);
+  flushClient();
+}
+
+void ClientConnection::onUpstreamComplete() noexcept {
+  if (framing_ == Framing::kChunked) out_.append("0\r\n\r\n");
+  response_complete_ = true;
+  if (!request_complete_) keep_alive_ = false;
+  releaseUpstream();
+  if (!keep_alive_) setState(State::kClosing);
+  flushClient();
+}
+
+// ---- Answers made here ---------------------------------------------------------
+
+void ClientConnection::respond(int status, std::string_view content_type, std::string_view body,
+                               bool close_after) {
+  if (upstream_ != nullptr) {
+    UpstreamConnection* conn = upstream_;
+    upstream_ = nullptr;
+    conn->close();
+  }
+  if (close_after || worker_.draining()) keep_alive_ = false;
+  response_started_ = true;
+  response_complete_ = true;
+  out_.append("HTTP/1.1 ");
+  appendNumber(out_, static_cast<uint64_t>(status));
+  out_.append(" ");
+  out_.append(reasonPhrase(status));
+  out_.append("\r\nContent-Type: ");
+  out_.append(content_type);
+  out_.append("\r\nContent-Length: ");
+  appendNumber(out_, body.size());
+  out_.append(keep_alive_ ? "\r\n" : "\r\nConnection: close\r\n");
+  out_.append("Cache-Control: no-store\r\n\r\n");
+  if (!head_request_) out_.append(body);
+  if (!keep_alive_) setState(State::kClosing);
+  // With keep-alive, the rest of the request (if any) must be read first.
+  if (keep_alive_ && !request_complete_) return;
+  flushClient();
+}
+
+void ClientConnection::respondError(int status, bool close_after) {
+  if (response_started_) {
+    close();
+    return;
+  }
+  if (state_ == State::kHead || state_ == State::kIdle) setState(State::kExchange);
+  char body[64];
+  std::string_view reason = reasonPhrase(status);
+  int n = snprintf(body, sizeof body, "%d %.*s\n", status, static_cast<int>(reason.size()), reason.data());
+  respond(status, "text/plain", std::string_view(body, static_cast<size_t>(n)), close_after);
+}
+
+void ClientConnection::handleAdmin() {
+  const HttpHead& head = parser_.head();
+  std::string_view path = pathOf(head.target.view(in_.base()));
+  const llhttp_t& p = parser_.raw();
+  if (p.method != HTTP_GET && p.method != HTTP_HEAD) {
+    respondError(405, requestPending());
+    return;
+  }
+  AdminAnswer answer = answerAdmin(worker_.segment(), path);
+  respond(answer.status, answer.content_type, answer.body, requestPending());
+}
+
+}  // namespace poolgate

@@ -1,1 +1,60 @@
-// placeholder
+#include "proxy/listener.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "core/log.h"
+#include "core/socket.h"
+#include "proxy/client_connection.h"
+
+namespace poolgate {
+
+namespace {
+constexpr int kAcceptBatch = 64;  // accepts per wake-up, so one busy listener cannot starve the loop
+}
+
+Listener::Listener(Worker& worker, const ListenSocket& socket) : worker_(worker), socket_(socket) {}
+
+Listener::~Listener() { stop(); }
+
+void Listener::resume() {
+  if (registered_ || socket_.fd < 0) return;
+  registered_ = worker_.loop().add(socket_.fd, EPOLLIN, this);
+}
+
+void Listener::pause() {
+  if (!registered_) return;
+  worker_.loop().remove(socket_.fd);
+  registered_ = false;
+}
+
+void Listener::stop() {
+  pause();
+  if (socket_.fd >= 0) ::close(socket_.fd);
+  socket_.fd = -1;
+}
+
+void Listener::onIoEvent(uint32_t) noexcept {
+  if (!registered_) return;
+  WorkerSlot& stats = worker_.stats();
+  ServerCounters::add(stats.accept_wakeups);
+  for (int i = 0; i < kAcceptBatch && registered_; ++i) {
+    SocketAddress peer;
+    peer.length = sizeof peer.storage;
+    int fd = accept4(socket_.fd, peer.get(), &peer.length, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (errno == EINTR || errno == ECONNABORTED) continue;
+      if (i == 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) ServerCounters::add(stats.accept_empty);
+      if (errno == EMFILE || errno == ENFILE) LOG_ERROR("accept: %s", strerror(errno));
+      return;
+    }
+    ServerCounters::add(stats.accepted);
+    if (socket_.kind == ListenerKind::kProxy) setNoDelay(fd);
+    auto* client = new ClientConnection(worker_, Fd(fd), peer, socket_.kind);
+    client->start();
+  }
+}
+
+}  // namespace poolgate

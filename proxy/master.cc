@@ -1,1 +1,314 @@
-// placeholder
+#include "proxy/master.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <new>
+
+#include "core/clock.h"
+#include "core/log.h"
+#include "core/socket.h"
+#include "version.h"
+
+namespace poolgate {
+
+namespace {
+
+constexpr uint64_t kQuickDeathMs = 2000;      // dying sooner than this counts toward back-off
+constexpr uint64_t kFirstBackoffMs = 100;
+constexpr uint64_t kMaxBackoffMs = 10000;
+constexpr double kFastStopGrace = 5.0;        // SIGTERM: SIGKILL workers still alive after this
+
+const int kMasterSignals[] = {SIGCHLD, SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2};
+
+}  // namespace
+
+Master::Master(Config config, std::string config_path)
+    : config_(std::move(config)), config_path_(std::move(config_path)) {}
+
+Master::~Master() {
+  removePidFile();
+  if (segment_ != nullptr) munmap(segment_, sizeof(StatsSegment));
+}
+
+bool Master::mapSegment() {
+  void* memory = mmap(nullptr, sizeof(StatsSegment), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  if (memory == MAP_FAILED) {
+    LOG_ERROR("mmap stats segment (%zu bytes): %s", sizeof(StatsSegment), strerror(errno));
+    return false;
+  }
+  segment_ = new (memory) StatsSegment();
+  segment_->header.master_pid.store(getpid(), std::memory_order_relaxed);
+  segment_->header.generation.store(generation_, std::memory_order_relaxed);
+  segment_->header.started_ms.store(realtimeMs(), std::memory_order_relaxed);
+  snprintf(segment_->header.accept_mode, sizeof segment_->header.accept_mode, "%s",
+           toString(config_.accept_mode));
+  return true;
+}
+
+bool Master::openListener(const std::string& address_text, const HostPort& address, int backlog,
+                          ListenerKind kind, bool tls) {
+  SocketAddress socket_address;
+  if (!makeSocketAddress(address.host, address.port, &socket_address)) {
+    LOG_ERROR("listen %s: not a numeric address", address_text.c_str());
+    return false;
+  }
+  ListenerSockets sockets{address_text, kind, tls, {}};
+  const uint32_t count = config_.effectiveWorkers();
+  for (uint32_t i = 0; i < count; ++i) {
+    std::string why;
+    Fd fd = poolgate::openListener(socket_address, backlog, /*reuseport=*/true, &why);
+    if (!fd) {
+      LOG_ERROR("%s", why.c_str());
+      return false;
+    }
+    if (socket_address.port() == 0) {
+      // Port 0: the kernel picked one for the first socket; the others join it.
+      SocketAddress bound;
+      localAddress(fd.get(), &bound);
+      socket_address.setPort(bound.port());
+    }
+    sockets.fds.push_back(std::move(fd));
+  }
+  LOG_INFO("listening on %s (%s)", socket_address.toString().c_str(),
+           kind == ListenerKind::kAdmin ? "admin" : "proxy");
+  listeners_.push_back(std::move(sockets));
+  return true;
+}
+
+bool Master::openListeners() {
+  if (config_.accept_mode != AcceptMode::kReuseport) {
+    LOG_WARN("accept_mode \"%s\" is not implemented yet; using reuseport", toString(config_.accept_mode));
+  }
+  for (const ListenConfig& listen : config_.listen) {
+    if (listen.tls) {
+      LOG_ERROR("listen %s: TLS listeners are not implemented yet", listen.address.text.c_str());
+      return false;
+    }
+    if (!openListener(listen.address.text, listen.address, listen.backlog, ListenerKind::kProxy, false)) {
+      return false;
+    }
+  }
+  if (config_.admin) {
+    return openListener(config_.admin->address.text, config_.admin->address, 511, ListenerKind::kAdmin, false);
+  }
+  return true;
+}
+
+int Master::run() {
+  Log::setRole("master");
+  signal(SIGPIPE, SIG_IGN);
+  sigset_t set;
+  sigemptyset(&set);
+  for (int sig : kMasterSignals) sigaddset(&set, sig);
+  sigprocmask(SIG_BLOCK, &set, nullptr);
+  signal_fd_.reset(signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC));
+  if (!signal_fd_ || !loop_.valid() || !loop_.add(signal_fd_.get(), EPOLLIN, this)) {
+    LOG_ERROR("cannot set up the master's event loop: %s", strerror(errno));
+    return 1;
+  }
+  if (!mapSegment() || !openListeners()) return 1;
+  writePidFile();
+
+  const uint32_t count = config_.effectiveWorkers();
+  workers_.resize(count);
+  LOG_INFO("poolgate %s starting %u worker(s), accept_mode %s", POOLGATE_VERSION, count,
+           toString(config_.accept_mode));
+  for (uint32_t i = 0; i < count; ++i) spawn(i);
+  loop_.run();
+  LOG_INFO("exiting");
+  return 0;
+}
+
+void Master::spawn(uint32_t number) {
+  WorkerProcess& worker = workers_[number];
+  size_t slot = kMaxWorkerSlots;
+  for (size_t i = 0; i < kMaxWorkerSlots; ++i) {
+    if (segment_->workers[i].state.load(std::memory_order_relaxed) == static_cast<uint32_t>(SlotState::kFree)) {
+      slot = i;
+      break;
+    }
+  }
+  if (slot == kMaxWorkerSlots) {
+    LOG_ERROR("no free stats slot for worker %u", number);
+    return;
+  }
+  WorkerSlot* entry = new (&segment_->workers[slot]) WorkerSlot();
+  entry->state.store(static_cast<uint32_t>(SlotState::kStarting), std::memory_order_relaxed);
+  entry->slot.store(number, std::memory_order_relaxed);
+  entry->generation.store(generation_, std::memory_order_relaxed);
+
+  pid_t pid = fork();
+  if (pid < 0) {
+    LOG_ERROR("fork: %s", strerror(errno));
+    entry->state.store(static_cast<uint32_t>(SlotState::kFree), std::memory_order_relaxed);
+    return;
+  }
+  if (pid == 0) runWorker(number, slot);
+  entry->pid.store(pid, std::memory_order_relaxed);
+  worker.pid = pid;
+  worker.slot = slot;
+  worker.started_ms = loop_.now();
+  LOG_INFO("worker %u started, pid %d", number, static_cast<int>(pid));
+}
+
+void Master::runWorker(uint32_t number, size_t slot) {
+  // In the child: leave the master's loop and signal descriptor alone.
+  pid_t master = getppid();
+  prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlive the master
+  if (getppid() != master) _exit(1);
+  loop_.closeAfterFork();
+  signal_fd_.reset();
+  char role[32];
+  snprintf(role, sizeof role, "worker %u", number);
+  Log::setRole(role);
+
+  std::vector<ListenSocket> sockets;
+  for (ListenerSockets& listener : listeners_) {
+    for (size_t i = 0; i < listener.fds.size(); ++i) {
+      if (i == number) {
+        sockets.push_back({listener.fds[i].release(), listener.kind, listener.tls});
+      } else {
+        listener.fds[i].reset();  // another worker's socket
+      }
+    }
+  }
+  int code;
+  {
+    Worker worker(config_, *segment_, slot, number, generation_, std::move(sockets));
+    code = worker.run();
+  }
+  _exit(code);
+}
+
+void Master::onIoEvent(uint32_t) noexcept {
+  signalfd_siginfo info;
+  while (::read(signal_fd_.get(), &info, sizeof info) == static_cast<ssize_t>(sizeof info)) {
+    switch (info.ssi_signo) {
+      case SIGCHLD:
+        reapChildren();
+        break;
+      case SIGTERM:
+      case SIGINT:
+        LOG_INFO("signal %d: fast stop", info.ssi_signo);
+        beginStop(false);
+        break;
+      case SIGQUIT:
+        LOG_INFO("SIGQUIT: graceful stop");
+        beginStop(true);
+        break;
+      case SIGUSR1:
+        Log::reopen();
+        signalWorkers(SIGUSR1);
+        break;
+      case SIGHUP:
+        LOG_WARN("SIGHUP: reload is not implemented yet; configuration unchanged");
+        break;
+      case SIGUSR2:
+        LOG_WARN("SIGUSR2: binary upgrade is not implemented yet");
+        break;
+      default:
+        break;
+    }
+  }
+}
+
+void Master::reapChildren() {
+  for (;;) {
+    int status = 0;
+    pid_t pid = waitpid(-1, &status, WNOHANG);
+    if (pid <= 0) break;
+    for (uint32_t number = 0; number < workers_.size(); ++number) {
+      if (workers_[number].pid == pid) {
+        onWorkerExit(number, status);
+        break;
+      }
+    }
+  }
+  if (stopping_ && liveWorkers() == 0) loop_.stop();
+}
+
+void Master::onWorkerExit(uint32_t number, int status) {
+  WorkerProcess& worker = workers_[number];
+  WorkerSlot& entry = segment_->workers[worker.slot];
+  entry.state.store(static_cast<uint32_t>(SlotState::kFree), std::memory_order_relaxed);
+  entry.pid.store(0, std::memory_order_relaxed);
+  if (WIFSIGNALED(status)) {
+    LOG_WARN("worker %u (pid %d) killed by signal %d", number, static_cast<int>(worker.pid), WTERMSIG(status));
+  } else if (!stopping_ || WEXITSTATUS(status) != 0) {
+    LOG_INFO("worker %u (pid %d) exited with status %d", number, static_cast<int>(worker.pid),
+             WEXITSTATUS(status));
+  }
+  worker.pid = 0;
+  if (stopping_) return;
+
+  // Replace it at once, unless it keeps dying right after start.
+  bool quick = loop_.now() - worker.started_ms < kQuickDeathMs;
+  worker.quick_deaths = quick ? worker.quick_deaths + 1 : 0;
+  if (worker.quick_deaths <= 1) {
+    spawn(number);
+    return;
+  }
+  uint64_t delay = kFirstBackoffMs << std::min<uint32_t>(worker.quick_deaths - 2, 10);
+  delay = std::min(delay, kMaxBackoffMs);
+  LOG_WARN("worker %u keeps dying; restarting in %llu ms", number, static_cast<unsigned long long>(delay));
+  if (!worker.restart) worker.restart = std::make_unique<Timer>(loop_.timers(), [this, number] {
+    if (!stopping_ && workers_[number].pid == 0) spawn(number);
+  });
+  worker.restart->arm(delay);
+}
+
+void Master::beginStop(bool graceful) {
+  if (stopping_ && graceful) return;
+  stopping_ = true;
+  listeners_.clear();  // new connections are refused, not queued for nobody
+  for (WorkerProcess& worker : workers_) {
+    if (worker.restart) worker.restart->cancel();
+  }
+  signalWorkers(graceful ? SIGQUIT : SIGTERM);
+  double grace = graceful ? config_.shutdown_timeout + 1.0 : kFastStopGrace;
+  stop_deadline_ = std::make_unique<Timer>(loop_.timers(), [this] {
+    LOG_WARN("workers still running after the stop deadline: SIGKILL");
+    signalWorkers(SIGKILL);
+  });
+  stop_deadline_->arm(secondsToMs(grace));
+  if (liveWorkers() == 0) loop_.stop();
+}
+
+void Master::signalWorkers(int sig) {
+  for (const WorkerProcess& worker : workers_) {
+    if (worker.pid > 0) kill(worker.pid, sig);
+  }
+}
+
+size_t Master::liveWorkers() const {
+  return static_cast<size_t>(std::count_if(workers_.begin(), workers_.end(),
+                                           [](const WorkerProcess& w) { return w.pid > 0; }));
+}
+
+void Master::writePidFile() {
+  if (config_.pid_file.empty()) return;
+  FILE* file = fopen(config_.pid_file.c_str(), "w");
+  if (file == nullptr) {
+    LOG_ERROR("pid_file %s: %s", config_.pid_file.c_str(), strerror(errno));
+    return;
+  }
+  fprintf(file, "%d\n", static_cast<int>(getpid()));
+  fclose(file);
+  pid_file_written_ = true;
+}
+
+void Master::removePidFile() {
+  if (pid_file_written_) unlink(config_.pid_file.c_str());
+  pid_file_written_ = false;
+}
+
+}  // namespace poolgate

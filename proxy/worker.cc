@@ -1,1 +1,182 @@
-// placeholder
+#include "proxy/worker.h"
+
+#include <signal.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <cstdio>
+
+#include "core/clock.h"
+#include "core/log.h"
+#include "proxy/client_connection.h"
+#include "proxy/listener.h"
+
+namespace poolgate {
+
+namespace {
+
+void copyName(char (&dest)[kNameBytes], const std::string& name) {
+  snprintf(dest, sizeof dest, "%s", name.c_str());
+}
+
+bool hostMatches(std::string_view pattern, std::string_view host) {
+  if (pattern == "*") return true;
+  if (pattern.size() > 2 && pattern.substr(0, 2) == "*.") {
+    std::string_view suffix = pattern.substr(1);  // ".example.com"
+    if (host.size() <= suffix.size()) return false;
+    std::string_view tail = host.substr(host.size() - suffix.size());
+    std::string_view label = host.substr(0, host.size() - suffix.size());
+    return equalsIgnoreCase(tail, suffix) && label.find('.') == std::string_view::npos;
+  }
+  return equalsIgnoreCase(pattern, host);
+}
+
+}  // namespace
+
+Worker::Worker(const Config& config, StatsSegment& segment, size_t slot_index, uint32_t worker_number,
+               uint64_t generation, std::vector<ListenSocket> sockets)
+    : config_(config),
+      segment_(segment),
+      slot_(segment.workers[slot_index]),
+      drain_deadline_(loop_.timers(), [this] {
+        LOG_WARN("shutdown_timeout reached with %zu client(s) left; exiting", clients_.size());
+        loop_.stop();
+      }) {
+  slot_.pid.store(getpid(), std::memory_order_relaxed);
+  slot_.slot.store(worker_number, std::memory_order_relaxed);
+  slot_.generation.store(generation, std::memory_order_relaxed);
+  slot_.started_ms.store(realtimeMs(), std::memory_order_relaxed);
+
+  // Describe our upstreams and servers in the slot, then build the groups
+  // whose pools count into it.
+  size_t server_index = 0;
+  size_t upstream_count = std::min(config.upstreams.size(), kMaxUpstreams);
+  for (size_t u = 0; u < upstream_count; ++u) {
+    const UpstreamConfig& upstream = config.upstreams[u];
+    copyName(slot_.upstreams[u].name, upstream.name);
+    slot_.upstreams[u].max_idle = upstream.pool.max_idle;
+    std::vector<ServerCounters*> counters;
+    std::vector<std::atomic<uint32_t>*> healthy;
+    for (const ServerConfig& server : upstream.servers) {
+      ServerSlot& entry = slot_.servers[server_index < kMaxServers ? server_index : kMaxServers - 1];
+      if (server_index < kMaxServers) {
+        copyName(entry.address, server.address.text);
+        entry.upstream = static_cast<uint32_t>(u);
+      }
+      counters.push_back(&entry.counters);
+      healthy.push_back(&entry.healthy);
+      ++server_index;
+    }
+    upstreams_.push_back(std::make_unique<UpstreamGroup>(upstream, loop_.timers(), counters.data(), healthy.data()));
+  }
+  if (server_index > kMaxServers) LOG_WARN("more than %zu servers: stats show the first ones", kMaxServers);
+  slot_.upstream_count.store(static_cast<uint32_t>(upstream_count), std::memory_order_relaxed);
+  slot_.server_count.store(static_cast<uint32_t>(std::min(server_index, kMaxServers)), std::memory_order_relaxed);
+
+  for (const ListenSocket& socket : sockets) listeners_.push_back(std::make_unique<Listener>(*this, socket));
+  setupSignals();
+}
+
+Worker::~Worker() {
+  // Clients first: they may hold upstream connections that count into pools.
+  while (!clients_.empty()) clients_.back()->close();
+  for (auto& group : upstreams_) group->closeIdle();
+  listeners_.clear();
+  loop_.runOnce(0);  // run deferred deletions
+}
+
+void Worker::setupSignals() {
+  sigset_t set;
+  sigemptyset(&set);
+  for (int sig : {SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2}) sigaddset(&set, sig);
+  sigprocmask(SIG_BLOCK, &set, nullptr);
+  signal_fd_.reset(signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC));
+  if (signal_fd_) loop_.add(signal_fd_.get(), EPOLLIN, this);
+}
+
+int Worker::run() {
+  for (auto& listener : listeners_) listener->resume();
+  slot_.state.store(static_cast<uint32_t>(SlotState::kRunning), std::memory_order_release);
+  LOG_DEBUG("worker %u running", slot_.slot.load(std::memory_order_relaxed));
+  loop_.run();
+  return exit_code_;
+}
+
+void Worker::onIoEvent(uint32_t) noexcept {
+  signalfd_siginfo info;
+  while (::read(signal_fd_.get(), &info, sizeof info) == static_cast<ssize_t>(sizeof info)) {
+    switch (info.ssi_signo) {
+      case SIGTERM:
+      case SIGINT:
+        loop_.stop();
+        break;
+      case SIGQUIT:
+        beginDrain();
+        break;
+      case SIGUSR1:
+        Log::reopen();
+        break;
+      default:
+        break;  // SIGHUP, SIGUSR2: the master's business
+    }
+  }
+}
+
+const RouteConfig* Worker::route(std::string_view host, std::string_view path) const {
+  const RouteConfig* best = nullptr;
+  for (const RouteConfig& route : config_.routes) {
+    if (!hostMatches(route.host, host)) continue;
+    if (path.substr(0, route.prefix.size()) != route.prefix) continue;
+    if (best == nullptr || route.prefix.size() > best->prefix.size()) best = &route;
+  }
+  return best;
+}
+
+void Worker::onClientOpened(ClientConnection& client) {
+  client.worker_index = clients_.size();
+  clients_.push_back(&client);
+  if (clients_.size() >= config_.worker_connections) {
+    for (auto& listener : listeners_) {
+      if (listener->kind() == ListenerKind::kProxy) listener->pause();
+    }
+  }
+}
+
+void Worker::onClientClosed(ClientConnection& client) {
+  size_t index = client.worker_index;
+  if (index < clients_.size() && clients_[index] == &client) {
+    clients_[index] = clients_.back();
+    clients_[index]->worker_index = index;
+    clients_.pop_back();
+  }
+  if (draining_) {
+    checkDrained();
+  } else if (clients_.size() + 1 == config_.worker_connections) {
+    for (auto& listener : listeners_) listener->resume();
+  }
+}
+
+void Worker::onRequestDone() {
+  ServerCounters::add(slot_.requests);
+}
+
+void Worker::beginDrain() {
+  if (draining_) return;
+  draining_ = true;
+  slot_.state.store(static_cast<uint32_t>(SlotState::kDraining), std::memory_order_relaxed);
+  LOG_INFO("draining: %zu client(s) open", clients_.size());
+  for (auto& listener : listeners_) listener->stop();
+  // Close idle keep-alive clients now; busy ones close after their response.
+  for (size_t i = clients_.size(); i-- > 0;) {
+    if (i < clients_.size()) clients_[i]->drain();
+  }
+  drain_deadline_.arm(secondsToMs(config_.shutdown_timeout));
+  checkDrained();
+}
+
+void Worker::checkDrained() {
+  if (draining_ && clients_.empty()) loop_.stop();
+}
+
+}  // namespace poolgate

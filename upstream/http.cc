@@ -1,1 +1,220 @@
-// placeholder
+#include "upstream/http.h"
+
+#include <strings.h>
+
+namespace poolgate {
+
+HttpParser::HttpParser(llhttp_type_t type, HttpHandler& handler, uint32_t max_headers)
+    : type_(type), handler_(handler), max_headers_(max_headers) {
+  head_.headers.reserve(max_headers < 32 ? max_headers : 32);
+  reset();
+}
+
+void HttpParser::reset() {
+  llhttp_init(&parser_, type_, settings());
+  parser_.data = this;
+  head_.method = head_.target = head_.status_text = Slice{};
+  head_.headers.clear();  // keeps its capacity: no allocation per message
+  head_.start_offset = 0;
+  head_.header_overflow = false;
+  stage_ = HeadStage::kIdle;
+  in_value_ = false;
+}
+
+const llhttp_settings_t* HttpParser::settings() {
+  static const llhttp_settings_t kSettings = [] {
+    llhttp_settings_t s;
+    llhttp_settings_init(&s);
+    s.on_message_begin = onMessageBegin;
+    s.on_method = onMethod;
+    s.on_url = onUrl;
+    s.on_status = onStatus;
+    s.on_header_field = onHeaderField;
+    s.on_header_value = onHeaderValue;
+    s.on_header_value_complete = onHeaderValueComplete;
+    s.on_headers_complete = onHeadersCompleteCb;
+    s.on_body = onBodyCb;
+    s.on_chunk_header = onChunkHeaderCb;
+    s.on_chunk_complete = onChunkCompleteCb;
+    s.on_message_complete = onMessageCompleteCb;
+    return s;
+  }();
+  return &kSettings;
+}
+
+llhttp_errno_t HttpParser::execute(const char* base, const char* at, size_t length,
+                                   size_t* consumed) {
+  base_ = base;
+  llhttp_errno_t err = llhttp_execute(&parser_, at, length);
+  if (err == HPE_OK) {
+    *consumed = length;
+  } else {
+    const char* pos = llhttp_get_error_pos(&parser_);
+    *consumed = pos != nullptr && pos >= at && pos <= at + length ? static_cast<size_t>(pos - at) : 0;
+  }
+  return err;
+}
+
+llhttp_errno_t HttpParser::finish() { return llhttp_finish(&parser_); }
+
+void HttpParser::extend(Slice& slice, const char* at, size_t length) {
+  uint32_t offset = static_cast<uint32_t>(at - base_);
+  if (slice.length == 0) slice.offset = offset;
+  slice.length += static_cast<uint32_t>(length);
+}
+
+int HttpParser::onMessageBegin(llhttp_t* p) {
+  HttpParser& s = self(p);
+  s.head_.method = s.head_.target = s.head_.status_text = Slice{};
+  s.head_.headers.clear();
+  s.head_.header_overflow = false;
+  s.stage_ = HeadStage::kStartLine;
+  s.in_value_ = false;
+  return 0;
+}
+
+int HttpParser::onMethod(llhttp_t* p, const char* at, size_t length) {
+  HttpParser& s = self(p);
+  if (s.head_.method.empty()) s.head_.start_offset = static_cast<uint32_t>(at - s.base_);
+  s.extend(s.head_.method, at, length);
+  return 0;
+}
+
+int HttpParser::onUrl(llhttp_t* p, const char* at, size_t length) {
+  self(p).extend(self(p).head_.target, at, length);
+  return 0;
+}
+
+int HttpParser::onStatus(llhttp_t* p, const char* at, size_t length) {
+  self(p).extend(self(p).head_.status_text, at, length);
+  return 0;
+}
+
+int HttpParser::onHeaderField(llhttp_t* p, const char* at, size_t length) {
+  HttpParser& s = self(p);
+  s.stage_ = HeadStage::kHeaders;
+  if (s.in_value_ || s.head_.headers.empty()) {
+    if (s.head_.headers.size() >= s.max_headers_) {
+      s.head_.header_overflow = true;
+      llhttp_set_error_reason(p, "too many headers");
+      return HPE_USER;
+    }
+    s.head_.headers.emplace_back();
+    s.in_value_ = false;
+  }
+  s.extend(s.head_.headers.back().name, at, length);
+  return 0;
+}
+
+int HttpParser::onHeaderValue(llhttp_t* p, const char* at, size_t length) {
+  HttpParser& s = self(p);
+  s.in_value_ = true;
+  s.extend(s.head_.headers.back().value, at, length);
+  return 0;
+}
+
+int HttpParser::onHeaderValueComplete(llhttp_t* p) {
+  // An empty value produces no on_header_value call: mark the pair as done so
+  // the next field starts a new header.
+  self(p).in_value_ = true;
+  return 0;
+}
+
+int HttpParser::onHeadersCompleteCb(llhttp_t* p) {
+  HttpParser& s = self(p);
+  s.stage_ = HeadStage::kBody;
+  int result = s.handler_.onHeadersComplete();
+  if (result == 0 && s.no_body_expected_) return 1;
+  return result;
+}
+
+int HttpParser::onBodyCb(llhttp_t* p, const char* at, size_t length) {
+  return self(p).handler_.onBody(at, length);
+}
+
+int HttpParser::onChunkHeaderCb(llhttp_t* p) {
+  return self(p).handler_.onChunkHeader(p->content_length);
+}
+
+int HttpParser::onChunkCompleteCb(llhttp_t* p) { return self(p).handler_.onChunkComplete(); }
+
+int HttpParser::onMessageCompleteCb(llhttp_t* p) {
+  HttpParser& s = self(p);
+  s.stage_ = HeadStage::kIdle;
+  return s.handler_.onMessageComplete();
+}
+
+// ---- Header rules -------------------------------------------------------
+
+bool equalsIgnoreCase(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && strncasecmp(a.data(), b.data(), a.size()) == 0;
+}
+
+namespace {
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+}  // namespace
+
+bool containsTokenIgnoreCase(std::string_view list, std::string_view token) {
+  while (!list.empty()) {
+    size_t comma = list.find(',');
+    std::string_view item = trim(list.substr(0, comma));
+    if (equalsIgnoreCase(item, token)) return true;
+    if (comma == std::string_view::npos) break;
+    list.remove_prefix(comma + 1);
+  }
+  return false;
+}
+
+bool isHopByHop(std::string_view name) {
+  static constexpr std::string_view kNames[] = {
+      "connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade"};
+  for (std::string_view hop : kNames) {
+    if (equalsIgnoreCase(name, hop)) return true;
+  }
+  return false;
+}
+
+bool listedInConnection(const HttpHead& head, const char* base, std::string_view name) {
+  for (const HeaderSlice& h : head.headers) {
+    if (equalsIgnoreCase(h.name.view(base), "connection") &&
+        containsTokenIgnoreCase(h.value.view(base), name)) {
+      return true;
+    }
+  }
+  return false;
+}
+
+std::string_view findHeader(const HttpHead& head, const char* base, std::string_view name) {
+  for (const HeaderSlice& h : head.headers) {
+    if (equalsIgnoreCase(h.name.view(base), name)) return h.value.view(base);
+  }
+  return {};
+}
+
+std::string_view reasonPhrase(int status) {
+  switch (status) {
+    case 100: return "Continue";
+    case 200: return "OK";
+    case 204: return "No Content";
+    case 304: return "Not Modified";
+    case 400: return "Bad Request";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    default: return "Unknown";
+  }
+}
+
+}  // namespace poolgate

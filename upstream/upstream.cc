@@ -1,1 +1,68 @@
-// placeholder
+#include "upstream/upstream.h"
+
+#include "core/clock.h"
+#include "core/log.h"
+
+namespace poolgate {
+
+Server::Server(const ServerConfig& config, const PoolConfig& pool_config, const HealthConfig& health,
+               TimerQueue& timers, ServerCounters& counters, std::atomic<uint32_t>& healthy)
+    : config_(config),
+      health_(health),
+      pool_(timers, pool_config, counters),
+      counters_(counters),
+      healthy_(healthy) {
+  resolved_ = makeSocketAddress(config.address.host, config.address.port, &address_);
+  healthy_.store(1, std::memory_order_relaxed);
+}
+
+void Server::noteFailure(uint64_t now_ms, bool only_server) {
+  // Like nginx, a lone server is never taken out: there is nothing to fail over to.
+  if (only_server || health_.max_fails == 0) return;
+  uint64_t window = secondsToMs(health_.fail_timeout);
+  if (fails_ == 0 || now_ms - first_fail_ms_ > window) {
+    fails_ = 0;
+    first_fail_ms_ = now_ms;
+  }
+  if (++fails_ >= health_.max_fails) {
+    down_until_ms_ = now_ms + window;
+    fails_ = 0;
+    healthy_.store(0, std::memory_order_relaxed);
+    LOG_WARN("upstream server %s marked down for %.1fs", name().c_str(), health_.fail_timeout);
+  }
+}
+
+void Server::noteSuccess() {
+  fails_ = 0;
+  if (healthy_.load(std::memory_order_relaxed) == 0) healthy_.store(1, std::memory_order_relaxed);
+}
+
+UpstreamGroup::UpstreamGroup(const UpstreamConfig& config, TimerQueue& timers,
+                             ServerCounters* const* counters, std::atomic<uint32_t>* const* healthy)
+    : config_(config) {
+  servers_.reserve(config.servers.size());
+  for (size_t i = 0; i < config.servers.size(); ++i) {
+    servers_.push_back(std::make_unique<Server>(config.servers[i], config.pool, config.health, timers,
+                                                *counters[i], *healthy[i]));
+  }
+}
+
+int UpstreamGroup::pick(const TriedSet& tried, uint64_t now_ms) {
+  int best = -1;
+  int64_t total = 0;
+  for (size_t i = 0; i < servers_.size(); ++i) {
+    Server& s = *servers_[i];
+    if (tried.contains(i) || !s.resolved() || !s.available(now_ms)) continue;
+    s.current_weight += s.weight();
+    total += s.weight();
+    if (best < 0 || s.current_weight > servers_[best]->current_weight) best = static_cast<int>(i);
+  }
+  if (best >= 0) servers_[best]->current_weight -= total;
+  return best;
+}
+
+void UpstreamGroup::closeIdle() {
+  for (auto& s : servers_) s->pool().closeIdle();
+}
+
+}  // namespace poolgate

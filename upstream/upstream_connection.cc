@@ -1,1 +1,358 @@
-// placeholder
+#include "upstream/upstream_connection.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "core/clock.h"
+#include "core/log.h"
+#include "core/socket.h"
+#include "upstream/upstream.h"
+
+namespace poolgate {
+
+namespace {
+constexpr uint32_t kEvents = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+constexpr size_t kMaxResponseHead = 64 * 1024;
+constexpr size_t kMaxReplayBytes = 64 * 1024;  // request bytes kept for a retry
+constexpr uint32_t kMaxResponseHeaders = 256;
+}  // namespace
+
+const char* toString(UpstreamError error) {
+  switch (error) {
+    case UpstreamError::kNone: return "none";
+    case UpstreamError::kConnectFailed: return "connect_failed";
+    case UpstreamError::kConnectTimeout: return "connect_timeout";
+    case UpstreamError::kSendFailed: return "send_failed";
+    case UpstreamError::kSendTimeout: return "send_timeout";
+    case UpstreamError::kReadTimeout: return "read_timeout";
+    case UpstreamError::kClosedEarly: return "closed_early";
+    case UpstreamError::kTruncated: return "truncated";
+    case UpstreamError::kBadResponse: return "bad_response";
+  }
+  return "unknown";
+}
+
+UpstreamConnection::UpstreamConnection(EventLoop& loop, BufferPool& buffers, Server& server,
+                                       const TimeoutsConfig& timeouts, Fd fd)
+    : PoolMember(loop.now()),
+      loop_(loop),
+      server_(server),
+      timeouts_(timeouts),
+      fd_(std::move(fd)),
+      timer_(loop.timers(), [this] { onTimer(); }),
+      in_(buffers),
+      out_(buffers),
+      parser_(HTTP_RESPONSE, *this, kMaxResponseHeaders) {}
+
+UpstreamConnection* UpstreamConnection::open(EventLoop& loop, BufferPool& buffers, Server& server,
+                                             const TimeoutsConfig& timeouts, UpstreamUser& user,
+                                             int* error) {
+  Fd fd = startConnect(server.address(), error);
+  if (!fd) {
+    server.pool().noteFailed();
+    return nullptr;
+  }
+  auto* conn = new UpstreamConnection(loop, buffers, server, timeouts, std::move(fd));
+  if (!loop.add(conn->fd_.get(), kEvents, conn)) {
+    *error = errno;
+    server.pool().noteFailed();
+    delete conn;
+    return nullptr;
+  }
+  server.pool().noteConnecting();
+  conn->user_ = &user;
+  conn->timer_.arm(secondsToMs(timeouts.upstream_connect));
+  return conn;
+}
+
+void UpstreamConnection::attach(UpstreamUser& user) {
+  user_ = &user;
+  state_ = State::kActive;
+  reused_ = true;
+}
+
+void UpstreamConnection::beginRequest(bool head_request) {
+  parser_.reset();
+  parser_.setNoBodyExpected(head_request);
+  parsed_ = 0;
+  sent_ = 0;
+  replayable_ = true;
+  status_ = 0;
+  error_ = UpstreamError::kNone;
+  response_started_ = response_complete_ = needs_eof_ = false;
+  ++requests_served_;
+  ServerCounters::add(server_.counters().requests_total);
+  if (reused_) server_.pool().noteReused();
+}
+
+void UpstreamConnection::onIoEvent(uint32_t events) noexcept {
+  switch (state_) {
+    case State::kConnecting:
+      if (events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) onConnectDone();
+      return;
+    case State::kIdle:
+      // Readable, hung up or in error while idle: EOF or bytes nobody asked for.
+      if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
+        ServerCounters::add(server_.counters().closed_idle_total);
+        close();
+      }
+      return;
+    case State::kActive:
+      if (events & EPOLLOUT) {
+        writable_ = true;
+        flush();
+      }
+      if (state_ == State::kActive && (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))) {
+        readable_ = true;
+        readResponse();
+      }
+      return;
+    case State::kClosed:
+      return;
+  }
+}
+
+void UpstreamConnection::onConnectDone() {
+  int error = socketError(fd_.get());
+  if (error != 0) {
+    LOG_DEBUG("connect to %s: %s", server_.name().c_str(), strerror(error));
+    fail(UpstreamError::kConnectFailed);
+    return;
+  }
+  state_ = State::kActive;
+  writable_ = true;
+  server_.pool().noteConnected();
+  timer_.cancel();
+  user_->onUpstreamConnected();
+}
+
+void UpstreamConnection::flush() {
+  if (state_ != State::kActive) return;
+  while (writable_ && sent_ < out_.size()) {
+    ssize_t n = ::send(fd_.get(), out_.data() + sent_, out_.size() - sent_, MSG_NOSIGNAL);
+    if (n > 0) {
+      sent_ += static_cast<size_t>(n);
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      writable_ = false;
+      break;
+    }
+    fail(response_started_ ? UpstreamError::kTruncated : UpstreamError::kSendFailed);
+    return;
+  }
+  // Keep what was sent while it may have to be replayed on a new connection.
+  if (replayable_ && (response_started_ || out_.size() > kMaxReplayBytes)) replayable_ = false;
+  if (!replayable_ && sent_ > 0) {
+    out_.consume(sent_);
+    sent_ = 0;
+  }
+  armActivityTimer();
+  if (sent_ == out_.size()) {
+    if (!replayable_) out_.releaseIfEmpty();
+    user_->onUpstreamDrained();
+  }
+}
+
+bool UpstreamConnection::takeReplay(Buffer& into) {
+  if (!replayable_) return false;
+  into.append(out_.data(), out_.size());
+  out_.clear();
+  sent_ = 0;
+  return true;
+}
+
+void UpstreamConnection::pauseReading(bool paused) {
+  if (paused_ == paused) return;
+  paused_ = paused;
+  if (state_ != State::kActive) return;
+  if (paused) {
+    timer_.cancel();  // the client is slow, not the upstream
+  } else {
+    armActivityTimer();
+    readResponse();
+  }
+}
+
+void UpstreamConnection::armActivityTimer() {
+  if (state_ != State::kActive || response_complete_) return;
+  if (pendingOutput() > 0) {
+    timer_.arm(secondsToMs(timeouts_.upstream_send));
+  } else if (!paused_) {
+    timer_.arm(secondsToMs(timeouts_.upstream_read));
+  }
+}
+
+void UpstreamConnection::onTimer() {
+  switch (state_) {
+    case State::kConnecting:
+      fail(UpstreamError::kConnectTimeout);
+      return;
+    case State::kActive:
+      fail(pendingOutput() > 0 ? UpstreamError::kSendTimeout : UpstreamError::kReadTimeout);
+      return;
+    default:
+      return;
+  }
+}
+
+void UpstreamConnection::readResponse() {
+  while (readable_ && !paused_ && state_ == State::kActive && !response_complete_) {
+    bool mid_head = parser_.stage() == HeadStage::kStartLine || parser_.stage() == HeadStage::kHeaders;
+    if (!in_.ensureWritable(4096, kMaxResponseHead, !mid_head)) {
+      LOG_WARN("upstream %s: response head larger than %zu bytes", server_.name().c_str(),
+               kMaxResponseHead);
+      fail(UpstreamError::kBadResponse);
+      return;
+    }
+    ssize_t n = ::recv(fd_.get(), in_.writePtr(), in_.writable(), 0);
+    if (n > 0) {
+      in_.commit(static_cast<size_t>(n));
+      response_started_ = true;
+      if (replayable_) {
+        replayable_ = false;
+        if (sent_ > 0) out_.consume(sent_);
+        sent_ = 0;
+      }
+      armActivityTimer();
+      parseInput();
+      continue;
+    }
+    if (n == 0) {
+      onEof();
+      return;
+    }
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      readable_ = false;
+      break;
+    }
+    fail(response_started_ ? UpstreamError::kTruncated : UpstreamError::kClosedEarly);
+    return;
+  }
+  if (state_ == State::kActive && in_.empty()) in_.releaseIfEmpty();
+}
+
+void UpstreamConnection::parseInput() {
+  size_t consumed = 0;
+  llhttp_errno_t err =
+      parser_.execute(in_.base(), in_.data() + parsed_, in_.size() - parsed_, &consumed);
+  if (state_ != State::kActive) return;  // the user closed us from a callback
+  if (err == HPE_OK) {
+    bool mid_head = parser_.stage() == HeadStage::kStartLine || parser_.stage() == HeadStage::kHeaders;
+    if (mid_head) {
+      parsed_ = in_.size();  // keep the head's bytes: its slices point into them
+    } else {
+      in_.consume(in_.size());
+      parsed_ = 0;
+    }
+    return;
+  }
+  if (err == HPE_PAUSED && response_complete_) {
+    in_.consume(parsed_ + consumed);  // anything left is unsolicited
+    parsed_ = 0;
+    user_->onUpstreamComplete();
+    return;
+  }
+  LOG_WARN("upstream %s: bad response: %s (%s)", server_.name().c_str(), llhttp_errno_name(err),
+           parser_.errorReason() ? parser_.errorReason() : "");
+  fail(UpstreamError::kBadResponse);
+}
+
+void UpstreamConnection::onEof() {
+  readable_ = false;
+  if (!response_started_) {
+    fail(UpstreamError::kClosedEarly);
+    return;
+  }
+  if (parser_.stage() == HeadStage::kBody && llhttp_message_needs_eof(&parser_.raw())) {
+    needs_eof_ = true;
+    llhttp_errno_t err = parser_.finish();
+    if (state_ != State::kActive) return;
+    if (err == HPE_OK && response_complete_) {
+      user_->onUpstreamComplete();
+      return;
+    }
+  }
+  fail(UpstreamError::kTruncated);
+}
+
+int UpstreamConnection::onHeadersComplete() {
+  status_ = parser_.raw().status_code;
+  if (status_ >= 200 || status_ == 101) needs_eof_ = llhttp_message_needs_eof(&parser_.raw()) != 0;
+  return user_->onUpstreamHead(parser_, in_.base()) == 0 ? 0 : -1;
+}
+
+int UpstreamConnection::onBody(const char* at, size_t length) {
+  user_->onUpstreamBody(at, length);
+  return state_ == State::kActive ? 0 : -1;
+}
+
+int UpstreamConnection::onMessageComplete() {
+  if (status_ < 200 && status_ != 101) return 0;  // interim 1xx: the final response follows
+  response_complete_ = true;
+  timer_.cancel();
+  return HPE_PAUSED;
+}
+
+void UpstreamConnection::fail(UpstreamError error) {
+  if (state_ == State::kClosed) return;
+  error_ = error;
+  bool stale = reused_ && !response_started_ &&
+               (error == UpstreamError::kClosedEarly || error == UpstreamError::kSendFailed);
+  // A pooled connection the server closed meanwhile is not a server failure.
+  if (!stale) server_.pool().noteFailed();
+  UpstreamUser* user = user_;
+  close();
+  if (user != nullptr) user->onUpstreamError(error);
+}
+
+void UpstreamConnection::release(bool request_complete, bool exiting) {
+  if (state_ != State::kActive) return;
+  ReuseFacts facts;
+  facts.error = error_ != UpstreamError::kNone;
+  facts.response_complete = response_complete_;
+  facts.length_delimited = !needs_eof_;
+  facts.upstream_keep_alive = parser_.keepAlive();
+  facts.request_sent = request_complete && pendingOutput() == 0;
+  facts.unread_bytes = !in_.empty();
+  facts.exiting = exiting;
+  facts.requests_served = requests_served_;
+  facts.age_ms = loop_.now() - createdMs();
+  NoReuse verdict = reuseVerdict(facts, server_.pool().config());
+  user_ = nullptr;
+  if (server_.pool().checkin(*this, verdict)) {
+    state_ = State::kIdle;
+    timer_.cancel();
+    paused_ = false;
+    out_.clear();
+    sent_ = 0;
+    in_.releaseIfEmpty();
+    out_.releaseIfEmpty();
+    return;
+  }
+  close();
+}
+
+bool UpstreamConnection::probeIdle() noexcept {
+  char byte;
+  ssize_t n = ::recv(fd_.get(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+  return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
+void UpstreamConnection::evictFromPool() noexcept { close(); }
+
+void UpstreamConnection::close() {
+  if (state_ == State::kClosed) return;
+  state_ = State::kClosed;
+  user_ = nullptr;
+  timer_.cancel();
+  loop_.remove(fd_.get());
+  fd_.reset();
+  server_.pool().noteClosed(*this);
+  loop_.deferDelete(static_cast<Deletable*>(this));
+}
+
+}  // namespace poolgate

@@ -1,0 +1,80 @@
+// EventLoop: one epoll instance, its timers, and deferred deletion.
+//
+// Connections register once, edge-triggered, for both directions and keep
+// their own "readable"/"writable" flags, so steady-state traffic costs no
+// epoll_ctl calls. An object that an event of the current batch may still
+// point at is never freed during the batch: owners hand it to deferDelete()
+// and the loop frees it after dispatching (h2o's run_pending, Envoy's
+// DeferredDeletable).
+#pragma once
+
+#include <sys/epoll.h>
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "core/fd.h"
+#include "core/timer.h"
+
+namespace poolgate {
+
+class IoHandler {
+ public:
+  virtual void onIoEvent(uint32_t events) noexcept = 0;
+
+ protected:
+  ~IoHandler() = default;
+};
+
+class Deletable {
+ public:
+  virtual ~Deletable() = default;
+};
+
+class EventLoop {
+ public:
+  EventLoop();
+  ~EventLoop();
+  EventLoop(const EventLoop&) = delete;
+  EventLoop& operator=(const EventLoop&) = delete;
+
+  bool valid() const { return static_cast<bool>(epoll_); }
+  // In a forked child that will not use this loop: drop the inherited epoll
+  // descriptor (the instance is shared with the parent).
+  void closeAfterFork() { epoll_.reset(); }
+
+  bool add(int fd, uint32_t events, IoHandler* handler);
+  bool modify(int fd, uint32_t events, IoHandler* handler);
+  void remove(int fd);
+
+  // Runs until stop(); returns after the batch in which stop() was called.
+  void run();
+  // One epoll_wait (at most timeout_ms, -1 = until an event or timer) and its
+  // dispatch. Used by run() and by tests.
+  void runOnce(int timeout_ms);
+  void stop() { running_ = false; }
+
+  uint64_t now() const { return timers_.now(); }
+  TimerQueue& timers() { return timers_; }
+
+  // Takes ownership; the object is destroyed after the current batch.
+  void deferDelete(Deletable* object);
+  template <typename T>
+  void deferDelete(std::unique_ptr<T> object) {
+    deferDelete(static_cast<Deletable*>(object.release()));
+  }
+
+ private:
+  void updateNow();
+  void runDeferred();
+
+  Fd epoll_;
+  TimerQueue timers_;
+  bool running_ = false;
+  std::vector<epoll_event> events_;
+  std::vector<Deletable*> deferred_;
+  std::vector<Deletable*> deleting_;
+};
+
+}  // namespace poolgate

@@ -1,0 +1,47 @@
+// Thin, non-blocking socket helpers over the BSD API.
+#pragma once
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <cstdint>
+#include <string>
+
+#include "core/fd.h"
+
+namespace poolgate {
+
+struct SocketAddress {
+  sockaddr_storage storage{};
+  socklen_t length = 0;
+
+  const sockaddr* get() const { return reinterpret_cast<const sockaddr*>(&storage); }
+  sockaddr* get() { return reinterpret_cast<sockaddr*>(&storage); }
+  int family() const { return storage.ss_family; }
+  uint16_t port() const;
+  void setPort(uint16_t port);
+  // "1.2.3.4:80" or "[::1]:80".
+  std::string toString() const;
+  // Just the IP, into a caller's buffer (at least INET6_ADDRSTRLEN bytes).
+  void ipString(char* out, size_t size) const;
+};
+
+// Numeric host (IPv4/IPv6 literal) and port to an address.
+bool makeSocketAddress(const std::string& host, uint16_t port, SocketAddress* out);
+
+// A bound, listening, non-blocking, close-on-exec socket.
+Fd openListener(const SocketAddress& address, int backlog, bool reuseport, std::string* why);
+
+// The address a socket is bound to.
+bool localAddress(int fd, SocketAddress* out);
+
+// Starts a non-blocking connect. Returns the socket (connected or in progress)
+// or an invalid Fd with *error set to errno.
+Fd startConnect(const SocketAddress& address, int* error);
+
+// SO_ERROR of a socket whose connect has completed (0 = connected).
+int socketError(int fd);
+
+void setNoDelay(int fd);
+
+}  // namespace poolgate

@@ -1,0 +1,130 @@
+// ClientConnection: one accepted client socket and the exchange it carries.
+//
+// Requests are parsed with llhttp (strict), one at a time: the parser pauses
+// at the end of each request, so pipelined requests wait in the read buffer
+// and responses leave in order. An exchange picks a route and a server,
+// borrows an upstream connection from the server's pool (or opens one),
+// streams the request to it and the response back, then returns the upstream
+// connection through the reuse checklist.
+#pragma once
+
+#include <cstdint>
+
+#include "core/buffer.h"
+#include "core/event_loop.h"
+#include "core/fd.h"
+#include "core/socket.h"
+#include "proxy/worker.h"
+#include "upstream/http.h"
+#include "upstream/upstream.h"
+#include "upstream/upstream_connection.h"
+
+namespace poolgate {
+
+class ClientConnection final : public IoHandler,
+                               public Deletable,
+                               private HttpHandler,
+                               private UpstreamUser {
+ public:
+  enum class State : uint8_t {
+    kIdle,      // keep-alive, waiting for the next request's first byte
+    kHead,      // reading a request head
+    kExchange,  // a request is being forwarded / answered
+    kClosing,   // flushing the last response, then close
+    kClosed,
+  };
+
+  ClientConnection(Worker& worker, Fd fd, const SocketAddress& peer, ListenerKind kind);
+  ~ClientConnection() override;
+
+  void start();
+  // The worker drains: close now if idle, else after the current response.
+  void drain();
+  void close();
+
+  State state() const { return state_; }
+  size_t worker_index = 0;  // position in Worker's client list
+
+  void onIoEvent(uint32_t events) noexcept override;
+
+ private:
+  enum class Framing : uint8_t { kNone, kLength, kChunked, kClose };
+
+  // Client side.
+  void readClient();
+  void parseClient();
+  bool checkHeadLimits();
+  void flushClient();
+  void armClientTimer();
+  void onClientTimer();
+  void setState(State state);
+  void finishExchange();
+
+  // Request handling (HttpHandler, request parser).
+  int onHeadersComplete() override;
+  int onBody(const char* at, size_t length) override;
+  int onChunkHeader(uint64_t size) override;
+  int onChunkComplete() override;
+  int onMessageComplete() override;
+
+  bool startExchange();
+  void handleAdmin();
+  void serializeRequestHead(Buffer& out);
+  void connectUpstream();
+  void useConnection(UpstreamConnection* conn);
+  bool requestPending() const;  // body bytes of the current request still to come
+  void releaseUpstream();
+  void respondError(int status, bool close_after);
+  void respond(int status, std::string_view content_type, std::string_view body, bool close_after);
+
+  // Upstream side (UpstreamUser).
+  void onUpstreamConnected() noexcept override;
+  void onUpstreamDrained() noexcept override;
+  int onUpstreamHead(const HttpParser& parser, const char* base) noexcept override;
+  void onUpstreamBody(const char* at, size_t length) noexcept override;
+  void onUpstreamComplete() noexcept override;
+  void onUpstreamError(UpstreamError error) noexcept override;
+  void writeResponseHead(const HttpParser& parser, const char* base);
+  void writeInterimResponse(const HttpParser& parser, const char* base);
+  bool retryAfter(UpstreamError error);
+
+  Worker& worker_;
+  const Config& config_;
+  Fd fd_;
+  SocketAddress peer_;
+  char peer_ip_[46] = {};
+  ListenerKind kind_;
+  State state_ = State::kIdle;
+  Timer timer_;
+  Buffer in_;
+  Buffer out_;
+  HttpParser parser_;
+  size_t parsed_ = 0;  // bytes of in_ already fed to the parser
+  bool readable_ = false;
+  bool writable_ = true;
+  bool counted_active_ = false;
+  bool first_request_ = true;
+  bool in_parser_ = false;       // inside llhttp_execute(): no re-entry
+  bool finish_pending_ = false;  // finishExchange() asked for while parsing
+
+  // The current exchange.
+  UpstreamGroup* group_ = nullptr;
+  int server_index_ = -1;
+  TriedSet tried_;
+  uint32_t attempts_ = 0;
+  bool stale_retried_ = false;
+  UpstreamConnection* upstream_ = nullptr;
+  bool head_request_ = false;
+  bool idempotent_ = false;
+  bool request_chunked_ = false;
+  bool request_complete_ = false;
+  bool body_started_ = false;
+  bool response_started_ = false;   // a response byte was queued for the client
+  bool response_complete_ = false;
+  bool keep_alive_ = false;
+  bool expect_continue_ = false;
+  Framing framing_ = Framing::kNone;
+  uint64_t body_bytes_ = 0;
+};
+
+}  // namespace poolgate

@@ -1,0 +1,30 @@
+// Listener: a listening socket inside a worker; accepts clients.
+#pragma once
+
+#include <cstdint>
+
+#include "core/event_loop.h"
+#include "proxy/worker.h"
+
+namespace poolgate {
+
+class Listener final : private IoHandler {
+ public:
+  Listener(Worker& worker, const ListenSocket& socket);
+  ~Listener();
+
+  // Start / stop taking new connections (worker_connections, draining).
+  void resume();
+  void pause();
+  void stop();  // for good: close this worker's copy of the socket
+  ListenerKind kind() const { return socket_.kind; }
+
+ private:
+  void onIoEvent(uint32_t events) noexcept override;
+
+  Worker& worker_;
+  ListenSocket socket_;
+  bool registered_ = false;
+};
+
+}  // namespace poolgate

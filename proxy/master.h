@@ -1,0 +1,75 @@
+// Master: owns the configuration, the listening sockets and the shared stats
+// segment; forks the workers, replaces those that die, and turns signals
+// into actions. It never touches a request.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "config/config.h"
+#include "core/event_loop.h"
+#include "core/fd.h"
+#include "proxy/stats_segment.h"
+#include "proxy/worker.h"
+
+namespace poolgate {
+
+class Master final : private IoHandler {
+ public:
+  Master(Config config, std::string config_path);
+  ~Master();
+
+  // Opens listeners, forks workers and supervises them until stopped.
+  // Returns the process exit code.
+  int run();
+
+ private:
+  // One configured listening address: a socket per worker in reuseport mode.
+  struct ListenerSockets {
+    std::string address;
+    ListenerKind kind = ListenerKind::kProxy;
+    bool tls = false;
+    std::vector<Fd> fds;  // index = worker number
+  };
+  // One worker number's process (replaced in place when it dies).
+  struct WorkerProcess {
+    pid_t pid = 0;
+    size_t slot = 0;  // index in the stats segment
+    uint64_t started_ms = 0;
+    uint32_t quick_deaths = 0;  // consecutive deaths soon after start
+    std::unique_ptr<Timer> restart;
+  };
+
+  bool mapSegment();
+  bool openListeners();
+  bool openListener(const std::string& address_text, const HostPort& address, int backlog,
+                    ListenerKind kind, bool tls);
+  void spawn(uint32_t number);
+  [[noreturn]] void runWorker(uint32_t number, size_t slot);
+  void onIoEvent(uint32_t events) noexcept override;  // signalfd
+  void reapChildren();
+  void onWorkerExit(uint32_t number, int status);
+  void beginStop(bool graceful);
+  void signalWorkers(int sig);
+  size_t liveWorkers() const;
+  void writePidFile();
+  void removePidFile();
+
+  Config config_;
+  std::string config_path_;
+  EventLoop loop_;
+  Fd signal_fd_;
+  StatsSegment* segment_ = nullptr;
+  std::vector<ListenerSockets> listeners_;
+  std::vector<WorkerProcess> workers_;
+  std::unique_ptr<Timer> stop_deadline_;
+  uint64_t generation_ = 1;
+  bool stopping_ = false;
+  bool pid_file_written_ = false;
+};
+
+}  // namespace poolgate

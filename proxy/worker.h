@@ -1,0 +1,80 @@
+// Worker: one process, one EventLoop. It accepts clients on the listening
+// sockets the master handed it, runs their exchanges, and keeps its own pool
+// of upstream connections per server. Nothing in here takes a lock.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string_view>
+#include <vector>
+
+#include "config/config.h"
+#include "core/buffer.h"
+#include "core/event_loop.h"
+#include "core/fd.h"
+#include "proxy/stats_segment.h"
+#include "upstream/upstream.h"
+
+namespace poolgate {
+
+class ClientConnection;
+class Listener;
+
+enum class ListenerKind : uint8_t { kProxy, kAdmin };
+
+// A listening socket as the master hands it to a worker.
+struct ListenSocket {
+  int fd = -1;  // owned by the master; the worker closes its copy on exit
+  ListenerKind kind = ListenerKind::kProxy;
+  bool tls = false;
+};
+
+class Worker final : private IoHandler {
+ public:
+  Worker(const Config& config, StatsSegment& segment, size_t slot_index, uint32_t worker_number,
+         uint64_t generation, std::vector<ListenSocket> sockets);
+  ~Worker();
+
+  // Runs the event loop until the worker is told to stop; returns the exit code.
+  int run();
+
+  EventLoop& loop() { return loop_; }
+  BufferPool& buffers() { return buffers_; }
+  const Config& config() const { return config_; }
+  WorkerSlot& stats() { return slot_; }
+  const StatsSegment& segment() const { return segment_; }
+  UpstreamGroup& upstream(size_t index) { return *upstreams_[index]; }
+  bool draining() const { return draining_; }
+
+  // Route lookup: the first of the routes with the longest matching prefix
+  // among those whose host matches. nullptr = 404.
+  const RouteConfig* route(std::string_view host, std::string_view path) const;
+
+  // Client bookkeeping.
+  void onClientOpened(ClientConnection& client);
+  void onClientClosed(ClientConnection& client);
+  void onRequestDone();
+
+  // Graceful stop: stop accepting, close idle clients, finish the rest.
+  void beginDrain();
+
+ private:
+  void onIoEvent(uint32_t events) noexcept override;  // signalfd
+  void setupSignals();
+  void checkDrained();
+
+  const Config& config_;
+  StatsSegment& segment_;
+  WorkerSlot& slot_;
+  EventLoop loop_;
+  BufferPool buffers_;
+  Fd signal_fd_;
+  std::vector<std::unique_ptr<Listener>> listeners_;
+  std::vector<std::unique_ptr<UpstreamGroup>> upstreams_;
+  std::vector<ClientConnection*> clients_;  // every open client, for draining
+  Timer drain_deadline_;
+  bool draining_ = false;
+  int exit_code_ = 0;
+};
+
+}  // namespace poolgate

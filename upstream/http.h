@@ -1,0 +1,126 @@
+// HTTP/1.x message heads parsed by llhttp, recorded as slices of the read
+// buffer (no copy of header bytes), and the header rules a proxy needs.
+#pragma once
+
+#include <llhttp.h>
+
+#include <cstdint>
+#include <string_view>
+#include <vector>
+
+namespace poolgate {
+
+// A run of bytes in a buffer, as an offset from the buffer's storage base, so
+// it survives the buffer growing.
+struct Slice {
+  uint32_t offset = 0;
+  uint32_t length = 0;
+  std::string_view view(const char* base) const { return {base + offset, length}; }
+  bool empty() const { return length == 0; }
+};
+
+struct HeaderSlice {
+  Slice name;
+  Slice value;
+};
+
+// What a parser hands its owner. Return values follow llhttp: 0 = go on,
+// HPE_PAUSED = stop execute() here (resume later), -1 = error.
+class HttpHandler {
+ public:
+  virtual int onHeadersComplete() = 0;  // head is in HttpParser::head(); may return 1 (no body)
+  virtual int onBody(const char* at, size_t length) = 0;
+  virtual int onChunkHeader(uint64_t size) = 0;
+  virtual int onChunkComplete() = 0;
+  virtual int onMessageComplete() = 0;
+
+ protected:
+  ~HttpHandler() = default;
+};
+
+enum class HeadStage : uint8_t { kIdle, kStartLine, kHeaders, kBody };
+
+struct HttpHead {
+  Slice method;       // requests
+  Slice target;       // requests
+  Slice status_text;  // responses
+  std::vector<HeaderSlice> headers;
+  uint32_t start_offset = 0;  // where the message began in the buffer
+  bool header_overflow = false;  // more than the allowed number of headers
+};
+
+class HttpParser {
+ public:
+  HttpParser(llhttp_type_t type, HttpHandler& handler, uint32_t max_headers);
+  HttpParser(const HttpParser&) = delete;
+  HttpParser& operator=(const HttpParser&) = delete;
+
+  // Parses [at, at+length), which lies inside the storage starting at `base`.
+  // Returns bytes consumed and the llhttp status (HPE_OK, HPE_PAUSED,
+  // HPE_PAUSED_UPGRADE or an error).
+  llhttp_errno_t execute(const char* base, const char* at, size_t length, size_t* consumed);
+  // Signals EOF (close-delimited responses complete here).
+  llhttp_errno_t finish();
+  void resume() { llhttp_resume(&parser_); }
+  void reset();
+
+  const HttpHead& head() const { return head_; }
+  HeadStage stage() const { return stage_; }
+  llhttp_t& raw() { return parser_; }
+  const llhttp_t& raw() const { return parser_; }
+  const char* errorReason() const { return llhttp_get_error_reason(&parser_); }
+
+  uint8_t versionMajor() const { return parser_.http_major; }
+  uint8_t versionMinor() const { return parser_.http_minor; }
+  bool keepAlive() const { return llhttp_should_keep_alive(&parser_) != 0; }
+
+  // Response parsers: the request was HEAD (no body whatever the headers say).
+  void setNoBodyExpected(bool value) { no_body_expected_ = value; }
+
+ private:
+  static const llhttp_settings_t* settings();
+  static HttpParser& self(llhttp_t* p) { return *static_cast<HttpParser*>(p->data); }
+  void extend(Slice& slice, const char* at, size_t length);
+
+  static int onMessageBegin(llhttp_t* p);
+  static int onMethod(llhttp_t* p, const char* at, size_t length);
+  static int onUrl(llhttp_t* p, const char* at, size_t length);
+  static int onStatus(llhttp_t* p, const char* at, size_t length);
+  static int onHeaderField(llhttp_t* p, const char* at, size_t length);
+  static int onHeaderValue(llhttp_t* p, const char* at, size_t length);
+  static int onHeaderValueComplete(llhttp_t* p);
+  static int onHeadersCompleteCb(llhttp_t* p);
+  static int onBodyCb(llhttp_t* p, const char* at, size_t length);
+  static int onChunkHeaderCb(llhttp_t* p);
+  static int onChunkCompleteCb(llhttp_t* p);
+  static int onMessageCompleteCb(llhttp_t* p);
+
+  llhttp_t parser_;
+  llhttp_type_t type_;
+  HttpHandler& handler_;
+  HttpHead head_;
+  uint32_t max_headers_;
+  const char* base_ = nullptr;
+  HeadStage stage_ = HeadStage::kIdle;
+  bool in_value_ = false;
+  bool no_body_expected_ = false;
+};
+
+// ---- Header rules -------------------------------------------------------
+
+bool equalsIgnoreCase(std::string_view a, std::string_view b);
+bool containsTokenIgnoreCase(std::string_view list, std::string_view token);
+
+// Connection, Keep-Alive, Proxy-Connection, TE, Trailer, Transfer-Encoding,
+// Upgrade: never forwarded as such.
+bool isHopByHop(std::string_view name);
+
+// True if `name` is listed in any Connection header of `head`.
+bool listedInConnection(const HttpHead& head, const char* base, std::string_view name);
+
+// The value of the first header named `name`, or an empty view.
+std::string_view findHeader(const HttpHead& head, const char* base, std::string_view name);
+
+std::string_view reasonPhrase(int status);
+
+}  // namespace poolgate

@@ -1,0 +1,133 @@
+// UpstreamConnection: one TCP connection to an upstream server.
+//
+// It is opened for a request, carries it (request bytes out, the response
+// parsed with llhttp in response mode and handed to its user), and is then
+// either checked into its server's Pool or closed. While idle in the pool it
+// keeps read interest: any readability means EOF or stray bytes, and the
+// connection is evicted (nginx's keepalive close handler).
+#pragma once
+
+#include <cstdint>
+
+#include "config/config.h"
+#include "core/buffer.h"
+#include "core/event_loop.h"
+#include "core/fd.h"
+#include "pool/pool.h"
+#include "upstream/http.h"
+
+namespace poolgate {
+
+class Server;
+
+enum class UpstreamError : uint8_t {
+  kNone,
+  kConnectFailed,   // refused, unreachable...
+  kConnectTimeout,  // timeouts.upstream_connect
+  kSendFailed,      // write error
+  kSendTimeout,     // timeouts.upstream_send
+  kReadTimeout,     // timeouts.upstream_read
+  kClosedEarly,     // EOF or reset before any response byte
+  kTruncated,       // EOF or reset in the middle of a response
+  kBadResponse,     // the response does not parse
+};
+const char* toString(UpstreamError error);
+
+// The exchange that currently uses a connection.
+class UpstreamUser {
+ public:
+  virtual void onUpstreamConnected() noexcept = 0;
+  // Every request byte queued so far has been written.
+  virtual void onUpstreamDrained() noexcept = 0;
+  // A response head (also a 1xx interim one). Return 0, or -1 to reject it.
+  virtual int onUpstreamHead(const HttpParser& parser, const char* base) noexcept = 0;
+  virtual void onUpstreamBody(const char* at, size_t length) noexcept = 0;
+  virtual void onUpstreamComplete() noexcept = 0;
+  virtual void onUpstreamError(UpstreamError error) noexcept = 0;
+
+ protected:
+  ~UpstreamUser() = default;
+};
+
+class UpstreamConnection final : public IoHandler, public PoolMember, public Deletable, private HttpHandler {
+ public:
+  enum class State : uint8_t { kConnecting, kActive, kIdle, kClosed };
+
+  // Opens a new connection for `user`. Returns nullptr (and *error = errno)
+  // when the connect fails at once; the failure is counted.
+  static UpstreamConnection* open(EventLoop& loop, BufferPool& buffers, Server& server,
+                                  const TimeoutsConfig& timeouts, UpstreamUser& user, int* error);
+  // Takes a connection checked out of the pool for `user`.
+  void attach(UpstreamUser& user);
+
+  // Starts a request: resets the response parser. `head_request` = no body.
+  void beginRequest(bool head_request);
+  // Request bytes to send; call flush() after appending.
+  Buffer& output() { return out_; }
+  void flush();
+  size_t pendingOutput() const { return out_.size() - sent_; }
+  // Moves the whole request written so far (sent or not) into `into`, if it
+  // was all kept; false when part of it was already discarded.
+  bool takeReplay(Buffer& into);
+
+  void pauseReading(bool paused);
+
+  // The exchange is done with this connection: pool it or close it.
+  void release(bool request_complete, bool exiting);
+  // Close now (error paths). Counts nothing but the close itself.
+  void close();
+
+  State state() const { return state_; }
+  Server& server() { return server_; }
+  bool reused() const { return reused_; }
+  bool responseStarted() const { return response_started_; }
+  int statusCode() const { return status_; }
+
+  void onIoEvent(uint32_t events) noexcept override;
+  bool probeIdle() noexcept override;
+  void evictFromPool() noexcept override;
+
+ private:
+  UpstreamConnection(EventLoop& loop, BufferPool& buffers, Server& server,
+                     const TimeoutsConfig& timeouts, Fd fd);
+  ~UpstreamConnection() override = default;
+
+  void onConnectDone();
+  void readResponse();
+  void parseInput();
+  void onEof();
+  void fail(UpstreamError error);
+  void armActivityTimer();
+  void onTimer();
+
+  int onHeadersComplete() override;
+  int onBody(const char* at, size_t length) override;
+  int onChunkHeader(uint64_t) override { return 0; }
+  int onChunkComplete() override { return 0; }
+  int onMessageComplete() override;
+
+  EventLoop& loop_;
+  Server& server_;
+  const TimeoutsConfig& timeouts_;
+  Fd fd_;
+  Timer timer_;
+  Buffer in_;
+  Buffer out_;
+  size_t sent_ = 0;          // bytes of out_ already written but kept for a replay
+  bool replayable_ = true;   // out_ still holds the whole request
+  HttpParser parser_;
+  size_t parsed_ = 0;        // bytes of in_ already fed to the parser
+  UpstreamUser* user_ = nullptr;
+  State state_ = State::kConnecting;
+  UpstreamError error_ = UpstreamError::kNone;
+  int status_ = 0;
+  bool readable_ = false;
+  bool writable_ = false;
+  bool paused_ = false;
+  bool reused_ = false;
+  bool response_started_ = false;
+  bool response_complete_ = false;
+  bool needs_eof_ = false;
+};
+
+}  // namespace poolgate
