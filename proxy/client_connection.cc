@@ -336,7 +336,7 @@ void ClientConnection::finishExchange() {
   tried_.clear();
   attempts_ = 0;
   stale_retried_ = false;
-  head_request_ = idempotent_ = request_chunked_ = request_complete_ = body_started_ = false;
+  head_request_ = idempotent_ = request_chunked_ = request_complete_ = body_started_ = in_chunk_ = false;
   response_started_ = response_complete_ = keep_alive_ = expect_continue_ = false;
   framing_ = Framing::kNone;
   body_bytes_ = 0;
@@ -504,6 +504,7 @@ int ClientConnection::onBody(const char* at, size_t length) {
 
 int ClientConnection::onChunkHeader(uint64_t size) {
   if (upstream_ == nullptr || size == 0) return 0;
+  in_chunk_ = true;
   Buffer& out = upstream_->output();
   appendNumber(out, size, 16);
   out.append("\r\n");
@@ -511,10 +512,9 @@ int ClientConnection::onChunkHeader(uint64_t size) {
 }
 
 int ClientConnection::onChunkComplete() {
-  // Called after each chunk's data (and after the last, empty one).
-  if (upstream_ != nullptr && parser_.raw().content_length == 0 && body_started_) {
-    upstream_->output().append("\r\n");
-  }
+  // Called after each chunk's data, and after the last (empty) chunk too.
+  if (upstream_ != nullptr && in_chunk_) upstream_->output().append("\r\n");
+  in_chunk_ = false;
   return 0;
 }
 

@@ -119,6 +119,7 @@ class ClientConnection final : public IoHandler,
   bool request_chunked_ = false;
   bool request_complete_ = false;
   bool body_started_ = false;
+  bool in_chunk_ = false;  // between a request chunk's size line and its end
   bool response_started_ = false;   // a response byte was queued for the client
   bool response_complete_ = false;
   bool keep_alive_ = false;
