@@ -4,12 +4,12 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#include <charconv>
 #include <string>
 
 #include "core/clock.h"
 #include "core/log.h"
 #include "proxy/admin.h"
+#include "proxy/forwarding.h"
 
 namespace poolgate {
 
@@ -34,18 +34,7 @@ bool isIdempotent(llhttp_method_t method) {
   }
 }
 
-void appendNumber(Buffer& out, uint64_t value, int base = 10) {
-  char digits[24];
-  auto result = std::to_chars(digits, digits + sizeof digits, value, base);
-  out.append(digits, static_cast<size_t>(result.ptr - digits));
-}
 
-void appendHeader(Buffer& out, std::string_view name, std::string_view value) {
-  out.append(name);
-  out.append(": ");
-  out.append(value);
-  out.append("\r\n");
-}
 
 // The host part of a Host header value, without the port.
 std::string_view hostWithoutPort(std::string_view host) {
@@ -57,15 +46,6 @@ std::string_view hostWithoutPort(std::string_view host) {
   return colon == std::string_view::npos ? host : host.substr(0, colon);
 }
 
-// Every value of the headers named `name`, each followed by ", ".
-void appendValues(Buffer& out, const HttpHead& head, const char* base, std::string_view name) {
-  for (const HeaderSlice& h : head.headers) {
-    if (equalsIgnoreCase(h.name.view(base), name)) {
-      out.append(h.value.view(base));
-      out.append(", ");
-    }
-  }
-}
 
 std::string_view pathOf(std::string_view target) {
   size_t query = target.find_first_of("?#");
@@ -429,7 +409,8 @@ bool ClientConnection::startExchange() {
   group_ = &worker_.upstream(route->upstream_index);
   connectUpstream();
   if (upstream_ == nullptr) return false;  // an error response is on its way
-  serializeRequestHead(upstream_->output());
+  ForwardContext context{peer_ip_, "http", upstream_->server().name()};
+  writeForwardedRequestHead(upstream_->output(), parser_, in_.base(), context);
   if (expect_continue_ && parser_.versionMinor() >= 1) {
     // We answer the expectation ourselves and stream the body when it comes.
     out_.append("HTTP/1.1 100 Continue\r\n\r\n");
@@ -439,55 +420,6 @@ bool ClientConnection::startExchange() {
   return true;
 }
 
-void ClientConnection::serializeRequestHead(Buffer& out) {
-  const HttpHead& head = parser_.head();
-  const char* base = in_.base();
-  const llhttp_t& p = parser_.raw();
-
-  out.append(head.method.view(base));
-  out.append(" ");
-  out.append(head.target.view(base));
-  out.append(" HTTP/1.1\r\n");
-
-  bool has_host = false;
-  size_t xff_count = 0, via_count = 0;
-  for (const HeaderSlice& h : head.headers) {
-    std::string_view name = h.name.view(base);
-    if (isHopByHop(name) || listedInConnection(head, base, name)) continue;
-    if (equalsIgnoreCase(name, "content-length") || equalsIgnoreCase(name, "expect") ||
-        equalsIgnoreCase(name, "x-forwarded-proto")) {
-      continue;
-    }
-    if (equalsIgnoreCase(name, "x-forwarded-for")) {
-      ++xff_count;
-      continue;
-    }
-    if (equalsIgnoreCase(name, "via")) {
-      ++via_count;
-      continue;
-    }
-    if (equalsIgnoreCase(name, "host")) has_host = true;
-    appendHeader(out, name, h.value.view(base));
-  }
-  if (!has_host) appendHeader(out, "Host", upstream_->server().name());
-
-  // X-Forwarded-For: every earlier hop, then this client; Via likewise.
-  out.append("X-Forwarded-For: ");
-  if (xff_count > 0) appendValues(out, head, base, "x-forwarded-for");
-  out.append(peer_ip_);
-  out.append("\r\nX-Forwarded-Proto: http\r\nVia: ");
-  if (via_count > 0) appendValues(out, head, base, "via");
-  out.append("1.1 poolgate\r\n");
-
-  if (request_chunked_) {
-    out.append("Transfer-Encoding: chunked\r\n");
-  } else if (p.flags & F_CONTENT_LENGTH) {
-    out.append("Content-Length: ");
-    appendNumber(out, p.content_length);
-    out.append("\r\n");
-  }
-  out.append("\r\n");
-}
 
 int ClientConnection::onBody(const char* at, size_t length) {
   if (kind_ == ListenerKind::kAdmin || upstream_ == nullptr) return 0;  // discarded
@@ -661,65 +593,20 @@ int ClientConnection::onUpstreamHead(const HttpParser& parser, const char* base)
 }
 
 void ClientConnection::writeInterimResponse(const HttpParser& parser, const char* base) {
-  int status = parser.raw().status_code;
   // We answered Expect ourselves; HTTP/1.0 clients get no 1xx at all.
-  if (status == 100 || parser_.versionMinor() == 0) return;
-  out_.append("HTTP/1.1 ");
-  appendNumber(out_, static_cast<uint64_t>(status));
-  out_.append(" ");
-  out_.append(parser.head().status_text.view(base));
-  out_.append("\r\n");
-  for (const HeaderSlice& h : parser.head().headers) {
-    std::string_view name = h.name.view(base);
-    if (!isHopByHop(name)) appendHeader(out_, name, h.value.view(base));
-  }
-  out_.append("\r\n");
+  if (parser.raw().status_code == 100 || parser_.versionMinor() == 0) return;
+  writeInterimResponseHead(out_, parser, base);
   flushClient();
 }
 
 void ClientConnection::writeResponseHead(const HttpParser& parser, const char* base) {
-  const llhttp_t& p = parser.raw();
-  const HttpHead& head = parser.head();
-  const int status = p.status_code;
-  const bool no_body = head_request_ || status == 204 || status == 304;
   const bool client_http11 = parser_.versionMinor() >= 1;
-
-  if (no_body) {
-    framing_ = Framing::kNone;
-  } else if ((p.flags & F_CONTENT_LENGTH) && !(p.flags & F_CHUNKED)) {
-    framing_ = Framing::kLength;
-  } else if (client_http11) {
-    framing_ = Framing::kChunked;  // chunked or close-delimited upstream
-  } else {
-    framing_ = Framing::kClose;
-  }
+  framing_ = chooseResponseFraming(parser.raw(), head_request_, client_http11);
   // Keep the client only if its request has fully arrived and nothing else
   // forbids it.
   if (framing_ == Framing::kClose || !request_complete_ || worker_.draining()) keep_alive_ = false;
-
   response_started_ = true;
-  out_.append("HTTP/1.1 ");
-  appendNumber(out_, static_cast<uint64_t>(status));
-  out_.append(" ");
-  std::string_view reason = head.status_text.view(base);
-  out_.append(reason.empty() ? reasonPhrase(status) : reason);
-  out_.append("\r\n");
-  for (const HeaderSlice& h : head.headers) {
-    std::string_view name = h.name.view(base);
-    if (isHopByHop(name) || listedInConnection(head, base, name)) continue;
-    if (framing_ != Framing::kLength && framing_ != Framing::kNone &&
-        equalsIgnoreCase(name, "content-length")) {
-      continue;
-    }
-    appendHeader(out_, name, h.value.view(base));
-  }
-  if (framing_ == Framing::kChunked) out_.append("Transfer-Encoding: chunked\r\n");
-  if (!keep_alive_) {
-    out_.append("Connection: close\r\n");
-  } else if (!client_http11) {
-    out_.append("Connection: keep-alive\r\n");
-  }
-  out_.append("\r\n");
+  writeClientResponseHead(out_, parser, base, framing_, keep_alive_, client_http11);
 }
 
 void ClientConnection::onUpstreamBody(const char* at, size_t length) noexcept {

@@ -14,6 +14,7 @@
 #include "core/event_loop.h"
 #include "core/fd.h"
 #include "core/socket.h"
+#include "proxy/forwarding.h"
 #include "proxy/worker.h"
 #include "upstream/http.h"
 #include "upstream/upstream.h"
@@ -48,8 +49,6 @@ class ClientConnection final : public IoHandler,
   void onIoEvent(uint32_t events) noexcept override;
 
  private:
-  enum class Framing : uint8_t { kNone, kLength, kChunked, kClose };
-
   // Client side.
   void readClient();
   void parseClient();
@@ -69,7 +68,6 @@ class ClientConnection final : public IoHandler,
 
   bool startExchange();
   void handleAdmin();
-  void serializeRequestHead(Buffer& out);
   void connectUpstream();
   void useConnection(UpstreamConnection* conn);
   bool requestPending() const;  // body bytes of the current request still to come

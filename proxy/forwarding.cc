@@ -1,0 +1,132 @@
+#include "proxy/forwarding.h"
+
+#include <charconv>
+
+namespace poolgate {
+
+namespace {
+
+// Every value of the headers named `name`, each followed by ", ".
+void appendValues(Buffer& out, const HttpHead& head, const char* base, std::string_view name) {
+  for (const HeaderSlice& h : head.headers) {
+    if (equalsIgnoreCase(h.name.view(base), name)) {
+      out.append(h.value.view(base));
+      out.append(", ");
+    }
+  }
+}
+
+void appendStatusLine(Buffer& out, int status, std::string_view reason) {
+  out.append("HTTP/1.1 ");
+  appendNumber(out, static_cast<uint64_t>(status));
+  out.append(" ");
+  out.append(reason.empty() ? reasonPhrase(status) : reason);
+  out.append("\r\n");
+}
+
+}  // namespace
+
+void appendNumber(Buffer& out, uint64_t value, int base) {
+  char digits[24];
+  auto result = std::to_chars(digits, digits + sizeof digits, value, base);
+  out.append(digits, static_cast<size_t>(result.ptr - digits));
+}
+
+void appendHeader(Buffer& out, std::string_view name, std::string_view value) {
+  out.append(name);
+  out.append(": ");
+  out.append(value);
+  out.append("\r\n");
+}
+
+void writeForwardedRequestHead(Buffer& out, const HttpParser& request, const char* base,
+                               const ForwardContext& context) {
+  const HttpHead& head = request.head();
+  const llhttp_t& p = request.raw();
+
+  out.append(head.method.view(base));
+  out.append(" ");
+  out.append(head.target.view(base));
+  out.append(" HTTP/1.1\r\n");
+
+  bool has_host = false;
+  bool has_xff = false;
+  bool has_via = false;
+  for (const HeaderSlice& h : head.headers) {
+    std::string_view name = h.name.view(base);
+    if (isHopByHop(name) || listedInConnection(head, base, name)) continue;
+    if (equalsIgnoreCase(name, "content-length") || equalsIgnoreCase(name, "expect") ||
+        equalsIgnoreCase(name, "x-forwarded-proto")) {
+      continue;
+    }
+    if (equalsIgnoreCase(name, "x-forwarded-for")) {
+      has_xff = true;
+      continue;
+    }
+    if (equalsIgnoreCase(name, "via")) {
+      has_via = true;
+      continue;
+    }
+    if (equalsIgnoreCase(name, "host")) has_host = true;
+    appendHeader(out, name, h.value.view(base));
+  }
+  if (!has_host) appendHeader(out, "Host", context.fallback_host);
+
+  // Every earlier hop first, then us.
+  out.append("X-Forwarded-For: ");
+  if (has_xff) appendValues(out, head, base, "x-forwarded-for");
+  out.append(context.client_ip);
+  out.append("\r\nX-Forwarded-Proto: ");
+  out.append(context.proto);
+  out.append("\r\nVia: ");
+  if (has_via) appendValues(out, head, base, "via");
+  out.append("1.1 poolgate\r\n");
+
+  if (p.flags & F_CHUNKED) {
+    out.append("Transfer-Encoding: chunked\r\n");
+  } else if (p.flags & F_CONTENT_LENGTH) {
+    out.append("Content-Length: ");
+    appendNumber(out, p.content_length);
+    out.append("\r\n");
+  }
+  out.append("\r\n");
+}
+
+Framing chooseResponseFraming(const llhttp_t& response, bool head_request, bool client_http11) {
+  const int status = response.status_code;
+  if (head_request || status == 204 || status == 304) return Framing::kNone;
+  if ((response.flags & F_CONTENT_LENGTH) && !(response.flags & F_CHUNKED)) return Framing::kLength;
+  return client_http11 ? Framing::kChunked : Framing::kClose;
+}
+
+void writeClientResponseHead(Buffer& out, const HttpParser& response, const char* base, Framing framing,
+                             bool keep_alive, bool client_http11) {
+  const HttpHead& head = response.head();
+  appendStatusLine(out, response.raw().status_code, head.status_text.view(base));
+  const bool own_length = framing == Framing::kChunked || framing == Framing::kClose;
+  for (const HeaderSlice& h : head.headers) {
+    std::string_view name = h.name.view(base);
+    if (isHopByHop(name) || listedInConnection(head, base, name)) continue;
+    if (own_length && equalsIgnoreCase(name, "content-length")) continue;
+    appendHeader(out, name, h.value.view(base));
+  }
+  if (framing == Framing::kChunked) out.append("Transfer-Encoding: chunked\r\n");
+  if (!keep_alive) {
+    out.append("Connection: close\r\n");
+  } else if (!client_http11) {
+    out.append("Connection: keep-alive\r\n");
+  }
+  out.append("\r\n");
+}
+
+void writeInterimResponseHead(Buffer& out, const HttpParser& response, const char* base) {
+  const HttpHead& head = response.head();
+  appendStatusLine(out, response.raw().status_code, head.status_text.view(base));
+  for (const HeaderSlice& h : head.headers) {
+    std::string_view name = h.name.view(base);
+    if (!isHopByHop(name)) appendHeader(out, name, h.value.view(base));
+  }
+  out.append("\r\n");
+}
+
+}  // namespace poolgate

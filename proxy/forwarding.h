@@ -1,0 +1,49 @@
+// How heads are rewritten on their way through the proxy. Pure functions over
+// parsed heads (slices into the read buffer), writing into an output Buffer:
+// the request head for the upstream and the response head for the client.
+#pragma once
+
+#include <cstdint>
+#include <string_view>
+
+#include "core/buffer.h"
+#include "upstream/http.h"
+
+namespace poolgate {
+
+void appendNumber(Buffer& out, uint64_t value, int base = 10);
+void appendHeader(Buffer& out, std::string_view name, std::string_view value);
+
+struct ForwardContext {
+  std::string_view client_ip;      // appended to X-Forwarded-For
+  std::string_view proto;          // X-Forwarded-Proto: "http" or "https"
+  std::string_view fallback_host;  // Host for requests that had none (HTTP/1.0)
+};
+
+// The request line (always HTTP/1.1 upstream), the client's end-to-end
+// headers, X-Forwarded-For / X-Forwarded-Proto / Via, and our own framing
+// (Transfer-Encoding: chunked or Content-Length). Hop-by-hop headers, those
+// named in Connection, Expect (answered by the proxy) and the client's
+// Content-Length and X-Forwarded-Proto are not passed on.
+void writeForwardedRequestHead(Buffer& out, const HttpParser& request, const char* base,
+                               const ForwardContext& context);
+
+// How a response body travels to the client.
+enum class Framing : uint8_t {
+  kNone,     // no body (HEAD, 204, 304)
+  kLength,   // Content-Length, passed through
+  kChunked,  // re-chunked: a chunked or close-delimited upstream body to an HTTP/1.1 client
+  kClose,    // close-delimited: a body of unknown length to an HTTP/1.0 client
+};
+
+Framing chooseResponseFraming(const llhttp_t& response, bool head_request, bool client_http11);
+
+// The status line and end-to-end headers of `response`, our framing header
+// and Connection as `keep_alive` and the client's version require.
+void writeClientResponseHead(Buffer& out, const HttpParser& response, const char* base, Framing framing,
+                             bool keep_alive, bool client_http11);
+
+// A 1xx interim response (103 Early Hints...) passed to an HTTP/1.1 client.
+void writeInterimResponseHead(Buffer& out, const HttpParser& response, const char* base);
+
+}  // namespace poolgate
