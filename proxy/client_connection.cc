@@ -4,6 +4,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <string>
 
 #include "core/clock.h"
@@ -46,6 +47,45 @@ std::string_view hostWithoutPort(std::string_view host) {
   return colon == std::string_view::npos ? host : host.substr(0, colon);
 }
 
+
+// Bytes from the request line's start to the end of the last header value.
+size_t headBytes(const HttpHead& head) {
+  const Slice& last = head.headers.empty() ? head.target : head.headers.back().value;
+  return last.offset + last.length - head.start_offset;
+}
+
+// The codings of all Transfer-Encoding headers: the only one we speak is a
+// single, final "chunked". Returns 0 if acceptable, else the status to answer
+// (501 for a coding we do not implement, 400 for anything malformed).
+int checkTransferEncoding(const HttpHead& head, const char* base, bool http11) {
+  int chunked = 0;
+  int others = 0;
+  bool seen = false;
+  for (const HeaderSlice& h : head.headers) {
+    if (!equalsIgnoreCase(h.name.view(base), "transfer-encoding")) continue;
+    seen = true;
+    std::string_view list = h.value.view(base);
+    while (!list.empty()) {
+      size_t comma = list.find(',');
+      std::string_view coding = list.substr(0, comma);
+      while (!coding.empty() && (coding.front() == ' ' || coding.front() == '\t')) coding.remove_prefix(1);
+      while (!coding.empty() && (coding.back() == ' ' || coding.back() == '\t')) coding.remove_suffix(1);
+      if (coding.empty() || equalsIgnoreCase(coding, "identity")) return 400;
+      if (equalsIgnoreCase(coding, "chunked")) {
+        ++chunked;
+      } else {
+        ++others;
+      }
+      if (comma == std::string_view::npos) break;
+      list.remove_prefix(comma + 1);
+    }
+  }
+  if (!seen) return 0;
+  if (!http11) return 400;  // RFC 9112 6.1: not in HTTP/1.0
+  if (chunked > 1) return 400;
+  if (others > 0) return 501;
+  return 0;
+}
 
 std::string_view pathOf(std::string_view target) {
   size_t query = target.find_first_of("?#");
@@ -162,7 +202,7 @@ void ClientConnection::onIoEvent(uint32_t events) noexcept {
 void ClientConnection::readClient() {
   if (in_parser_) return;
   const LimitsConfig& limits = config_.limits;
-  const size_t head_limit = size_t{limits.max_request_line} + limits.max_header_bytes + 1024;
+  const size_t head_limit = std::max(limits.max_request_line, limits.max_header_bytes) + size_t{1024};
   while (readable_ && (state_ == State::kIdle || state_ == State::kHead || state_ == State::kExchange)) {
     if (state_ == State::kExchange) {
       // One request at a time: after its end, pipelined bytes wait.
@@ -266,7 +306,7 @@ bool ClientConnection::checkHeadLimits() {
     respondError(414, true);
     return false;
   }
-  if (head_bytes > size_t{limits.max_request_line} + limits.max_header_bytes) {
+  if (head_bytes > limits.max_header_bytes) {
     respondError(431, true);
     return false;
   }
@@ -367,6 +407,14 @@ int ClientConnection::onHeadersComplete() {
 
   if (head.target.length > config_.limits.max_request_line) {
     respondError(414, true);
+    return HPE_PAUSED;
+  }
+  if (headBytes(head) > config_.limits.max_header_bytes) {
+    respondError(431, true);
+    return HPE_PAUSED;
+  }
+  if (int status = checkTransferEncoding(head, base, parser_.versionMinor() >= 1); status != 0) {
+    respondError(status, true);
     return HPE_PAUSED;
   }
   std::string_view host = findHeader(head, base, "host");

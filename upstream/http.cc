@@ -108,6 +108,15 @@ int HttpParser::onHeaderField(llhttp_t* p, const char* at, size_t length) {
 
 int HttpParser::onHeaderValue(llhttp_t* p, const char* at, size_t length) {
   HttpParser& s = self(p);
+  // llhttp accepts obs-fold and reports the continuation line as a second,
+  // non-adjacent piece of the same value. RFC 9112 lets a proxy reject line
+  // folding, and we do. (Pieces of one value split across reads stay
+  // adjacent: the buffer keeps the whole head in place.)
+  const Slice& value = s.head_.headers.back().value;
+  if (s.in_value_ && value.length > 0 && at != s.base_ + value.offset + value.length) {
+    llhttp_set_error_reason(p, "obsolete line folding");
+    return HPE_USER;
+  }
   s.in_value_ = true;
   s.extend(s.head_.headers.back().value, at, length);
   return 0;

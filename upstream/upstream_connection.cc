@@ -271,7 +271,7 @@ void UpstreamConnection::onEof() {
     needs_eof_ = true;
     llhttp_errno_t err = parser_.finish();
     if (state_ != State::kActive) return;
-    if (err == HPE_OK && response_complete_) {
+    if ((err == HPE_OK || err == HPE_PAUSED) && response_complete_) {
       user_->onUpstreamComplete();
       return;
     }
