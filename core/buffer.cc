@@ -76,6 +76,7 @@ bool Buffer::ensureWritable(size_t n, size_t limit, bool may_compact) {
     compact();
     return true;
   }
+  if (may_compact) compact();  // grow (and check the limit) for the live bytes only
   return grow(end_ + n, limit);
 }
 

@@ -38,7 +38,9 @@ size_t TimerQueue::runExpired() {
   size_t fired = 0;
   while (!heap_.empty() && heap_.front()->heap_key_ <= now_) {
     Timer* timer = heap_.front();
-    if (timer->deadline_ > now_) {  // re-armed later since it was keyed
+    // Re-armed later since it was keyed: re-key it, even when the new deadline
+    // is already due, so that a late loop still fires in deadline order.
+    if (timer->deadline_ > timer->heap_key_) {
       timer->heap_key_ = timer->deadline_;
       siftDown(0);
       continue;

@@ -49,8 +49,9 @@ bool Master::mapSegment() {
   segment_->header.master_pid.store(getpid(), std::memory_order_relaxed);
   segment_->header.generation.store(generation_, std::memory_order_relaxed);
   segment_->header.started_ms.store(realtimeMs(), std::memory_order_relaxed);
+  // The mode in use: only reuseport exists so far (see openListeners()).
   snprintf(segment_->header.accept_mode, sizeof segment_->header.accept_mode, "%s",
-           toString(config_.accept_mode));
+           toString(AcceptMode::kReuseport));
   return true;
 }
 

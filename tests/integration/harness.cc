@@ -1,0 +1,1249 @@
+#include "tests/integration/harness.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <regex>
+#include <sstream>
+#include <utility>
+
+extern char** environ;
+
+namespace pgtest {
+
+namespace {
+
+std::string errnoText(std::string_view what) {
+  return std::string(what) + ": " + std::strerror(errno);
+}
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+std::string trim(std::string_view s) {
+  size_t b = 0, e = s.size();
+  while (b < e && (s[b] == ' ' || s[b] == '\t')) ++b;
+  while (e > b && (s[e - 1] == ' ' || s[e - 1] == '\t')) --e;
+  return std::string(s.substr(b, e - b));
+}
+
+int pollFor(int fd, short events, Millis timeout) {
+  pollfd p{fd, events, 0};
+  for (;;) {
+    int n = ::poll(&p, 1, static_cast<int>(timeout.count()));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throw HarnessError(errnoText("poll"));
+    return n == 0 ? 0 : p.revents;
+  }
+}
+
+void setIoTimeouts(int fd, Millis timeout) {
+  timeval tv{};
+  tv.tv_sec = timeout.count() / 1000;
+  tv.tv_usec = (timeout.count() % 1000) * 1000;
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+}
+
+// Sends everything; the socket's SO_SNDTIMEO bounds each send. Returns false when the
+// peer closed or reset, throws on a timeout.
+bool sendAll(int fd, std::string_view bytes) {
+  while (!bytes.empty()) {
+    ssize_t n = ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EPIPE || errno == ECONNRESET) return false;
+      if (errno == EAGAIN || errno == EWOULDBLOCK)
+        throw HarnessError("send: peer did not read for the I/O timeout");
+      throw HarnessError(errnoText("send"));
+    }
+    bytes.remove_prefix(static_cast<size_t>(n));
+  }
+  return true;
+}
+
+uint16_t localPortOf(int fd) {
+  sockaddr_in addr{};
+  socklen_t len = sizeof addr;
+  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0)
+    throw HarnessError(errnoText("getsockname"));
+  return ntohs(addr.sin_port);
+}
+
+sockaddr_in loopback(uint16_t port) {
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port);
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  return addr;
+}
+
+const char* reasonPhrase(int status) {
+  switch (status) {
+    case 100: return "Continue";
+    case 101: return "Switching Protocols";
+    case 200: return "OK";
+    case 204: return "No Content";
+    case 301: return "Moved Permanently";
+    case 304: return "Not Modified";
+    case 400: return "Bad Request";
+    case 404: return "Not Found";
+    case 500: return "Internal Server Error";
+    case 503: return "Service Unavailable";
+    default: return "Status";
+  }
+}
+
+bool bodylessStatus(int status) {
+  return (status >= 100 && status < 200) || status == 204 || status == 304;
+}
+
+// Reads a message body following the framing rules shared by requests and responses.
+std::string readBody(SocketReader& reader, const Headers& headers, bool allowClose,
+                     Framing* framing) {
+  std::vector<std::string> te = headerTokens(headers, "Transfer-Encoding");
+  if (!te.empty()) {
+    if (te.back() != "chunked") throw HarnessError("Transfer-Encoding not ending in chunked");
+    *framing = Framing::kChunked;
+    return reader.readChunked();
+  }
+  if (auto cl = findHeader(headers, "Content-Length")) {
+    *framing = Framing::kContentLength;
+    char* end = nullptr;
+    unsigned long long n = std::strtoull(cl->c_str(), &end, 10);
+    if (cl->empty() || *end != '\0') throw HarnessError("bad Content-Length: " + *cl);
+    return reader.readExact(n);
+  }
+  if (allowClose) {
+    *framing = Framing::kClose;
+    return reader.readToEof();
+  }
+  *framing = Framing::kNone;
+  return {};
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------
+// Waiting
+
+bool waitUntil(const std::function<bool()>& condition, Millis timeout, Millis interval) {
+  auto deadline = Clock::now() + timeout;
+  for (;;) {
+    bool ok = false;
+    try {
+      ok = condition();
+    } catch (const std::exception&) {
+      ok = false;
+    }
+    if (ok) return true;
+    if (Clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(interval);  // poll interval, not synchronisation
+  }
+}
+
+double secondsSince(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+// ---------------------------------------------------------------------------------------
+// Files
+
+TempDir::TempDir() {
+  std::string pattern = (std::filesystem::temp_directory_path() / "poolgate-it-XXXXXX").string();
+  if (::mkdtemp(pattern.data()) == nullptr) throw HarnessError(errnoText("mkdtemp"));
+  path_ = pattern;
+}
+
+TempDir::~TempDir() {
+  std::error_code ec;
+  std::filesystem::remove_all(path_, ec);
+}
+
+std::string TempDir::file(std::string_view name) const { return path_ + "/" + std::string(name); }
+
+std::string TempDir::write(std::string_view name, std::string_view content) const {
+  std::string p = file(name);
+  std::ofstream out(p, std::ios::binary | std::ios::trunc);
+  out.write(content.data(), static_cast<std::streamsize>(content.size()));
+  if (!out) throw HarnessError("cannot write " + p);
+  return p;
+}
+
+std::string readFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return {};
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::string tailLines(const std::string& text, size_t lines) {
+  size_t pos = text.size();
+  if (pos > 0 && text[pos - 1] == '\n') --pos;
+  for (size_t i = 0; i < lines && pos > 0; ++i) {
+    size_t nl = text.rfind('\n', pos - 1);
+    if (nl == std::string::npos) return text;
+    pos = nl;
+    if (i + 1 == lines) return text.substr(pos + 1);
+  }
+  return text;
+}
+
+// ---------------------------------------------------------------------------------------
+// Processes
+
+bool ExitStatus::exited() const { return WIFEXITED(raw); }
+int ExitStatus::code() const { return WIFEXITED(raw) ? WEXITSTATUS(raw) : -1; }
+int ExitStatus::signal() const { return WIFSIGNALED(raw) ? WTERMSIG(raw) : 0; }
+std::string ExitStatus::describe() const {
+  if (exited()) return "exit " + std::to_string(code());
+  if (signal() != 0) return std::string("killed by signal ") + strsignal(signal());
+  return "status " + std::to_string(raw);
+}
+
+Process::Process(const std::vector<std::string>& argv, const std::string& stdoutPath,
+                 const std::string& stderrPath) {
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_addopen(&actions, 1, stdoutPath.c_str(),
+                                   O_WRONLY | O_CREAT | O_APPEND, 0644);
+  if (stderrPath == stdoutPath) {
+    posix_spawn_file_actions_adddup2(&actions, 1, 2);
+  } else {
+    posix_spawn_file_actions_addopen(&actions, 2, stderrPath.c_str(),
+                                     O_WRONLY | O_CREAT | O_APPEND, 0644);
+  }
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  posix_spawnattr_setpgroup(&attr, 0);
+  sigset_t none;
+  sigemptyset(&none);
+  posix_spawnattr_setsigmask(&attr, &none);
+  sigset_t defaults;
+  sigemptyset(&defaults);
+  for (int s : {SIGPIPE, SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2, SIGCHLD})
+    sigaddset(&defaults, s);
+  posix_spawnattr_setsigdefault(&attr, &defaults);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
+                                      POSIX_SPAWN_SETSIGDEF);
+
+  int rc = ::posix_spawnp(&pid_, args[0], &actions, &attr, args.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  posix_spawnattr_destroy(&attr);
+  if (rc != 0) {
+    pid_ = -1;
+    throw HarnessError("posix_spawn " + argv[0] + ": " + std::strerror(rc));
+  }
+}
+
+Process::~Process() {
+  if (pid_ > 0 && !status_) killGroup();
+}
+
+bool Process::running() {
+  if (status_) return false;
+  int st = 0;
+  pid_t r = ::waitpid(pid_, &st, WNOHANG);
+  if (r == pid_) {
+    status_ = ExitStatus{st};
+    return false;
+  }
+  return true;
+}
+
+void Process::signal(int sig) const {
+  if (pid_ > 0 && !status_) ::kill(pid_, sig);
+}
+
+std::optional<ExitStatus> Process::wait(Millis timeout) {
+  waitUntil([&] { return !running(); }, timeout, 5ms);
+  return status_;
+}
+
+bool Process::groupAlive() const {
+  if (pid_ <= 0) return false;
+  return ::kill(-pid_, 0) == 0;
+}
+
+void Process::killGroup() {
+  if (pid_ <= 0) return;
+  ::kill(-pid_, SIGKILL);
+  if (!status_) {
+    int st = 0;
+    while (::waitpid(pid_, &st, 0) < 0 && errno == EINTR) {
+    }
+    status_ = ExitStatus{st};
+  }
+}
+
+bool processGone(pid_t pid) {
+  if (::kill(pid, 0) != 0) return true;
+  // A zombie is gone for our purposes; its parent has not reaped it yet.
+  std::string stat = readFile("/proc/" + std::to_string(pid) + "/stat");
+  size_t paren = stat.rfind(')');
+  return paren != std::string::npos && paren + 2 < stat.size() && stat[paren + 2] == 'Z';
+}
+
+CommandResult runCommand(const std::vector<std::string>& argv, Millis timeout) {
+  TempDir dir;
+  std::string out = dir.file("stdout"), err = dir.file("stderr");
+  Process p(argv, out, err);
+  auto status = p.wait(timeout);
+  if (!status) {
+    p.killGroup();
+    throw HarnessError(argv[0] + " did not exit within the timeout");
+  }
+  return CommandResult{*status, readFile(out), readFile(err)};
+}
+
+// ---------------------------------------------------------------------------------------
+// HTTP basics
+
+bool iequals(std::string_view a, std::string_view b) {
+  return a.size() == b.size() &&
+         std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+           return std::tolower(static_cast<unsigned char>(x)) ==
+                  std::tolower(static_cast<unsigned char>(y));
+         });
+}
+
+std::optional<std::string> findHeader(const Headers& headers, std::string_view name) {
+  for (const auto& [n, v] : headers)
+    if (iequals(n, name)) return v;
+  return std::nullopt;
+}
+
+size_t countHeader(const Headers& headers, std::string_view name) {
+  return static_cast<size_t>(std::count_if(headers.begin(), headers.end(),
+                                           [&](const auto& h) { return iequals(h.first, name); }));
+}
+
+std::vector<std::string> headerTokens(const Headers& headers, std::string_view name) {
+  std::vector<std::string> tokens;
+  for (const auto& [n, v] : headers) {
+    if (!iequals(n, name)) continue;
+    std::stringstream ss(v);
+    std::string token;
+    while (std::getline(ss, token, ',')) {
+      token = lower(trim(token));
+      if (!token.empty()) tokens.push_back(token);
+    }
+  }
+  return tokens;
+}
+
+const char* toString(Framing framing) {
+  switch (framing) {
+    case Framing::kNone: return "none";
+    case Framing::kContentLength: return "content-length";
+    case Framing::kChunked: return "chunked";
+    case Framing::kClose: return "close-delimited";
+  }
+  return "?";
+}
+
+std::string patternBody(size_t size, uint64_t seed) {
+  std::string out(size, '\0');
+  uint64_t x = seed * 0x9E3779B97F4A7C15ull + 0x2545F4914F6CDD1Dull;
+  size_t i = 0;
+  while (i < size) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    size_t n = std::min<size_t>(8, size - i);
+    std::memcpy(out.data() + i, &x, n);
+    i += n;
+  }
+  return out;
+}
+
+uint64_t checksum(std::string_view data) {
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (unsigned char c : data) {
+    h ^= c;
+    h *= 0x100000001b3ull;
+  }
+  return h;
+}
+
+std::string chunkedEncode(std::string_view body, size_t chunkSize) {
+  std::string out;
+  out.reserve(body.size() + body.size() / chunkSize * 12 + 16);
+  char line[32];
+  for (size_t off = 0; off < body.size(); off += chunkSize) {
+    size_t n = std::min(chunkSize, body.size() - off);
+    std::snprintf(line, sizeof line, "%zx\r\n", n);
+    out += line;
+    out.append(body.substr(off, n));
+    out += "\r\n";
+  }
+  out += "0\r\n\r\n";
+  return out;
+}
+
+std::string serializeRequest(std::string_view method, std::string_view target,
+                             const Headers& headers, std::string_view body, Framing framing,
+                             std::string_view version) {
+  std::string out;
+  out.reserve(256 + body.size() + body.size() / 1000);
+  out.append(method).append(" ").append(target).append(" ").append(version).append("\r\n");
+  if (!findHeader(headers, "Host")) out += "Host: localhost\r\n";
+  for (const auto& [n, v] : headers) out.append(n).append(": ").append(v).append("\r\n");
+  switch (framing) {
+    case Framing::kContentLength:
+      out += "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n";
+      out.append(body);
+      break;
+    case Framing::kChunked:
+      out += "Transfer-Encoding: chunked\r\n\r\n";
+      out += chunkedEncode(body, 64 * 1024);
+      break;
+    case Framing::kNone:
+    case Framing::kClose:
+      if (!body.empty()) throw HarnessError("serializeRequest: a body needs a framing");
+      out += "\r\n";
+      break;
+  }
+  return out;
+}
+
+StartLineAndHeaders parseHead(const std::string& head) {
+  StartLineAndHeaders out;
+  size_t pos = head.find("\r\n");
+  out.startLine = head.substr(0, pos);
+  while (pos != std::string::npos) {
+    size_t begin = pos + 2;
+    size_t end = head.find("\r\n", begin);
+    std::string line = head.substr(begin, end == std::string::npos ? end : end - begin);
+    pos = end;
+    if (line.empty()) continue;
+    size_t colon = line.find(':');
+    if (colon == std::string::npos) throw HarnessError("header line without colon: " + line);
+    out.headers.emplace_back(line.substr(0, colon), trim(std::string_view(line).substr(colon + 1)));
+  }
+  return out;
+}
+
+bool SocketReader::waitReadable(Millis timeout) {
+  if (hasBuffered()) return true;
+  return pollFor(fd_, POLLIN, timeout) != 0;
+}
+
+bool SocketReader::fill() {
+  if (start_ > 0 && start_ >= buf_.size() / 2) {
+    buf_.erase(0, start_);
+    start_ = 0;
+  }
+  if (pollFor(fd_, POLLIN, timeout_) == 0)
+    throw HarnessError("read timed out after " + std::to_string(timeout_.count()) + " ms");
+  char tmp[64 * 1024];
+  for (;;) {
+    ssize_t n = ::recv(fd_, tmp, sizeof tmp, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throw HarnessError(errnoText("recv"));
+    if (n == 0) return false;
+    buf_.append(tmp, static_cast<size_t>(n));
+    bytesRead_ += static_cast<uint64_t>(n);
+    if (tap_) tap_(std::string_view(tmp, static_cast<size_t>(n)));
+    return true;
+  }
+}
+
+std::optional<std::string> SocketReader::readHead(size_t maxBytes) {
+  size_t searchFrom = start_;
+  for (;;) {
+    size_t end = buf_.find("\r\n\r\n", searchFrom);
+    if (end != std::string::npos) {
+      std::string head = buf_.substr(start_, end + 2 - start_);
+      start_ = end + 4;
+      return head;
+    }
+    if (buf_.size() - start_ > maxBytes) throw HarnessError("head too large");
+    size_t consumedBefore = start_;
+    searchFrom = buf_.size() >= 3 ? buf_.size() - 3 : 0;
+    bool hadBytes = hasBuffered();
+    if (!fill()) {
+      if (!hadBytes) return std::nullopt;
+      throw HarnessError("connection closed in the middle of a head");
+    }
+    // fill() may have compacted the buffer.
+    if (start_ != consumedBefore) searchFrom = start_;
+  }
+}
+
+std::string SocketReader::readLine() {
+  for (;;) {
+    size_t end = buf_.find("\r\n", start_);
+    if (end != std::string::npos) {
+      std::string line = buf_.substr(start_, end - start_);
+      start_ = end + 2;
+      return line;
+    }
+    if (buf_.size() - start_ > 64 * 1024) throw HarnessError("line too long");
+    if (!fill()) throw HarnessError("connection closed in the middle of a line");
+  }
+}
+
+std::string SocketReader::readExact(size_t n) {
+  std::string out;
+  out.reserve(n);
+  size_t have = std::min(n, buf_.size() - start_);
+  out.append(buf_, start_, have);
+  start_ += have;
+  while (out.size() < n) {
+    if (!fill())
+      throw HarnessError("connection closed after " + std::to_string(out.size()) + " of " +
+                         std::to_string(n) + " body bytes");
+    size_t take = std::min(n - out.size(), buf_.size() - start_);
+    out.append(buf_, start_, take);
+    start_ += take;
+  }
+  return out;
+}
+
+std::string SocketReader::readChunked() {
+  std::string body;
+  for (;;) {
+    std::string line = readLine();
+    std::string sizeText = line.substr(0, line.find(';'));
+    char* end = nullptr;
+    unsigned long long size = std::strtoull(sizeText.c_str(), &end, 16);
+    if (sizeText.empty() || *end != '\0') throw HarnessError("bad chunk size line: " + line);
+    if (size == 0) break;
+    body += readExact(size);
+    if (!readLine().empty()) throw HarnessError("chunk not followed by CRLF");
+  }
+  while (!readLine().empty()) {
+  }  // trailers
+  return body;
+}
+
+std::string SocketReader::readToEof() {
+  while (fill()) {
+  }
+  std::string out = buf_.substr(start_);
+  start_ = buf_.size();
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------
+// HTTP client
+
+bool HttpResponse::connectionClose() const {
+  auto tokens = headerTokens(headers, "Connection");
+  return std::find(tokens.begin(), tokens.end(), "close") != tokens.end();
+}
+
+long long HttpResponse::upstreamConnection() const {
+  auto v = header("X-Connection");
+  return v ? std::stoll(*v) : -1;
+}
+
+HttpClient::HttpClient(uint16_t port, Millis ioTimeout) : timeout_(ioTimeout) {
+  fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd_ < 0) throw HarnessError(errnoText("socket"));
+  setIoTimeouts(fd_, timeout_);
+  sockaddr_in addr = loopback(port);
+  if (::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    std::string why = errnoText("connect to 127.0.0.1:" + std::to_string(port));
+    ::close(fd_);
+    fd_ = -1;
+    throw HarnessError(why);
+  }
+  int one = 1;
+  ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  reader_ = std::make_unique<SocketReader>(fd_, timeout_);
+}
+
+HttpClient::~HttpClient() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+HttpClient::HttpClient(HttpClient&& other) noexcept
+    : fd_(std::exchange(other.fd_, -1)), timeout_(other.timeout_),
+      reader_(std::move(other.reader_)) {}
+
+HttpClient& HttpClient::operator=(HttpClient&& other) noexcept {
+  if (this != &other) {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = std::exchange(other.fd_, -1);
+    timeout_ = other.timeout_;
+    reader_ = std::move(other.reader_);
+  }
+  return *this;
+}
+
+void HttpClient::send(std::string_view bytes) {
+  if (!sendAll(fd_, bytes)) throw HarnessError("send: connection closed by poolgate");
+}
+
+bool HttpClient::trySend(std::string_view bytes) { return sendAll(fd_, bytes); }
+
+std::string HttpClient::readRaw(size_t n) { return reader_->readExact(n); }
+
+HttpResponse HttpClient::read(std::string_view requestMethod, bool skipInterim) {
+  for (;;) {
+    auto head = reader_->readHead();
+    if (!head) throw HarnessError("connection closed before a response");
+    auto parsed = parseHead(*head);
+    HttpResponse r;
+    std::istringstream line(parsed.startLine);
+    line >> r.version >> r.status;
+    std::getline(line, r.reason);
+    r.reason = trim(r.reason);
+    if (r.version.rfind("HTTP/1.", 0) != 0 || r.status < 100 || r.status > 999)
+      throw HarnessError("bad status line: " + parsed.startLine);
+    r.headers = std::move(parsed.headers);
+    if (skipInterim && r.status >= 100 && r.status < 200 && r.status != 101) continue;
+    if (iequals(requestMethod, "HEAD") || bodylessStatus(r.status)) {
+      r.framing = Framing::kNone;
+      return r;
+    }
+    try {
+      r.body = readBody(*reader_, r.headers, /*allowClose=*/true, &r.framing);
+    } catch (const HarnessError& e) {
+      throw HarnessError("reading the body of \"" + parsed.startLine + "\": " + e.what());
+    }
+    return r;
+  }
+}
+
+HttpResponse HttpClient::get(std::string_view target, const Headers& headers) {
+  return request("GET", target, headers);
+}
+
+HttpResponse HttpClient::request(std::string_view method, std::string_view target,
+                                 const Headers& headers, std::string_view body,
+                                 Framing framing) {
+  send(serializeRequest(method, target, headers, body, framing));
+  return read(method);
+}
+
+bool HttpClient::waitClosed(Millis timeout) {
+  auto deadline = Clock::now() + timeout;
+  for (;;) {
+    auto left = std::chrono::duration_cast<Millis>(deadline - Clock::now());
+    if (left.count() <= 0) return false;
+    if (pollFor(fd_, POLLIN, left) == 0) return false;
+    char tmp[4096];
+    ssize_t n = ::recv(fd_, tmp, sizeof tmp, 0);
+    if (n == 0) return true;
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return errno == ECONNRESET || errno == EPIPE;
+  }
+}
+
+void HttpClient::shutdownWrite() { ::shutdown(fd_, SHUT_WR); }
+
+uint16_t HttpClient::localPort() const { return localPortOf(fd_); }
+
+HttpResponse httpGet(uint16_t port, std::string_view target, const Headers& headers) {
+  HttpClient client(port);
+  Headers h = headers;
+  h.emplace_back("Connection", "close");
+  return client.get(target, h);
+}
+
+// ---------------------------------------------------------------------------------------
+// Kernel view and ports
+
+size_t countEstablished(uint16_t port) {
+  size_t count = 0;
+  for (const char* file : {"/proc/net/tcp", "/proc/net/tcp6"}) {
+    std::ifstream in(file);
+    std::string line;
+    std::getline(in, line);  // header
+    while (std::getline(in, line)) {
+      std::istringstream ss(line);
+      std::string slot, local, remote, state;
+      ss >> slot >> local >> remote >> state;
+      size_t colon = remote.rfind(':');
+      if (colon == std::string::npos) continue;
+      unsigned long remotePort = std::strtoul(remote.c_str() + colon + 1, nullptr, 16);
+      if (remotePort == port && state == "01") ++count;
+    }
+  }
+  return count;
+}
+
+ReservedPort::ReservedPort() {
+  fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr = loopback(0);
+  if (fd_ < 0 || ::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0)
+    throw HarnessError(errnoText("ReservedPort bind"));
+  port_ = localPortOf(fd_);
+}
+
+ReservedPort::~ReservedPort() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+// ---------------------------------------------------------------------------------------
+// Test upstream
+
+std::string UpstreamRequest::path() const { return target.substr(0, target.find('?')); }
+
+std::string UpstreamConnection::headWithExtras(int status, const Headers& headers,
+                                               std::optional<size_t> contentLength,
+                                               bool chunked) {
+  std::string head = "HTTP/1.1 " + std::to_string(status) + " " + reasonPhrase(status) + "\r\n";
+  for (const auto& [n, v] : headers) head += n + ": " + v + "\r\n";
+  head += "X-Connection: " + std::to_string(id_) + "\r\n";
+  if (contentLength) head += "Content-Length: " + std::to_string(*contentLength) + "\r\n";
+  if (chunked) head += "Transfer-Encoding: chunked\r\n";
+  head += "\r\n";
+  auto tokens = headerTokens(headers, "Connection");
+  if (std::find(tokens.begin(), tokens.end(), "close") != tokens.end()) close_ = true;
+  return head;
+}
+
+void UpstreamConnection::respond(int status, std::string_view body, Headers headers) {
+  bool head = current_ && current_->method == "HEAD";
+  bool noBody = bodylessStatus(status);
+  std::optional<size_t> length;
+  if (!noBody) length = body.size();
+  std::string out = headWithExtras(status, headers, length, false);
+  if (!head && !noBody) out.append(body);
+  sendRaw(out);
+}
+
+void UpstreamConnection::respondChunked(int status, std::string_view body, Headers headers,
+                                        size_t chunkSize) {
+  std::string out = headWithExtras(status, headers, std::nullopt, true);
+  if (!current_ || current_->method != "HEAD") out += chunkedEncode(body, chunkSize);
+  sendRaw(out);
+}
+
+void UpstreamConnection::respondCloseDelimited(int status, std::string_view body,
+                                               Headers headers) {
+  headers.emplace_back("Connection", "close");
+  std::string out = headWithExtras(status, headers, std::nullopt, false);
+  out.append(body);
+  sendRaw(out);
+}
+
+void UpstreamConnection::sendRaw(std::string_view bytes) {
+  responded_ = true;
+  if (!sendAll(fd_, bytes)) throw HarnessError("upstream send: poolgate closed the connection");
+}
+
+std::string UpstreamConnection::readRaw(size_t n) { return reader_.readExact(n); }
+
+void UpstreamConnection::reset() {
+  responded_ = true;
+  reset_ = true;
+  linger lg{1, 0};
+  ::setsockopt(fd_, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+  ::shutdown(fd_, SHUT_RD);  // the socket is closed by the serving thread
+}
+
+bool UpstreamConnection::pause(Millis duration) {
+  std::unique_lock lock(server_.mutex_);
+  return !server_.changed_.wait_for(lock, duration, [&] { return server_.stopping(); });
+}
+
+UpstreamHandler TestUpstream::standardHandler() {
+  return [](const UpstreamRequest& req, UpstreamConnection& conn) {
+    std::string path = req.path();
+    auto numberAfter = [&](std::string_view prefix) -> std::optional<size_t> {
+      if (path.rfind(prefix, 0) != 0) return std::nullopt;
+      return static_cast<size_t>(std::stoull(path.substr(prefix.size())));
+    };
+    if (auto n = numberAfter("/size/")) {
+      conn.respond(200, patternBody(*n, *n), {{"Content-Type", "application/octet-stream"}});
+      return;
+    }
+    if (auto n = numberAfter("/chunked/")) {
+      conn.respondChunked(200, patternBody(*n, *n),
+                          {{"Content-Type", "application/octet-stream"}});
+      return;
+    }
+    if (auto ms = numberAfter("/delay/")) {
+      if (!conn.pause(Millis(*ms))) return;
+    }
+    Json headers = Json::object();
+    for (const auto& [n, v] : req.headers) {
+      std::string key = lower(n);
+      headers[key] = headers.contains(key) ? headers[key].get<std::string>() + ", " + v : v;
+    }
+    Json body = {{"method", req.method},
+                 {"target", req.target},
+                 {"conn", conn.id()},
+                 {"body_length", req.bodyLength},
+                 {"body_checksum", req.bodyChecksum},
+                 {"headers", headers}};
+    Headers extra{{"Content-Type", "application/json"}};
+    if (path == "/close") extra.emplace_back("Connection", "close");
+    conn.respond(200, body.dump(), extra);
+  };
+}
+
+TestUpstream::TestUpstream(UpstreamHandler handler) : handler_(std::move(handler)) {
+  listenFd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (listenFd_ < 0) throw HarnessError(errnoText("socket"));
+  int one = 1;
+  ::setsockopt(listenFd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  sockaddr_in addr = loopback(0);
+  if (::bind(listenFd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+      ::listen(listenFd_, 512) != 0)
+    throw HarnessError(errnoText("TestUpstream bind/listen"));
+  port_ = localPortOf(listenFd_);
+  acceptThread_ = std::thread([this] { acceptLoop(); });
+}
+
+TestUpstream::~TestUpstream() { stop(); }
+
+void TestUpstream::stop() {
+  if (stopping_.exchange(true)) return;
+  {
+    std::lock_guard lock(mutex_);
+    changed_.notify_all();
+  }
+  ::shutdown(listenFd_, SHUT_RDWR);
+  if (acceptThread_.joinable()) acceptThread_.join();
+  ::close(listenFd_);
+  std::vector<std::thread> threads;
+  {
+    std::lock_guard lock(mutex_);
+    for (auto& [id, c] : connections_)
+      if (c.open) ::shutdown(c.fd, SHUT_RDWR);
+    threads.swap(threads_);
+  }
+  for (auto& t : threads) t.join();
+}
+
+void TestUpstream::acceptLoop() {
+  while (!stopping()) {
+    if (pollFor(listenFd_, POLLIN, 200ms) == 0) continue;
+    int fd = ::accept4(listenFd_, nullptr, nullptr, SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (stopping()) return;
+      continue;
+    }
+    std::lock_guard lock(mutex_);
+    if (stopping()) {
+      ::close(fd);
+      return;
+    }
+    uint64_t id = nextId_++;
+    connections_[id].fd = fd;
+    threads_.emplace_back([this, fd, id] { serve(fd, id); });
+    changed_.notify_all();
+  }
+}
+
+bool TestUpstream::awaitNextRequest(SocketReader& reader, UpstreamConnection& conn) {
+  Millis idle;
+  bool idleReset;
+  {
+    std::lock_guard lock(mutex_);
+    idle = idleClose_;
+    idleReset = idleReset_;
+  }
+  auto idleStart = Clock::now();
+  while (!stopping()) {
+    Millis slice = 100ms;  // to notice stop()
+    if (idle.count() > 0) {
+      auto left = idle - std::chrono::duration_cast<Millis>(Clock::now() - idleStart);
+      if (left.count() <= 0) {
+        if (idleReset) conn.reset();
+        return false;
+      }
+      slice = std::min(slice, left);
+    }
+    if (reader.waitReadable(slice)) return true;
+  }
+  return false;
+}
+
+std::optional<UpstreamRequest> TestUpstream::readRequest(SocketReader& reader, int fd,
+                                                         uint64_t id, size_t index) {
+  auto head = reader.readHead();
+  if (!head) return std::nullopt;
+  auto parsed = parseHead(*head);
+  UpstreamRequest req;
+  req.connection = id;
+  req.indexOnConnection = index;
+  std::istringstream line(parsed.startLine);
+  line >> req.method >> req.target >> req.version;
+  req.headers = std::move(parsed.headers);
+  auto expect = req.header("Expect");
+  if (expect && iequals(*expect, "100-continue") &&
+      (req.header("Content-Length") || req.header("Transfer-Encoding")))
+    sendAll(fd, "HTTP/1.1 100 Continue\r\n\r\n");
+  Framing framing = Framing::kNone;
+  req.body = readBody(reader, req.headers, /*allowClose=*/false, &framing);
+  req.chunked = framing == Framing::kChunked;
+  req.bodyLength = req.body.size();
+  req.bodyChecksum = checksum(req.body);
+  return req;
+}
+
+void TestUpstream::serve(int fd, uint64_t id) {
+  setIoTimeouts(fd, 30s);
+  SocketReader reader(fd, kIoTimeout, [this, id](std::string_view bytes) {
+    std::lock_guard lock(mutex_);
+    bytesReceived_ += bytes.size();
+    constexpr size_t kRawCap = 1 << 20;
+    std::string& raw = connections_[id].raw;
+    if (raw.size() < kRawCap) raw.append(bytes.substr(0, kRawCap - raw.size()));
+  });
+  UpstreamConnection conn(*this, fd, id, reader);
+  bool byPeer = false;
+  try {
+    for (size_t index = 0; awaitNextRequest(reader, conn); ++index) {
+      std::optional<UpstreamRequest> req = readRequest(reader, fd, id, index);
+      if (!req) {
+        byPeer = true;  // clean EOF between requests
+        break;
+      }
+      record(*req);
+      UpstreamHandler handler;
+      {
+        std::lock_guard lock(mutex_);
+        handler = handler_;
+      }
+      conn.current_ = &*req;
+      conn.responded_ = false;
+      handler(*req, conn);
+      if (!conn.responded_ && !stopping()) conn.respond(200, "ok\n");
+      conn.current_ = nullptr;
+      if (conn.close_ || conn.reset_ || stopping()) break;
+    }
+  } catch (const std::exception& e) {
+    if (!stopping()) {
+      // Mid-message: worth reporting, even when it is the peer that went away.
+      std::string what = e.what();
+      byPeer = what.find("closed") != std::string::npos || what.find("reset") != std::string::npos;
+      recordError("connection " + std::to_string(id) + ": " + what);
+    }
+  }
+  finishConnection(id, byPeer);
+}
+
+void TestUpstream::finishConnection(uint64_t id, bool byPeer) {
+  std::lock_guard lock(mutex_);
+  auto& c = connections_[id];
+  ::close(c.fd);
+  c.open = false;
+  c.closedByPeer = byPeer;
+  changed_.notify_all();
+}
+
+void TestUpstream::record(const UpstreamRequest& request) {
+  std::lock_guard lock(mutex_);
+  requests_.push_back(request);
+  if (requests_.back().body.size() > 64 * 1024) requests_.back().body.clear();
+  changed_.notify_all();
+}
+
+void TestUpstream::recordError(const std::string& what) {
+  std::lock_guard lock(mutex_);
+  errors_.push_back(what);
+}
+
+void TestUpstream::setHandler(UpstreamHandler handler) {
+  std::lock_guard lock(mutex_);
+  handler_ = std::move(handler);
+}
+
+void TestUpstream::closeIdleAfter(Millis idle, bool withReset) {
+  std::lock_guard lock(mutex_);
+  idleClose_ = idle;
+  idleReset_ = withReset;
+}
+
+std::vector<UpstreamRequest> TestUpstream::requests() const {
+  std::lock_guard lock(mutex_);
+  return requests_;
+}
+
+size_t TestUpstream::requestCount() const {
+  std::lock_guard lock(mutex_);
+  return requests_.size();
+}
+
+size_t TestUpstream::connectionCount() const {
+  std::lock_guard lock(mutex_);
+  return connections_.size();
+}
+
+uint64_t TestUpstream::bytesReceived() const {
+  std::lock_guard lock(mutex_);
+  return bytesReceived_;
+}
+
+std::string TestUpstream::rawReceived() const {
+  std::lock_guard lock(mutex_);
+  std::string all;
+  for (const auto& [id, c] : connections_) all += c.raw;
+  return all;
+}
+
+std::vector<std::string> TestUpstream::errors() const {
+  std::lock_guard lock(mutex_);
+  return errors_;
+}
+
+bool TestUpstream::waitForRequests(size_t n, Millis timeout) const {
+  std::unique_lock lock(mutex_);
+  return changed_.wait_for(lock, timeout, [&] { return requests_.size() >= n; });
+}
+
+bool TestUpstream::waitClosedByPeer(uint64_t id, Millis timeout) const {
+  std::unique_lock lock(mutex_);
+  return changed_.wait_for(lock, timeout, [&] {
+    auto it = connections_.find(id);
+    return it != connections_.end() && !it->second.open && it->second.closedByPeer;
+  });
+}
+
+// ---------------------------------------------------------------------------------------
+// poolgate
+
+std::string proxyConfig(const std::string& upstreamAddress, int workers,
+                        std::string_view upstreamExtra, std::string_view topExtra) {
+  std::string c;
+  c += "workers = " + std::to_string(workers) + ";\n";
+  c += "listen = ( { address = \"127.0.0.1:0\"; } );\n";
+  c += "admin = { address = \"127.0.0.1:0\"; };\n";
+  c += std::string(topExtra) + "\n";
+  c += "upstreams = ( {\n  name = \"app\";\n  servers = ( { address = \"" + upstreamAddress +
+       "\"; } );\n  " + std::string(upstreamExtra) + "\n} );\n";
+  return c;
+}
+
+std::string substitute(std::string text, const std::map<std::string, std::string>& vars) {
+  size_t pos = 0;
+  while ((pos = text.find("${", pos)) != std::string::npos) {
+    size_t end = text.find('}', pos);
+    if (end == std::string::npos) throw HarnessError("unterminated ${ in config template");
+    std::string name = text.substr(pos + 2, end - pos - 2);
+    auto it = vars.find(name);
+    if (it == vars.end()) throw HarnessError("config template: unknown ${" + name + "}");
+    text.replace(pos, end + 1 - pos, it->second);
+    pos += it->second.size();
+  }
+  return text;
+}
+
+Poolgate::Poolgate(const std::string& configTemplate,
+                   const std::map<std::string, std::string>& vars) {
+  std::map<std::string, std::string> all = vars;
+  all.emplace("DIR", dir_.path());
+  std::string config = substitute(configTemplate, all);
+  configPath_ = dir_.write("poolgate.conf", config);
+  logPath_ = dir_.file("poolgate.log");
+  std::smatch m;
+  static const std::regex kWorkers(R"((^|\n)\s*workers\s*=\s*(\d+)\s*;)");
+  if (std::regex_search(config, m, kWorkers) && std::stoul(m[2]) > 0)
+    expectedWorkers_ = std::stoul(m[2]);
+  else
+    expectedWorkers_ = std::max(1u, std::thread::hardware_concurrency());
+}
+
+Poolgate::~Poolgate() {
+  if (running()) {
+    auto status = stop(SIGTERM);
+    EXPECT_TRUE(status.exited() && status.code() == 0)
+        << "poolgate stopped with " << status.describe();
+  }
+  if (::testing::Test::HasFailure()) {
+    std::cerr << "---- poolgate log tail (" << logPath_ << ") ----\n"
+              << logTail() << "\n---- config (" << configPath_ << ") ----\n"
+              << readFile(configPath_) << "----\n";
+  }
+}
+
+void Poolgate::start() {
+  process_ = std::make_unique<Process>(
+      std::vector<std::string>{POOLGATE_BINARY, "-c", configPath_}, logPath_, logPath_);
+  auto fail = [&](const std::string& why) {
+    throw HarnessError("poolgate start: " + why + "\n---- log tail ----\n" + logTail());
+  };
+
+  // "(proxy)", or e.g. "(proxy, tls)" for a TLS listener.
+  static const std::regex kProxy(R"(listening on 127\.0\.0\.1:(\d+) \(proxy[^)]*\))");
+  static const std::regex kAdmin(R"(listening on 127\.0\.0\.1:(\d+) \(admin\))");
+  bool logged = waitUntil(
+      [&] {
+        if (!process_->running()) return true;
+        std::string text = log();
+        std::smatch p, a;
+        if (!std::regex_search(text, p, kProxy) || !std::regex_search(text, a, kAdmin))
+          return false;
+        proxyPort_ = static_cast<uint16_t>(std::stoul(p[1]));
+        adminPort_ = static_cast<uint16_t>(std::stoul(a[1]));
+        return true;
+      },
+      kStartTimeout);
+  if (!process_->running())
+    fail("exited early (" + process_->wait(0ms)->describe() + ")");
+  if (!logged) fail("no 'listening on ... (proxy)' and '(admin)' lines in the log");
+
+  if (!waitUntil([&] { return admin("/health").status == 200; }, kStartTimeout))
+    fail("/health did not answer 200");
+  if (!waitForRunningWorkers(expectedWorkers_))
+    fail("/stats did not list " + std::to_string(expectedWorkers_) + " running workers");
+}
+
+HttpResponse Poolgate::admin(std::string_view path) const { return httpGet(adminPort_, path); }
+
+Json Poolgate::stats() const {
+  HttpResponse r = admin("/stats");
+  if (r.status != 200) throw HarnessError("/stats answered " + std::to_string(r.status));
+  return Json::parse(r.body);
+}
+
+std::vector<pid_t> Poolgate::runningWorkerPids() const {
+  std::vector<pid_t> pids;
+  const Json s = stats();  // not `stats().at(...)` in the loop: the temporary would dangle
+  for (const auto& w : s.at("workers"))
+    if (w.at("state") == "running") pids.push_back(w.at("pid").get<pid_t>());
+  return pids;
+}
+
+bool Poolgate::waitForRunningWorkers(size_t n, Millis timeout) const {
+  return waitUntil(
+      [&] {
+        Json s = stats();
+        size_t running = 0;
+        for (const auto& w : s.at("workers")) {
+          if (w.at("state") != "running") return false;
+          ++running;
+        }
+        return running == n;
+      },
+      timeout, 20ms);
+}
+
+void Poolgate::signal(int sig) const {
+  if (process_) process_->signal(sig);
+}
+
+bool Poolgate::running() const { return process_ && process_->running(); }
+
+std::optional<ExitStatus> Poolgate::waitExit(Millis timeout) {
+  if (!process_) return std::nullopt;
+  return process_->wait(timeout);
+}
+
+ExitStatus Poolgate::stop(int sig, Millis timeout) {
+  if (!process_) throw HarnessError("poolgate was not started");
+  process_->signal(sig);
+  auto status = process_->wait(timeout);
+  if (!status) {
+    ADD_FAILURE() << "poolgate did not exit within " << timeout.count() << " ms after signal "
+                  << sig << "; killing its process group";
+    process_->killGroup();
+    return *process_->wait(0ms);
+  }
+  // Workers must not outlive the master.
+  if (!waitUntil([&] { return !process_->groupAlive(); }, 2s)) {
+    ADD_FAILURE() << "worker processes still alive 2 s after the master exited";
+    process_->killGroup();
+  }
+  return *status;
+}
+
+void expectProxyError(const HttpResponse& r, int status) {
+  EXPECT_EQ(r.status, status) << r.body.substr(0, 200);
+  auto type = r.header("Content-Type");
+  EXPECT_TRUE(type && type->rfind("text/plain", 0) == 0)
+      << "Content-Type: " << type.value_or("(none)");
+  EXPECT_FALSE(r.body.empty()) << "error response without a body";
+}
+
+uint64_t sumOverWorkers(const Json& stats, const std::string& pointer) {
+  uint64_t sum = 0;
+  Json::json_pointer p(pointer);
+  for (const auto& w : stats.at("workers")) sum += w.at(p).get<uint64_t>();
+  return sum;
+}
+
+std::vector<std::string> runConcurrently(size_t n, const std::function<void(size_t)>& body) {
+  std::mutex m;
+  std::vector<std::string> errors;
+  std::vector<std::thread> threads;
+  for (size_t i = 0; i < n; ++i) {
+    threads.emplace_back([&, i] {
+      try {
+        body(i);
+      } catch (const std::exception& e) {
+        std::lock_guard lock(m);
+        errors.push_back("thread " + std::to_string(i) + ": " + e.what());
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  return errors;
+}
+
+// ---------------------------------------------------------------------------------------
+// Fixture
+
+void ProxyTest::TearDown() {
+  if (!HasFailure()) return;
+  std::cerr << "---- test upstream: " << upstream_.connectionCount() << " connection(s), "
+            << upstream_.requestCount() << " request(s) ----\n";
+  for (const auto& r : upstream_.requests())
+    std::cerr << "  conn " << r.connection << " #" << r.indexOnConnection << ": " << r.method
+              << " " << r.target << " body " << r.bodyLength << (r.chunked ? " chunked" : "")
+              << "\n";
+  for (const auto& e : upstream_.errors()) std::cerr << "  error: " << e << "\n";
+  std::string raw = upstream_.rawReceived().substr(0, 600);
+  for (char& ch : raw)
+    if (ch != '\n' && !std::isprint(static_cast<unsigned char>(ch))) ch = '.';
+  std::cerr << "  first bytes received:\n" << raw << "\n";
+}
+
+void ProxyTest::expectNothingForwardedBefore(std::string_view marker) {
+  HttpClient barrier = connect();
+  ASSERT_EQ(barrier.get("/barrier").status, 200);
+  auto requests = upstream_.requests();
+  ASSERT_EQ(requests.size(), 1u) << "the upstream received more than the barrier request";
+  EXPECT_EQ(requests[0].target, "/barrier");
+  EXPECT_EQ(upstream_.rawReceived().find(marker), std::string::npos)
+      << "part of the refused request reached the upstream";
+}
+
+void ProxyTest::startProxy(int workers, std::string_view upstreamExtra,
+                           std::string_view topExtra) {
+  proxy_ = std::make_unique<Poolgate>(
+      proxyConfig(upstream_.address(), workers, upstreamExtra, topExtra));
+  proxy_->start();
+}
+
+void ProxyTest::startProxyWithConfig(const std::string& configTemplate,
+                                     const std::map<std::string, std::string>& vars) {
+  proxy_ = std::make_unique<Poolgate>(configTemplate, vars);
+  proxy_->start();
+}
+
+}  // namespace pgtest

@@ -1,0 +1,547 @@
+// Pool: the reuse checklist, LIFO idle members, limits, timers, counters.
+#include "pool/pool.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+namespace poolgate {
+namespace {
+
+constexpr uint64_t kStart = 5'000'000;
+
+// ---- reuseVerdict -----------------------------------------------------------
+
+// Facts of an exchange that may be reused.
+ReuseFacts goodFacts() {
+  ReuseFacts facts;
+  facts.response_complete = true;
+  facts.length_delimited = true;
+  facts.upstream_keep_alive = true;
+  facts.request_sent = true;
+  facts.requests_served = 1;
+  facts.age_ms = 10;
+  return facts;
+}
+
+TEST(ReuseVerdict, CleanExchangeIsReusable) {
+  EXPECT_EQ(reuseVerdict(goodFacts(), PoolConfig{}), NoReuse::kReusable);
+}
+
+TEST(ReuseVerdict, ErrorRefuses) {
+  ReuseFacts facts = goodFacts();
+  facts.error = true;
+  EXPECT_EQ(reuseVerdict(facts, PoolConfig{}), NoReuse::kError);
+}
+
+TEST(ReuseVerdict, IncompleteResponseRefuses) {
+  ReuseFacts facts = goodFacts();
+  facts.response_complete = false;
+  EXPECT_EQ(reuseVerdict(facts, PoolConfig{}), NoReuse::kResponseNotDone);
+}
+
+TEST(ReuseVerdict, CloseDelimitedResponseRefuses) {
+  ReuseFacts facts = goodFacts();
+  facts.length_delimited = false;
+  EXPECT_EQ(reuseVerdict(facts, PoolConfig{}), NoReuse::kResponseNotDone);
+}
+
+TEST(ReuseVerdict, UpstreamCloseRefuses) {
+  ReuseFacts facts = goodFacts();
+  facts.upstream_keep_alive = false;
+  EXPECT_EQ(reuseVerdict(facts, PoolConfig{}), NoReuse::kUpstreamClose);
+}
+
+TEST(ReuseVerdict, UnsentRequestRefuses) {
+  ReuseFacts facts = goodFacts();
+  facts.request_sent = false;
+  EXPECT_EQ(reuseVerdict(facts, PoolConfig{}), NoReuse::kRequestNotSent);
+}
+
+TEST(ReuseVerdict, UnreadBytesRefuse) {
+  ReuseFacts facts = goodFacts();
+  facts.unread_bytes = true;
+  EXPECT_EQ(reuseVerdict(facts, PoolConfig{}), NoReuse::kUnreadBytes);
+}
+
+TEST(ReuseVerdict, ExitingWorkerRefuses) {
+  ReuseFacts facts = goodFacts();
+  facts.exiting = true;
+  EXPECT_EQ(reuseVerdict(facts, PoolConfig{}), NoReuse::kExiting);
+}
+
+TEST(ReuseVerdict, MaxRequestsReachedRefuses) {
+  PoolConfig config;
+  config.max_requests = 3;
+  ReuseFacts facts = goodFacts();
+  facts.requests_served = 3;
+  EXPECT_EQ(reuseVerdict(facts, config), NoReuse::kMaxRequests);
+}
+
+TEST(ReuseVerdict, UnderMaxRequestsIsReusable) {
+  PoolConfig config;
+  config.max_requests = 3;
+  ReuseFacts facts = goodFacts();
+  facts.requests_served = 2;
+  EXPECT_EQ(reuseVerdict(facts, config), NoReuse::kReusable);
+}
+
+TEST(ReuseVerdict, ZeroMaxRequestsMeansUnlimited) {
+  PoolConfig config;
+  config.max_requests = 0;
+  ReuseFacts facts = goodFacts();
+  facts.requests_served = 1'000'000;
+  EXPECT_EQ(reuseVerdict(facts, config), NoReuse::kReusable);
+}
+
+TEST(ReuseVerdict, MaxLifetimeReachedRefuses) {
+  PoolConfig config;
+  config.max_lifetime = 2.5;
+  ReuseFacts facts = goodFacts();
+  facts.age_ms = 2500;
+  EXPECT_EQ(reuseVerdict(facts, config), NoReuse::kMaxLifetime);
+}
+
+TEST(ReuseVerdict, UnderMaxLifetimeIsReusable) {
+  PoolConfig config;
+  config.max_lifetime = 2.5;
+  ReuseFacts facts = goodFacts();
+  facts.age_ms = 2499;
+  EXPECT_EQ(reuseVerdict(facts, config), NoReuse::kReusable);
+}
+
+TEST(ReuseVerdict, ZeroMaxLifetimeMeansUnlimited) {
+  PoolConfig config;
+  config.max_lifetime = 0;
+  ReuseFacts facts = goodFacts();
+  facts.age_ms = 1'000'000'000;
+  EXPECT_EQ(reuseVerdict(facts, config), NoReuse::kReusable);
+}
+
+// Everything wrong at once; fixing one fact at a time must reveal the reasons
+// in the checklist's order.
+TEST(ReuseVerdict, ReasonsFollowTheChecklistOrder) {
+  PoolConfig config;
+  config.max_requests = 1;
+  config.max_lifetime = 1.0;
+  ReuseFacts facts;
+  facts.error = true;
+  facts.response_complete = false;
+  facts.length_delimited = false;
+  facts.upstream_keep_alive = false;
+  facts.request_sent = false;
+  facts.unread_bytes = true;
+  facts.exiting = true;
+  facts.requests_served = 1;
+  facts.age_ms = 1000;
+
+  EXPECT_EQ(reuseVerdict(facts, config), NoReuse::kError);
+  facts.error = false;
+  EXPECT_EQ(reuseVerdict(facts, config), NoReuse::kResponseNotDone);
+  facts.response_complete = true;
+  EXPECT_EQ(reuseVerdict(facts, config), NoReuse::kResponseNotDone);
+  facts.length_delimited = true;
+  EXPECT_EQ(reuseVerdict(facts, config), NoReuse::kUpstreamClose);
+  facts.upstream_keep_alive = true;
+  EXPECT_EQ(reuseVerdict(facts, config), NoReuse::kRequestNotSent);
+  facts.request_sent = true;
+  EXPECT_EQ(reuseVerdict(facts, config), NoReuse::kUnreadBytes);
+  facts.unread_bytes = false;
+  EXPECT_EQ(reuseVerdict(facts, config), NoReuse::kExiting);
+  facts.exiting = false;
+  EXPECT_EQ(reuseVerdict(facts, config), NoReuse::kMaxRequests);
+  facts.requests_served = 0;
+  EXPECT_EQ(reuseVerdict(facts, config), NoReuse::kMaxLifetime);
+  facts.age_ms = 0;
+  EXPECT_EQ(reuseVerdict(facts, config), NoReuse::kReusable);
+}
+
+// ---- Pool -----------------------------------------------------------------
+
+class FakeMember : public PoolMember {
+ public:
+  FakeMember(Pool& pool, uint64_t created_ms, int id) : PoolMember(created_ms), pool_(pool), id(id) {}
+
+  bool probeIdle() noexcept override {
+    ++probes;
+    return probe_ok;
+  }
+  void evictFromPool() noexcept override {
+    ++evictions;
+    pool_.noteClosed(*this);
+  }
+
+  Pool& pool_;
+  int id;
+  bool probe_ok = true;
+  int probes = 0;
+  int evictions = 0;
+};
+
+class PoolTest : public ::testing::Test {
+ protected:
+  PoolTest() {
+    config.max_idle = 8;
+    config.idle_timeout = 0;  // tests that want idle expiry set it
+  }
+
+  // A new connection, established and carrying its first request.
+  FakeMember& open(int id) {
+    pool.noteConnecting();
+    pool.noteConnected();
+    members.push_back(std::make_unique<FakeMember>(pool, timers.now(), id));
+    return *members.back();
+  }
+
+  uint64_t get(const std::atomic<uint64_t>& counter) const { return ServerCounters::get(counter); }
+  uint64_t refused(NoReuse reason) const {
+    return get(counters.no_reuse_total[static_cast<int>(reason)]);
+  }
+  void expectConsistent() const {
+    EXPECT_EQ(get(counters.open), get(counters.idle) + get(counters.active));
+    EXPECT_EQ(get(counters.idle), pool.idleCount());
+  }
+  int checkoutId() {
+    PoolMember* member = pool.checkout();
+    return member == nullptr ? -1 : static_cast<FakeMember*>(member)->id;
+  }
+
+  TimerQueue timers{kStart};
+  PoolConfig config;
+  ServerCounters counters;
+  // Declared before the pool: the pool's destructor evicts idle members.
+  std::vector<std::unique_ptr<FakeMember>> members;
+  Pool pool{timers, config, counters};
+};
+
+TEST_F(PoolTest, EmptyPoolChecksOutNothing) {
+  EXPECT_EQ(pool.checkout(), nullptr);
+  EXPECT_EQ(pool.idleCount(), 0u);
+}
+
+TEST_F(PoolTest, CheckinKeepsAReusableConnection) {
+  FakeMember& a = open(1);
+  EXPECT_TRUE(pool.checkin(a, NoReuse::kReusable));
+  EXPECT_TRUE(a.isIdle());
+  EXPECT_EQ(pool.idleCount(), 1u);
+  EXPECT_EQ(get(counters.idle), 1u);
+  EXPECT_EQ(get(counters.active), 0u);
+}
+
+TEST_F(PoolTest, CheckoutIsLastInFirstOut) {
+  FakeMember& a = open(1);
+  FakeMember& b = open(2);
+  FakeMember& c = open(3);
+  pool.checkin(a, NoReuse::kReusable);
+  pool.checkin(b, NoReuse::kReusable);
+  pool.checkin(c, NoReuse::kReusable);
+
+  EXPECT_EQ(checkoutId(), 3);
+  EXPECT_EQ(checkoutId(), 2);
+  EXPECT_EQ(checkoutId(), 1);
+  EXPECT_EQ(checkoutId(), -1);
+}
+
+TEST_F(PoolTest, CheckedOutMemberIsActiveAndProbed) {
+  FakeMember& a = open(1);
+  pool.checkin(a, NoReuse::kReusable);
+  EXPECT_EQ(pool.checkout(), &a);
+  EXPECT_FALSE(a.isIdle());
+  EXPECT_EQ(a.probes, 1);
+  EXPECT_EQ(get(counters.active), 1u);
+  EXPECT_EQ(get(counters.idle), 0u);
+}
+
+TEST_F(PoolTest, MaxIdleRefusesWithPoolFull) {
+  config.max_idle = 2;
+  FakeMember& a = open(1);
+  FakeMember& b = open(2);
+  FakeMember& c = open(3);
+  EXPECT_TRUE(pool.checkin(a, NoReuse::kReusable));
+  EXPECT_TRUE(pool.checkin(b, NoReuse::kReusable));
+  EXPECT_FALSE(pool.checkin(c, NoReuse::kReusable));
+  EXPECT_FALSE(c.isIdle());
+  EXPECT_EQ(pool.idleCount(), 2u);
+  EXPECT_EQ(refused(NoReuse::kPoolFull), 1u);
+  EXPECT_EQ(refused(NoReuse::kReusable), 0u);
+
+  pool.noteClosed(c);  // the caller closes what the pool refused
+  expectConsistent();
+  EXPECT_EQ(get(counters.open), 2u);
+}
+
+TEST_F(PoolTest, ZeroMaxIdleKeepsNothing) {
+  config.max_idle = 0;
+  FakeMember& a = open(1);
+  EXPECT_FALSE(pool.checkin(a, NoReuse::kReusable));
+  EXPECT_EQ(refused(NoReuse::kPoolFull), 1u);
+}
+
+TEST_F(PoolTest, NonReusableVerdictIsRefusedAndCounted) {
+  FakeMember& a = open(1);
+  EXPECT_FALSE(pool.checkin(a, NoReuse::kUpstreamClose));
+  EXPECT_EQ(refused(NoReuse::kUpstreamClose), 1u);
+  EXPECT_EQ(refused(NoReuse::kPoolFull), 0u);
+  EXPECT_EQ(pool.idleCount(), 0u);
+  EXPECT_EQ(get(counters.active), 1u);  // still the caller's until noteClosed()
+}
+
+TEST_F(PoolTest, FullPoolStillCountsTheOriginalReason) {
+  config.max_idle = 0;
+  FakeMember& a = open(1);
+  EXPECT_FALSE(pool.checkin(a, NoReuse::kError));
+  EXPECT_EQ(refused(NoReuse::kError), 1u);
+  EXPECT_EQ(refused(NoReuse::kPoolFull), 0u);
+}
+
+TEST_F(PoolTest, FailedProbeEvictsAndMovesOnToTheNextIdle) {
+  FakeMember& a = open(1);
+  FakeMember& b = open(2);
+  pool.checkin(a, NoReuse::kReusable);
+  pool.checkin(b, NoReuse::kReusable);
+  b.probe_ok = false;  // the warmest one went stale (EOF while idle)
+
+  EXPECT_EQ(pool.checkout(), &a);
+  EXPECT_EQ(b.evictions, 1);
+  EXPECT_EQ(a.evictions, 0);
+  EXPECT_EQ(get(counters.closed_idle_total), 1u);
+  EXPECT_EQ(get(counters.open), 1u);
+  expectConsistent();
+}
+
+TEST_F(PoolTest, AllProbesFailingChecksOutNothing) {
+  FakeMember& a = open(1);
+  FakeMember& b = open(2);
+  pool.checkin(a, NoReuse::kReusable);
+  pool.checkin(b, NoReuse::kReusable);
+  a.probe_ok = b.probe_ok = false;
+
+  EXPECT_EQ(pool.checkout(), nullptr);
+  EXPECT_EQ(a.evictions, 1);
+  EXPECT_EQ(b.evictions, 1);
+  EXPECT_EQ(pool.idleCount(), 0u);
+  EXPECT_EQ(get(counters.open), 0u);
+  EXPECT_EQ(get(counters.closed_idle_total), 2u);
+  expectConsistent();
+}
+
+TEST_F(PoolTest, IdleTimeoutEvictsOnlyExpiredMembers) {
+  config.idle_timeout = 1.0;
+  FakeMember& a = open(1);
+  pool.checkin(a, NoReuse::kReusable);  // idle since kStart
+  timers.setNow(kStart + 500);
+  FakeMember& b = open(2);
+  pool.checkin(b, NoReuse::kReusable);  // idle since kStart + 500
+
+  timers.setNow(kStart + 999);
+  timers.runExpired();
+  EXPECT_EQ(a.evictions, 0);
+
+  timers.setNow(kStart + 1000);
+  timers.runExpired();
+  EXPECT_EQ(a.evictions, 1);
+  EXPECT_EQ(b.evictions, 0);
+  EXPECT_EQ(pool.idleCount(), 1u);
+
+  timers.setNow(kStart + 1500);
+  timers.runExpired();
+  EXPECT_EQ(b.evictions, 1);
+  EXPECT_EQ(pool.idleCount(), 0u);
+  EXPECT_EQ(get(counters.closed_idle_total), 2u);
+  EXPECT_EQ(get(counters.open), 0u);
+  expectConsistent();
+}
+
+TEST_F(PoolTest, IdleTimerStopsWhenThePoolEmpties) {
+  config.idle_timeout = 1.0;
+  FakeMember& a = open(1);
+  pool.checkin(a, NoReuse::kReusable);
+  timers.setNow(kStart + 1000);
+  timers.runExpired();
+  EXPECT_EQ(timers.size(), 0u);
+  EXPECT_EQ(timers.msUntilNext(), -1);
+}
+
+TEST_F(PoolTest, CheckedOutMemberIsNotEvictedByTheIdleTimer) {
+  config.idle_timeout = 1.0;
+  FakeMember& a = open(1);
+  pool.checkin(a, NoReuse::kReusable);
+  ASSERT_EQ(pool.checkout(), &a);
+
+  timers.setNow(kStart + 5000);
+  timers.runExpired();
+  EXPECT_EQ(a.evictions, 0);
+  EXPECT_EQ(get(counters.active), 1u);
+}
+
+TEST_F(PoolTest, IdleTimeoutRestartsOnEachCheckin) {
+  config.idle_timeout = 1.0;
+  FakeMember& a = open(1);
+  pool.checkin(a, NoReuse::kReusable);
+  timers.setNow(kStart + 900);
+  ASSERT_EQ(pool.checkout(), &a);
+  pool.checkin(a, NoReuse::kReusable);  // idle since kStart + 900
+
+  timers.setNow(kStart + 1000);
+  timers.runExpired();
+  EXPECT_EQ(a.evictions, 0);
+
+  timers.setNow(kStart + 1900);
+  timers.runExpired();
+  EXPECT_EQ(a.evictions, 1);
+}
+
+TEST_F(PoolTest, ZeroIdleTimeoutNeverExpires) {
+  config.idle_timeout = 0;
+  FakeMember& a = open(1);
+  pool.checkin(a, NoReuse::kReusable);
+  EXPECT_EQ(timers.size(), 0u);
+  timers.setNow(kStart + 1'000'000'000);
+  timers.runExpired();
+  EXPECT_EQ(a.evictions, 0);
+  EXPECT_EQ(pool.idleCount(), 1u);
+}
+
+TEST_F(PoolTest, MaxLifetimeEvictsAtCheckoutWithoutProbing) {
+  config.max_lifetime = 10.0;
+  FakeMember& a = open(1);  // created at kStart
+  pool.checkin(a, NoReuse::kReusable);
+  timers.setNow(kStart + 10'000);
+
+  EXPECT_EQ(pool.checkout(), nullptr);
+  EXPECT_EQ(a.evictions, 1);
+  EXPECT_EQ(a.probes, 0);
+  EXPECT_EQ(get(counters.open), 0u);
+  expectConsistent();
+}
+
+TEST_F(PoolTest, MaxLifetimeSkipsOldMemberForAYoungerOne) {
+  config.max_lifetime = 10.0;
+  FakeMember& old_member = open(1);  // created at kStart
+  timers.setNow(kStart + 5000);
+  FakeMember& young = open(2);
+  pool.checkin(young, NoReuse::kReusable);
+  pool.checkin(old_member, NoReuse::kReusable);  // the most recent: checked out first
+  timers.setNow(kStart + 10'000);
+
+  EXPECT_EQ(pool.checkout(), &young);
+  EXPECT_EQ(old_member.evictions, 1);
+}
+
+TEST_F(PoolTest, UnderMaxLifetimeChecksOut) {
+  config.max_lifetime = 10.0;
+  FakeMember& a = open(1);
+  pool.checkin(a, NoReuse::kReusable);
+  timers.setNow(kStart + 9'999);
+  EXPECT_EQ(pool.checkout(), &a);
+}
+
+TEST_F(PoolTest, IdleMemberClosedByItsOwnerLeavesThePool) {
+  FakeMember& a = open(1);
+  FakeMember& b = open(2);
+  pool.checkin(a, NoReuse::kReusable);
+  pool.checkin(b, NoReuse::kReusable);
+  pool.noteClosed(b);  // e.g. the upstream closed an idle socket
+  EXPECT_EQ(pool.idleCount(), 1u);
+  EXPECT_EQ(get(counters.open), 1u);
+  expectConsistent();
+  EXPECT_EQ(checkoutId(), 1);
+  EXPECT_EQ(checkoutId(), -1);
+}
+
+TEST_F(PoolTest, CloseIdleEvictsEveryIdleMember) {
+  FakeMember& a = open(1);
+  FakeMember& b = open(2);
+  FakeMember& c = open(3);
+  pool.checkin(a, NoReuse::kReusable);
+  pool.checkin(b, NoReuse::kReusable);
+  // c stays active
+  pool.closeIdle();
+  EXPECT_EQ(a.evictions, 1);
+  EXPECT_EQ(b.evictions, 1);
+  EXPECT_EQ(c.evictions, 0);
+  EXPECT_EQ(pool.idleCount(), 0u);
+  EXPECT_EQ(get(counters.open), 1u);
+  expectConsistent();
+}
+
+TEST(PoolLifetime, DestructorEvictsIdleMembers) {
+  TimerQueue timers(kStart);
+  PoolConfig config;
+  ServerCounters counters;
+  std::unique_ptr<FakeMember> member;
+  {
+    Pool pool(timers, config, counters);
+    pool.noteConnecting();
+    pool.noteConnected();
+    member = std::make_unique<FakeMember>(pool, kStart, 1);
+    pool.checkin(*member, NoReuse::kReusable);
+  }
+  EXPECT_EQ(member->evictions, 1);
+  EXPECT_EQ(ServerCounters::get(counters.open), 0u);
+  EXPECT_EQ(ServerCounters::get(counters.idle), 0u);
+  EXPECT_EQ(timers.size(), 0u);
+}
+
+// A scripted life of three connections; after every step the counters must
+// add up and match the script.
+TEST_F(PoolTest, CountersStayConsistentThroughAScriptedSequence) {
+  auto expect = [&](uint64_t open_count, uint64_t idle, uint64_t active, uint64_t opened,
+                    uint64_t reused, uint64_t closed_idle) {
+    EXPECT_EQ(get(counters.open), open_count);
+    EXPECT_EQ(get(counters.idle), idle);
+    EXPECT_EQ(get(counters.active), active);
+    EXPECT_EQ(get(counters.opened_total), opened);
+    EXPECT_EQ(get(counters.reused_total), reused);
+    EXPECT_EQ(get(counters.closed_idle_total), closed_idle);
+    expectConsistent();
+  };
+
+  // A connect in flight counts as open and active, not yet opened.
+  pool.noteConnecting();
+  expect(1, 0, 1, 0, 0, 0);
+  pool.noteConnected();
+  members.push_back(std::make_unique<FakeMember>(pool, timers.now(), 1));
+  FakeMember& a = *members.back();
+  expect(1, 0, 1, 1, 0, 0);
+
+  // Request done: back to the pool.
+  ASSERT_TRUE(pool.checkin(a, NoReuse::kReusable));
+  expect(1, 1, 0, 1, 0, 0);
+
+  // Next request reuses it.
+  ASSERT_EQ(pool.checkout(), &a);
+  pool.noteReused();
+  expect(1, 0, 1, 1, 1, 0);
+
+  // A second request meanwhile needs a new connection.
+  FakeMember& b = open(2);
+  expect(2, 0, 2, 2, 1, 0);
+
+  // Both finish; b is pooled, a said Connection: close.
+  ASSERT_TRUE(pool.checkin(b, NoReuse::kReusable));
+  ASSERT_FALSE(pool.checkin(a, NoReuse::kUpstreamClose));
+  pool.noteClosed(a);
+  expect(1, 1, 0, 2, 1, 0);
+
+  // b goes stale while idle; the next checkout evicts it and finds nothing.
+  b.probe_ok = false;
+  ASSERT_EQ(pool.checkout(), nullptr);
+  expect(0, 0, 0, 2, 1, 1);
+
+  // A third connection is opened, pooled, and times out idle.
+  config.idle_timeout = 2.0;
+  FakeMember& c = open(3);
+  ASSERT_TRUE(pool.checkin(c, NoReuse::kReusable));
+  expect(1, 1, 0, 3, 1, 1);
+  timers.setNow(timers.now() + 2000);
+  timers.runExpired();
+  expect(0, 0, 0, 3, 1, 2);
+  EXPECT_EQ(c.evictions, 1);
+}
+
+}  // namespace
+}  // namespace poolgate
