@@ -12,6 +12,9 @@ Timer::~Timer() { cancel(); }
 void Timer::arm(uint64_t delay_ms) { armAt(queue_.now() + delay_ms); }
 
 void Timer::armAt(uint64_t deadline_ms) {
+  // Armed from a timer callback for "now": fire on the next round, so that a
+  // callback re-arming itself with 0 cannot keep runExpired() going forever.
+  if (queue_.running_ && deadline_ms <= queue_.now_) deadline_ms = queue_.now_ + 1;
   deadline_ = deadline_ms;
   armed_ = true;
   if (heap_index_ == kNotInHeap) {
@@ -36,6 +39,7 @@ int64_t TimerQueue::msUntilNext() const {
 
 size_t TimerQueue::runExpired() {
   size_t fired = 0;
+  running_ = true;
   while (!heap_.empty() && heap_.front()->heap_key_ <= now_) {
     Timer* timer = heap_.front();
     // Re-armed later since it was keyed: re-key it, even when the new deadline
@@ -50,6 +54,7 @@ size_t TimerQueue::runExpired() {
     ++fired;
     timer->callback_();  // may re-arm or destroy the timer's owner
   }
+  running_ = false;
   return fired;
 }
 

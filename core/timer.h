@@ -67,6 +67,7 @@ class TimerQueue {
   void place(size_t index, Timer* timer);
 
   uint64_t now_;
+  bool running_ = false;  // inside runExpired()
   std::vector<Timer*> heap_;
 };
 

@@ -217,7 +217,10 @@ void ClientConnection::readClient() {
     ssize_t n = ::recv(fd_.get(), in_.writePtr(), in_.writable(), 0);
     if (n > 0) {
       in_.commit(static_cast<size_t>(n));
-      if (state_ == State::kIdle) setState(State::kHead);
+      if (state_ == State::kIdle) {
+        timer_.cancel();  // keep-alive wait over: client_header runs from this first byte
+        setState(State::kHead);
+      }
       parseClient();
       armClientTimer();
       continue;

@@ -317,12 +317,16 @@ TEST(Timer, CallbackCanArmAnotherTimerThatIsAlreadyDue) {
   Timer second(queue, [&] { log.push_back(2); });
   Timer first(queue, [&] {
     log.push_back(1);
-    second.armAt(kStart + 50);  // already in the past: fires in this same run
+    second.armAt(kStart + 50);  // already in the past: fires on the next round
   });
   first.arm(10);
 
   queue.setNow(kStart + 100);
-  EXPECT_EQ(queue.runExpired(), 2u);
+  EXPECT_EQ(queue.runExpired(), 1u);
+  EXPECT_EQ(log, (std::vector<int>{1}));
+  EXPECT_EQ(queue.msUntilNext(), 1);
+  queue.setNow(kStart + 101);
+  EXPECT_EQ(queue.runExpired(), 1u);
   EXPECT_EQ(log, (std::vector<int>{1, 2}));
 }
 
@@ -454,6 +458,29 @@ TEST(Timer, RearmingLaterManyTimesAddsNoHeapEntries) {
     ASSERT_LE(fired_deadlines[k - 1], fired_deadlines[k]) << "at position " << k;
   }
   for (int i = 0; i < kCount; ++i) ASSERT_EQ(fire_count[i], 1) << "timer " << i;
+}
+
+}  // namespace
+}  // namespace poolgate
+
+namespace poolgate {
+namespace {
+
+TEST(Timer, CallbackRearmingItselfForNowFiresOnTheNextRound) {
+  TimerQueue queue(1000);
+  int fired = 0;
+  Timer* self = nullptr;
+  Timer timer(queue, [&] {
+    ++fired;
+    self->arm(0);  // again "now": must not make runExpired() spin
+  });
+  self = &timer;
+  timer.arm(0);
+  EXPECT_EQ(queue.runExpired(), 1u);
+  EXPECT_EQ(fired, 1);
+  queue.setNow(1001);
+  EXPECT_EQ(queue.runExpired(), 1u);
+  EXPECT_EQ(fired, 2);
 }
 
 }  // namespace
