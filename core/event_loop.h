@@ -64,10 +64,12 @@ class EventLoop {
   void deferDelete(std::unique_ptr<T> object) {
     deferDelete(static_cast<Deletable*>(object.release()));
   }
+  // Destroys the deferred objects now (the loop does it after each batch; an
+  // owner shutting down calls it while what those objects use still exists).
+  void runDeferred();
 
  private:
   void updateNow();
-  void runDeferred();
 
   Fd epoll_;
   TimerQueue timers_;

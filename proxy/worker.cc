@@ -83,7 +83,7 @@ Worker::~Worker() {
   while (!clients_.empty()) clients_.back()->close();
   for (auto& group : upstreams_) group->closeIdle();
   listeners_.clear();
-  loop_.runOnce(0);  // run deferred deletions
+  loop_.runDeferred();  // while the buffer pool and the servers they use still exist
 }
 
 void Worker::setupSignals() {
