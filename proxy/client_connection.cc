@@ -220,6 +220,7 @@ void ClientConnection::readClient() {
       if (state_ == State::kIdle) {
         timer_.cancel();  // keep-alive wait over: client_header runs from this first byte
         setState(State::kHead);
+        record_.started_ms = worker_.loop().now();
       }
       parseClient();
       armClientTimer();
@@ -321,6 +322,7 @@ void ClientConnection::flushClient() {
     ssize_t n = ::send(fd_.get(), out_.data(), out_.size(), MSG_NOSIGNAL);
     if (n > 0) {
       out_.consume(static_cast<size_t>(n));
+      record_.bytes_sent += static_cast<uint64_t>(n);
       continue;
     }
     if (n < 0 && errno == EINTR) continue;
@@ -348,6 +350,7 @@ void ClientConnection::finishExchange() {
     return;
   }
   worker_.onRequestDone();
+  logExchange();
   if (!keep_alive_ || !request_complete_ || state_ == State::kClosing || worker_.draining()) {
     close();
     return;
@@ -365,6 +368,7 @@ void ClientConnection::finishExchange() {
   body_bytes_ = 0;
   timer_.cancel();
   setState(in_.empty() ? State::kIdle : State::kHead);
+  if (state_ == State::kHead) record_.started_ms = worker_.loop().now();
   parser_.resume();
   parseClient();  // pipelined requests already buffered
   if (state_ == State::kIdle || state_ == State::kHead) {
@@ -380,6 +384,12 @@ void ClientConnection::drain() {
 
 void ClientConnection::close() {
   if (state_ == State::kClosed) return;
+  if (record_pending_) {
+    if (record_.status == 0) record_.status = 499;  // nginx's "client closed request"
+    if (record_.error == nullptr) record_.error = "client_closed";
+    if (record_.upstream_done_ms == 0) record_.upstream_done_ms = worker_.loop().now();
+    logExchange();
+  }
   if (upstream_ != nullptr) {
     UpstreamConnection* upstream = upstream_;
     upstream_ = nullptr;
@@ -403,6 +413,7 @@ int ClientConnection::onHeadersComplete() {
   const llhttp_t& p = parser_.raw();
   const HttpHead& head = parser_.head();
   const char* base = in_.base();
+  beginRecord(head, base);
   head_request_ = p.method == HTTP_HEAD;
   idempotent_ = isIdempotent(static_cast<llhttp_method_t>(p.method));
   request_chunked_ = (p.flags & F_CHUNKED) != 0;
@@ -545,6 +556,33 @@ void ClientConnection::connectUpstream() {
 void ClientConnection::useConnection(UpstreamConnection* conn) {
   upstream_ = conn;
   conn->beginRequest(head_request_);
+  record_.upstream = conn->server().name();
+  record_.upstream_started_ms = worker_.loop().now();
+  record_.upstream_reused = conn->reused();
+}
+
+void ClientConnection::beginRecord(const HttpHead& head, const char* base) {
+  record_pending_ = true;
+  record_.status = 0;
+  record_.bytes_sent = 0;
+  record_.upstream = {};
+  record_.upstream_started_ms = record_.upstream_done_ms = 0;
+  record_.upstream_reused = false;
+  record_.error = nullptr;
+  record_.http_minor = parser_.versionMinor();
+  if (worker_.accessLog() == nullptr) return;
+  record_.method.assign(head.method.view(base));
+  record_.target.assign(head.target.view(base));
+  record_.referer.assign(findHeader(head, base, "referer"));
+  record_.user_agent.assign(findHeader(head, base, "user-agent"));
+}
+
+void ClientConnection::logExchange() {
+  if (!record_pending_) return;
+  record_pending_ = false;
+  // The admin listener's polling (/stats every second) stays out of the access log.
+  if (kind_ == ListenerKind::kAdmin) return;
+  if (AccessLog* log = worker_.accessLog()) log->write(record_, peer_ip_);
 }
 
 void ClientConnection::releaseUpstream() {
@@ -607,6 +645,8 @@ bool ClientConnection::retryAfter(UpstreamError error) {
 
 void ClientConnection::onUpstreamError(UpstreamError error) noexcept {
   if (state_ != State::kExchange && state_ != State::kClosing) return;
+  record_.upstream_done_ms = worker_.loop().now();
+  record_.error = toString(error);
   if (retryAfter(error)) return;
   if (response_started_) {
     // Part of the response has gone out: the client can only learn of the
@@ -658,6 +698,7 @@ void ClientConnection::writeResponseHead(const HttpParser& parser, const char* b
   if (framing_ == Framing::kClose || !request_complete_ || worker_.draining()) keep_alive_ = false;
   response_started_ = true;
   writeClientResponseHead(out_, parser, base, framing_, keep_alive_, client_http11);
+  record_.status = parser.raw().status_code;
 }
 
 void ClientConnection::onUpstreamBody(const char* at, size_t length) noexcept {
@@ -675,6 +716,7 @@ void ClientConnection::onUpstreamBody(const char* at, size_t length) noexcept {
 }
 
 void ClientConnection::onUpstreamComplete() noexcept {
+  record_.upstream_done_ms = worker_.loop().now();
   if (framing_ == Framing::kChunked) out_.append("0\r\n\r\n");
   response_complete_ = true;
   if (!request_complete_) keep_alive_ = false;
@@ -694,6 +736,7 @@ void ClientConnection::respond(int status, std::string_view content_type, std::s
   }
   if (close_after || worker_.draining()) keep_alive_ = false;
   response_started_ = true;
+  record_.status = status;
   response_complete_ = true;
   out_.append("HTTP/1.1 ");
   appendNumber(out_, static_cast<uint64_t>(status));

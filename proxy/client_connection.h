@@ -14,6 +14,7 @@
 #include "core/event_loop.h"
 #include "core/fd.h"
 #include "core/socket.h"
+#include "proxy/access_log.h"
 #include "proxy/forwarding.h"
 #include "proxy/worker.h"
 #include "upstream/http.h"
@@ -70,6 +71,8 @@ class ClientConnection final : public IoHandler,
   void handleAdmin();
   void connectUpstream();
   void useConnection(UpstreamConnection* conn);
+  void beginRecord(const HttpHead& head, const char* base);
+  void logExchange();
   bool requestPending() const;  // body bytes of the current request still to come
   void releaseUpstream();
   void respondError(int status, bool close_after);
@@ -124,6 +127,8 @@ class ClientConnection final : public IoHandler,
   bool expect_continue_ = false;
   Framing framing_ = Framing::kNone;
   uint64_t body_bytes_ = 0;
+  AccessRecord record_;
+  bool record_pending_ = false;  // a request head was parsed and not yet logged
 };
 
 }  // namespace poolgate

@@ -74,6 +74,7 @@ Worker::Worker(const Config& config, StatsSegment& segment, size_t slot_index, u
   slot_.upstream_count.store(static_cast<uint32_t>(upstream_count), std::memory_order_relaxed);
   slot_.server_count.store(static_cast<uint32_t>(std::min(server_index, kMaxServers)), std::memory_order_relaxed);
 
+  if (!config.log.access.empty()) access_log_ = std::make_unique<AccessLog>(loop_, config.log);
   for (const ListenSocket& socket : sockets) listeners_.push_back(std::make_unique<Listener>(*this, socket));
   setupSignals();
 }
@@ -83,7 +84,8 @@ Worker::~Worker() {
   while (!clients_.empty()) clients_.back()->close();
   for (auto& group : upstreams_) group->closeIdle();
   listeners_.clear();
-  loop_.runDeferred();  // while the buffer pool and the servers they use still exist
+  loop_.runDeferred();
+  access_log_.reset();  // flushes  // while the buffer pool and the servers they use still exist
 }
 
 void Worker::setupSignals() {
@@ -116,6 +118,7 @@ void Worker::onIoEvent(uint32_t) noexcept {
         break;
       case SIGUSR1:
         Log::reopen();
+        if (access_log_) access_log_->reopen();
         break;
       default:
         break;  // SIGHUP, SIGUSR2: the master's business

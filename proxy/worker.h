@@ -12,6 +12,7 @@
 #include "core/buffer.h"
 #include "core/event_loop.h"
 #include "core/fd.h"
+#include "proxy/access_log.h"
 #include "proxy/stats_segment.h"
 #include "upstream/upstream.h"
 
@@ -45,6 +46,7 @@ class Worker final : private IoHandler {
   const StatsSegment& segment() const { return segment_; }
   UpstreamGroup& upstream(size_t index) { return *upstreams_[index]; }
   bool draining() const { return draining_; }
+  AccessLog* accessLog() { return access_log_.get(); }  // nullptr when off
 
   // Route lookup: the first of the routes with the longest matching prefix
   // among those whose host matches. nullptr = 404.
@@ -71,6 +73,7 @@ class Worker final : private IoHandler {
   Fd signal_fd_;
   std::vector<std::unique_ptr<Listener>> listeners_;
   std::vector<std::unique_ptr<UpstreamGroup>> upstreams_;
+  std::unique_ptr<AccessLog> access_log_;
   std::vector<ClientConnection*> clients_;  // every open client, for draining
   Timer drain_deadline_;
   bool draining_ = false;

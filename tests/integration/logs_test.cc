@@ -15,8 +15,7 @@ bool fileContains(const std::string& path, std::string_view text) {
 
 class Logs : public ProxyTest {};
 
-// Disabled until issue #5 builds this; enable it there.
-TEST_F(Logs, DISABLED_JsonAccessLogHasOneObjectPerRequest) {
+TEST_F(Logs, JsonAccessLogHasOneObjectPerRequest) {
   startProxy(1, "", R"(log = { access = "${DIR}/access.log"; access_format = "json"; };)");
   const std::string path = proxy().dir().file("access.log");
   HttpClient client = connect();
@@ -33,8 +32,7 @@ TEST_F(Logs, DISABLED_JsonAccessLogHasOneObjectPerRequest) {
   EXPECT_EQ(count, 3u);
 }
 
-// Disabled until issue #5 builds this; enable it there.
-TEST_F(Logs, DISABLED_CombinedAccessLogLine) {
+TEST_F(Logs, CombinedAccessLogLine) {
   startProxy(1, "", R"(log = { access = "${DIR}/access.log"; };)");
   const std::string path = proxy().dir().file("access.log");
   ASSERT_EQ(connect().get("/combined").status, 200);
@@ -43,8 +41,7 @@ TEST_F(Logs, DISABLED_CombinedAccessLogLine) {
       << "access log:\n" << readFile(path);
 }
 
-// Disabled until issue #5 builds this; enable it there.
-TEST_F(Logs, DISABLED_Sigusr1ReopensAccessLog) {
+TEST_F(Logs, Sigusr1ReopensAccessLog) {
   startProxy(1, "", R"(log = { access = "${DIR}/access.log"; };)");
   const std::string path = proxy().dir().file("access.log");
   HttpClient client = connect();
