@@ -11,6 +11,7 @@
 #include "core/log.h"
 #include "proxy/admin.h"
 #include "proxy/forwarding.h"
+#include "proxy/request_rules.h"
 
 namespace poolgate {
 
@@ -37,60 +38,10 @@ bool isIdempotent(llhttp_method_t method) {
 
 
 
-// The host part of a Host header value, without the port.
-std::string_view hostWithoutPort(std::string_view host) {
-  if (!host.empty() && host.front() == '[') {
-    size_t close = host.find(']');
-    return close == std::string_view::npos ? host : host.substr(0, close + 1);
-  }
-  size_t colon = host.rfind(':');
-  return colon == std::string_view::npos ? host : host.substr(0, colon);
-}
 
 
-// Bytes from the request line's start to the end of the last header value.
-size_t headBytes(const HttpHead& head) {
-  const Slice& last = head.headers.empty() ? head.target : head.headers.back().value;
-  return last.offset + last.length - head.start_offset;
-}
 
-// The codings of all Transfer-Encoding headers: the only one we speak is a
-// single, final "chunked". Returns 0 if acceptable, else the status to answer
-// (501 for a coding we do not implement, 400 for anything malformed).
-int checkTransferEncoding(const HttpHead& head, const char* base, bool http11) {
-  int chunked = 0;
-  int others = 0;
-  bool seen = false;
-  for (const HeaderSlice& h : head.headers) {
-    if (!equalsIgnoreCase(h.name.view(base), "transfer-encoding")) continue;
-    seen = true;
-    std::string_view list = h.value.view(base);
-    while (!list.empty()) {
-      size_t comma = list.find(',');
-      std::string_view coding = list.substr(0, comma);
-      while (!coding.empty() && (coding.front() == ' ' || coding.front() == '\t')) coding.remove_prefix(1);
-      while (!coding.empty() && (coding.back() == ' ' || coding.back() == '\t')) coding.remove_suffix(1);
-      if (coding.empty() || equalsIgnoreCase(coding, "identity")) return 400;
-      if (equalsIgnoreCase(coding, "chunked")) {
-        ++chunked;
-      } else {
-        ++others;
-      }
-      if (comma == std::string_view::npos) break;
-      list.remove_prefix(comma + 1);
-    }
-  }
-  if (!seen) return 0;
-  if (!http11) return 400;  // RFC 9112 6.1: not in HTTP/1.0
-  if (chunked > 1) return 400;
-  if (others > 0) return 501;
-  return 0;
-}
 
-std::string_view pathOf(std::string_view target) {
-  size_t query = target.find_first_of("?#");
-  return query == std::string_view::npos ? target : target.substr(0, query);
-}
 
 }  // namespace
 
@@ -419,26 +370,9 @@ int ClientConnection::onHeadersComplete() {
   request_chunked_ = (p.flags & F_CHUNKED) != 0;
   keep_alive_ = parser_.keepAlive();
 
-  if (head.target.length > config_.limits.max_request_line) {
-    respondError(414, true);
-    return HPE_PAUSED;
-  }
-  if (headBytes(head) > config_.limits.max_header_bytes) {
-    respondError(431, true);
-    return HPE_PAUSED;
-  }
-  if (int status = checkTransferEncoding(head, base, parser_.versionMinor() >= 1); status != 0) {
+  const size_t head_end = in_.beginOffset() + in_.size();
+  if (int status = checkRequestHead(parser_, base, head_end, config_.limits, &target_); status != 0) {
     respondError(status, true);
-    return HPE_PAUSED;
-  }
-  std::string_view host = findHeader(head, base, "host");
-  if (parser_.versionMajor() == 1 && parser_.versionMinor() == 1 && host.empty()) {
-    respondError(400, true);  // RFC 9112 3.2: HTTP/1.1 requires Host
-    return HPE_PAUSED;
-  }
-  if ((p.flags & F_CONTENT_LENGTH) && config_.limits.max_body_bytes != 0 &&
-      p.content_length > config_.limits.max_body_bytes) {
-    respondError(413, true);
     return HPE_PAUSED;
   }
   expect_continue_ = equalsIgnoreCase(findHeader(head, base, "expect"), "100-continue");
@@ -462,8 +396,8 @@ bool ClientConnection::requestPending() const {
 bool ClientConnection::startExchange() {
   const HttpHead& head = parser_.head();
   const char* base = in_.base();
-  std::string_view host = hostWithoutPort(findHeader(head, base, "host"));
-  const RouteConfig* route = worker_.route(host, pathOf(head.target.view(base)));
+  std::string_view host = target_.authority.empty() ? findHeader(head, base, "host") : target_.authority;
+  const RouteConfig* route = worker_.route(hostWithoutPort(host), target_.path);
   if (route == nullptr) {
     respondError(404, requestPending());
     return false;
@@ -471,7 +405,7 @@ bool ClientConnection::startExchange() {
   group_ = &worker_.upstream(route->upstream_index);
   connectUpstream();
   if (upstream_ == nullptr) return false;  // an error response is on its way
-  ForwardContext context{peer_ip_, "http", upstream_->server().name()};
+  ForwardContext context{peer_ip_, "http", host.empty() ? upstream_->server().name() : host, target_.forward};
   writeForwardedRequestHead(upstream_->output(), parser_, in_.base(), context);
   if (expect_continue_ && parser_.versionMinor() >= 1) {
     // We answer the expectation ourselves and stream the body when it comes.
@@ -768,8 +702,7 @@ void ClientConnection::respondError(int status, bool close_after) {
 }
 
 void ClientConnection::handleAdmin() {
-  const HttpHead& head = parser_.head();
-  std::string_view path = pathOf(head.target.view(in_.base()));
+  std::string_view path = target_.path;
   const llhttp_t& p = parser_.raw();
   if (p.method != HTTP_GET && p.method != HTTP_HEAD) {
     respondError(405, requestPending());

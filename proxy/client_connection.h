@@ -16,6 +16,7 @@
 #include "core/socket.h"
 #include "proxy/access_log.h"
 #include "proxy/forwarding.h"
+#include "proxy/request_rules.h"
 #include "proxy/worker.h"
 #include "upstream/http.h"
 #include "upstream/upstream.h"
@@ -126,6 +127,7 @@ class ClientConnection final : public IoHandler,
   bool keep_alive_ = false;
   bool expect_continue_ = false;
   Framing framing_ = Framing::kNone;
+  RequestTarget target_;  // slices of the current request head
   uint64_t body_bytes_ = 0;
   AccessRecord record_;
   bool record_pending_ = false;  // a request head was parsed and not yet logged

@@ -46,7 +46,7 @@ void writeForwardedRequestHead(Buffer& out, const HttpParser& request, const cha
 
   out.append(head.method.view(base));
   out.append(" ");
-  out.append(head.target.view(base));
+  out.append(context.target.empty() ? head.target.view(base) : context.target);
   out.append(" HTTP/1.1\r\n");
 
   bool has_host = false;

@@ -18,6 +18,7 @@ struct ForwardContext {
   std::string_view client_ip;      // appended to X-Forwarded-For
   std::string_view proto;          // X-Forwarded-Proto: "http" or "https"
   std::string_view fallback_host;  // Host for requests that had none (HTTP/1.0)
+  std::string_view target;         // the request target to send ("" = as received)
 };
 
 // The request line (always HTTP/1.1 upstream), the client's end-to-end

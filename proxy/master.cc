@@ -122,7 +122,15 @@ int Master::run() {
   const uint32_t count = config_.effectiveWorkers();
   workers_.resize(count);
   LOG_INFO("poolgate %s starting %u worker(s), accept_mode %s", POOLGATE_VERSION, count,
-           toString(config_.accept_mode));
+           toString(AcceptMode::kReuseport));
+  for (const UpstreamConfig& upstream : config_.upstreams) {
+    for (const ServerConfig& server : upstream.servers) {
+      if (!server.address.numeric) {
+        LOG_WARN("upstream %s: server %s is a name; name resolution is not implemented yet, "
+                 "so it is never used", upstream.name.c_str(), server.address.text.c_str());
+      }
+    }
+  }
   for (uint32_t i = 0; i < count; ++i) spawn(i);
   loop_.run();
   LOG_INFO("exiting");

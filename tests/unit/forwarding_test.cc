@@ -30,7 +30,7 @@ struct Parsed {
   HttpParser parser;
 };
 
-std::string forwarded(const std::string& request, ForwardContext context = {"10.0.0.9", "http", "app:80"}) {
+std::string forwarded(const std::string& request, ForwardContext context = {"10.0.0.9", "http", "app:80", ""}) {
   Parsed p(HTTP_REQUEST, request);
   EXPECT_TRUE(p.parse());
   BufferPool pool;

@@ -1,0 +1,149 @@
+#include "proxy/request_rules.h"
+
+namespace poolgate {
+
+namespace {
+
+bool isBlank(char c) { return c == ' ' || c == '\t'; }
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && isBlank(s.front())) s.remove_prefix(1);
+  while (!s.empty() && isBlank(s.back())) s.remove_suffix(1);
+  return s;
+}
+
+// Bytes from the request line's start to the end of the last header value.
+size_t headBytes(const HttpHead& head) {
+  const Slice& last = head.headers.empty() ? head.target : head.headers.back().value;
+  return last.offset + last.length - head.start_offset;
+}
+
+bool startsWithIgnoreCase(std::string_view text, std::string_view prefix) {
+  return text.size() >= prefix.size() && equalsIgnoreCase(text.substr(0, prefix.size()), prefix);
+}
+
+std::string_view withoutQuery(std::string_view target) {
+  size_t query = target.find_first_of("?#");
+  return query == std::string_view::npos ? target : target.substr(0, query);
+}
+
+// The four request-target forms of RFC 9112 3.2. Returns 0 or a status.
+int parseTarget(const llhttp_t& p, std::string_view raw, RequestTarget* target) {
+  if (p.method == HTTP_CONNECT) return 405;  // authority-form: no tunnels without a route for them
+  if (!raw.empty() && raw.front() == '/') {
+    target->forward = raw;
+    target->path = withoutQuery(raw);
+    return 0;
+  }
+  if (raw == "*") {
+    if (p.method != HTTP_OPTIONS) return 400;
+    target->forward = raw;
+    target->path = "/";
+    return 0;
+  }
+  std::string_view rest;
+  if (startsWithIgnoreCase(raw, "http://")) {
+    rest = raw.substr(7);
+  } else if (startsWithIgnoreCase(raw, "https://")) {
+    rest = raw.substr(8);
+  } else {
+    return 400;
+  }
+  size_t slash = rest.find_first_of("/?#");
+  target->authority = rest.substr(0, slash);
+  if (target->authority.empty() || target->authority.find('@') != std::string_view::npos) return 400;
+  if (slash == std::string_view::npos) {
+    target->forward = "/";
+  } else if (rest[slash] == '/') {
+    target->forward = rest.substr(slash);
+  } else {
+    return 400;  // "http://host?x": keep it simple and refuse
+  }
+  target->path = withoutQuery(target->forward);
+  return 0;
+}
+
+}  // namespace
+
+std::string_view hostWithoutPort(std::string_view host) {
+  if (!host.empty() && host.front() == '[') {
+    size_t close = host.find(']');
+    return close == std::string_view::npos ? host : host.substr(0, close + 1);
+  }
+  size_t colon = host.rfind(':');
+  return colon == std::string_view::npos ? host : host.substr(0, colon);
+}
+
+int checkTransferEncoding(const HttpHead& head, const char* base, bool http11) {
+  int chunked = 0;
+  int others = 0;
+  bool seen = false;
+  for (const HeaderSlice& h : head.headers) {
+    if (!equalsIgnoreCase(h.name.view(base), "transfer-encoding")) continue;
+    seen = true;
+    std::string_view list = h.value.view(base);
+    for (;;) {
+      size_t comma = list.find(',');
+      std::string_view coding = trim(list.substr(0, comma));
+      if (coding.empty() || equalsIgnoreCase(coding, "identity")) return 400;
+      (equalsIgnoreCase(coding, "chunked") ? chunked : others) += 1;
+      if (comma == std::string_view::npos) break;
+      list.remove_prefix(comma + 1);
+    }
+  }
+  if (!seen) return 0;
+  if (!http11) return 400;  // RFC 9112 6.1: a 1.0 peer cannot frame it
+  if (chunked > 1) return 400;
+  if (others > 0) return 501;  // a coding we do not implement
+  return 0;
+}
+
+bool linesEndWithCrlf(const HttpHead& head, const char* base, size_t head_end) {
+  auto crlf = [&](size_t pos) { return pos + 1 < head_end && base[pos] == '\r' && base[pos + 1] == '\n'; };
+  // Request line: "METHOD SP target SP HTTP/1.x" then CRLF.
+  size_t pos = head.target.offset + head.target.length + 9;
+  if (!crlf(pos)) return false;
+  pos += 2;
+  for (const HeaderSlice& h : head.headers) {
+    // After the value (or the colon, for an empty one) only blanks, then CRLF.
+    pos = h.value.length > 0 ? h.value.offset + h.value.length : h.name.offset + h.name.length + 1;
+    while (pos < head_end && isBlank(base[pos])) ++pos;
+    if (!crlf(pos)) return false;
+    pos += 2;
+  }
+  return crlf(pos);  // the empty line that ends the head
+}
+
+int checkRequestHead(const HttpParser& request, const char* base, size_t head_end,
+                     const LimitsConfig& limits, RequestTarget* target) {
+  const llhttp_t& p = request.raw();
+  const HttpHead& head = request.head();
+  const bool http11 = request.versionMajor() == 1 && request.versionMinor() == 1;
+  if (head.target.length > limits.max_request_line) return 414;
+  if (headBytes(head) > limits.max_header_bytes) return 431;
+  if (!linesEndWithCrlf(head, base, head_end)) return 400;  // llhttp lets a bare LF through here
+  if (int status = checkTransferEncoding(head, base, http11); status != 0) return status;
+
+  std::string_view host;
+  int hosts = 0;
+  for (const HeaderSlice& h : head.headers) {
+    if (equalsIgnoreCase(h.name.view(base), "host")) {
+      host = h.value.view(base);
+      ++hosts;
+    }
+  }
+  if (hosts > 1) return 400;
+  if (http11 && hosts == 0) return 400;  // RFC 9112 3.2
+
+  *target = RequestTarget{};
+  if (int status = parseTarget(p, head.target.view(base), target); status != 0) return status;
+  // An absolute-form target names the host; a Host header must agree with it.
+  if (!target->authority.empty() && hosts == 1 && !equalsIgnoreCase(host, target->authority)) return 400;
+
+  if ((p.flags & F_CONTENT_LENGTH) && limits.max_body_bytes != 0 && p.content_length > limits.max_body_bytes) {
+    return 413;
+  }
+  return 0;
+}
+
+}  // namespace poolgate
