@@ -22,6 +22,7 @@ constexpr uint32_t kEvents = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
 // exceed the high mark; start again below the low mark.
 constexpr size_t kHighWatermark = 64 * 1024;
 constexpr size_t kLowWatermark = 16 * 1024;
+constexpr uint64_t kDrainIdleGraceMs = 1000;
 
 bool midHead(const HttpParser& parser) {
   return parser.stage() == HeadStage::kStartLine || parser.stage() == HeadStage::kHeaders;
@@ -90,9 +91,15 @@ void ClientConnection::armClientTimer() {
     return;
   }
   switch (state_) {
-    case State::kIdle:
-      timer_.arm(secondsToMs(first_request_ ? t.client_header : t.client_keepalive));
+    case State::kIdle: {
+      uint64_t ms = secondsToMs(first_request_ ? t.client_header : t.client_keepalive);
+      // Draining: a keep-alive client gets a short grace to send its next
+      // request (answered with Connection: close) before we close it. Closing
+      // at once would race with a request already on its way.
+      if (worker_.draining()) ms = std::min(ms, kDrainIdleGraceMs);
+      timer_.arm(ms);
       return;
+    }
     case State::kHead:
       // The whole head must arrive within client_header: armed once, at its first byte.
       if (!timer_.armed()) timer_.arm(secondsToMs(t.client_header));
@@ -300,9 +307,11 @@ void ClientConnection::finishExchange() {
     finish_pending_ = true;  // parseClient() calls us again once llhttp returns
     return;
   }
-  worker_.onRequestDone();
+  if (kind_ == ListenerKind::kProxy) worker_.onRequestDone();
   logExchange();
-  if (!keep_alive_ || !request_complete_ || state_ == State::kClosing || worker_.draining()) {
+  // A response sent as keep-alive is honoured even if the worker began to
+  // drain meanwhile: the client may already be sending its next request.
+  if (!keep_alive_ || !request_complete_ || state_ == State::kClosing) {
     close();
     return;
   }
@@ -329,7 +338,7 @@ void ClientConnection::finishExchange() {
 }
 
 void ClientConnection::drain() {
-  if (state_ == State::kIdle) close();
+  if (state_ == State::kIdle) armClientTimer();
   // Otherwise finishExchange() sees worker_.draining() and closes.
 }
 

@@ -41,7 +41,8 @@ class ClientConnection final : public IoHandler,
   ~ClientConnection() override;
 
   void start();
-  // The worker drains: close now if idle, else after the current response.
+  // The worker drains: an idle client gets a short grace, a busy one is
+  // closed after its current response.
   void drain();
   void close();
 

@@ -110,6 +110,7 @@ int Master::run() {
   sigset_t set;
   sigemptyset(&set);
   for (int sig : kMasterSignals) sigaddset(&set, sig);
+  sigaddset(&set, recycleSignal());
   sigprocmask(SIG_BLOCK, &set, nullptr);
   signal_fd_.reset(signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC));
   if (!signal_fd_ || !loop_.valid() || !loop_.add(signal_fd_.get(), EPOLLIN, this)) {
@@ -225,9 +226,32 @@ void Master::onIoEvent(uint32_t) noexcept {
         LOG_WARN("SIGUSR2: binary upgrade is not implemented yet");
         break;
       default:
+        if (static_cast<int>(info.ssi_signo) == recycleSignal()) onRecycleRequest(static_cast<pid_t>(info.ssi_pid));
         break;
     }
   }
+}
+
+void Master::onRecycleRequest(pid_t pid) {
+  if (stopping_) return;
+  for (uint32_t number = 0; number < workers_.size(); ++number) {
+    WorkerProcess& worker = workers_[number];
+    if (worker.pid != pid) continue;
+    // The old worker already drains by itself; it leaves the active set and
+    // its replacement takes over its listening sockets.
+    LOG_INFO("worker %u (pid %d) recycles; starting its replacement", number, static_cast<int>(pid));
+    draining_.push_back({pid, worker.slot});
+    worker.pid = 0;
+    worker.quick_deaths = 0;
+    spawn(number);
+    return;
+  }
+}
+
+void Master::freeSlot(size_t slot) {
+  WorkerSlot& entry = segment_->workers[slot];
+  entry.state.store(static_cast<uint32_t>(SlotState::kFree), std::memory_order_relaxed);
+  entry.pid.store(0, std::memory_order_relaxed);
 }
 
 void Master::reapChildren() {
@@ -235,6 +259,14 @@ void Master::reapChildren() {
     int status = 0;
     pid_t pid = waitpid(-1, &status, WNOHANG);
     if (pid <= 0) break;
+    auto drained = std::find_if(draining_.begin(), draining_.end(),
+                                [pid](const DrainingProcess& d) { return d.pid == pid; });
+    if (drained != draining_.end()) {
+      LOG_INFO("recycled worker pid %d exited", static_cast<int>(pid));
+      freeSlot(drained->slot);
+      draining_.erase(drained);
+      continue;
+    }
     for (uint32_t number = 0; number < workers_.size(); ++number) {
       if (workers_[number].pid == pid) {
         onWorkerExit(number, status);
@@ -247,9 +279,7 @@ void Master::reapChildren() {
 
 void Master::onWorkerExit(uint32_t number, int status) {
   WorkerProcess& worker = workers_[number];
-  WorkerSlot& entry = segment_->workers[worker.slot];
-  entry.state.store(static_cast<uint32_t>(SlotState::kFree), std::memory_order_relaxed);
-  entry.pid.store(0, std::memory_order_relaxed);
+  freeSlot(worker.slot);
   if (WIFSIGNALED(status)) {
     LOG_WARN("worker %u (pid %d) killed by signal %d", number, static_cast<int>(worker.pid), WTERMSIG(status));
   } else if (!stopping_ || WEXITSTATUS(status) != 0) {
@@ -296,11 +326,12 @@ void Master::signalWorkers(int sig) {
   for (const WorkerProcess& worker : workers_) {
     if (worker.pid > 0) kill(worker.pid, sig);
   }
+  for (const DrainingProcess& process : draining_) kill(process.pid, sig);
 }
 
 size_t Master::liveWorkers() const {
-  return static_cast<size_t>(std::count_if(workers_.begin(), workers_.end(),
-                                           [](const WorkerProcess& w) { return w.pid > 0; }));
+  return draining_.size() + static_cast<size_t>(std::count_if(workers_.begin(), workers_.end(),
+                                                             [](const WorkerProcess& w) { return w.pid > 0; }));
 }
 
 void Master::writePidFile() {

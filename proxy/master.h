@@ -53,6 +53,8 @@ class Master final : private IoHandler {
   void onIoEvent(uint32_t events) noexcept override;  // signalfd
   void reapChildren();
   void onWorkerExit(uint32_t number, int status);
+  void onRecycleRequest(pid_t pid);
+  void freeSlot(size_t slot);
   void beginStop(bool graceful);
   void signalWorkers(int sig);
   size_t liveWorkers() const;
@@ -66,6 +68,12 @@ class Master final : private IoHandler {
   StatsSegment* segment_ = nullptr;
   std::vector<ListenerSockets> listeners_;
   std::vector<WorkerProcess> workers_;
+  // Replaced workers finishing their clients: pid -> stats slot.
+  struct DrainingProcess {
+    pid_t pid = 0;
+    size_t slot = 0;
+  };
+  std::vector<DrainingProcess> draining_;
   std::unique_ptr<Timer> stop_deadline_;
   uint64_t generation_ = 1;
   bool stopping_ = false;

@@ -74,6 +74,12 @@ Worker::Worker(const Config& config, StatsSegment& segment, size_t slot_index, u
   slot_.upstream_count.store(static_cast<uint32_t>(upstream_count), std::memory_order_relaxed);
   slot_.server_count.store(static_cast<uint32_t>(std::min(server_index, kMaxServers)), std::memory_order_relaxed);
 
+  if (config.max_requests_per_worker != 0) {
+    // Up to 10% more, so that workers started together do not recycle together.
+    uint64_t n = config.max_requests_per_worker;
+    uint64_t seed = static_cast<uint64_t>(getpid()) * 0x9E3779B97F4A7C15ull ^ realtimeMs();
+    recycle_after_ = n + (n >= 10 ? (seed >> 17) % (n / 10 + 1) : 0);
+  }
   if (!config.log.access.empty()) access_log_ = std::make_unique<AccessLog>(loop_, config.log);
   for (const ListenSocket& socket : sockets) listeners_.push_back(std::make_unique<Listener>(*this, socket));
   setupSignals();
@@ -162,6 +168,12 @@ void Worker::onClientClosed(ClientConnection& client) {
 
 void Worker::onRequestDone() {
   ServerCounters::add(slot_.requests);
+  if (recycle_after_ != 0 && ++served_ == recycle_after_) {
+    // MaxRequestsPerChild: ask the master for a replacement, then drain.
+    LOG_INFO("served %llu requests: recycling", static_cast<unsigned long long>(served_));
+    kill(getppid(), recycleSignal());
+    beginDrain();
+  }
 }
 
 void Worker::beginDrain() {

@@ -3,6 +3,7 @@
 // of upstream connections per server. Nothing in here takes a lock.
 #pragma once
 
+#include <csignal>
 #include <cstdint>
 #include <memory>
 #include <string_view>
@@ -20,6 +21,10 @@ namespace poolgate {
 
 class ClientConnection;
 class Listener;
+
+// A worker asks the master for its replacement (max_requests_per_worker).
+// SIGRTMIN is not a constant in glibc, hence a function.
+inline int recycleSignal() { return SIGRTMIN + 1; }
 
 enum class ListenerKind : uint8_t { kProxy, kAdmin };
 
@@ -55,7 +60,7 @@ class Worker final : private IoHandler {
   // Client bookkeeping.
   void onClientOpened(ClientConnection& client);
   void onClientClosed(ClientConnection& client);
-  void onRequestDone();
+  void onRequestDone();  // a proxied response completed (admin answers do not count)
 
   // Graceful stop: stop accepting, close idle clients, finish the rest.
   void beginDrain();
@@ -77,6 +82,8 @@ class Worker final : private IoHandler {
   std::vector<ClientConnection*> clients_;  // every open client, for draining
   Timer drain_deadline_;
   bool draining_ = false;
+  uint64_t recycle_after_ = 0;  // max_requests_per_worker plus jitter; 0 = never
+  uint64_t served_ = 0;
   int exit_code_ = 0;
 };
 

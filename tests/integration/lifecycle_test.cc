@@ -1,4 +1,6 @@
 // Process supervision and signals.
+#include <atomic>
+#include <optional>
 #include <signal.h>
 
 #include <algorithm>
@@ -39,8 +41,7 @@ TEST_F(Workers, KilledWorkerIsReplacedWithinOneSecond) {
   }
 }
 
-// Disabled until issue #5 builds this; enable it there.
-TEST_F(Workers, DISABLED_RecycledAfterMaxRequests) {
+TEST_F(Workers, RecycledAfterMaxRequests) {
   startProxy(1, "", "max_requests_per_worker = 5;");
   const pid_t first = proxy().runningWorkerPids().at(0);
   for (int i = 0; i < 12; ++i) {
@@ -54,6 +55,31 @@ TEST_F(Workers, DISABLED_RecycledAfterMaxRequests) {
       },
       3s))
       << "worker not replaced after max_requests_per_worker";
+}
+
+// MaxRequestsPerChild under load: keep-alive clients see workers rotate and
+// not one request fails (a draining worker says Connection: close, and the
+// client reconnects, as clients do).
+TEST_F(Workers, RecycleUnderLoadLosesNoRequest) {
+  startProxy(2, "", "max_requests_per_worker = 100;");
+  const auto initial = proxy().runningWorkerPids();
+  std::atomic<int> failures{0};
+  auto errors = runConcurrently(6, [&](size_t i) {
+    std::optional<HttpClient> client;
+    for (int n = 0; n < 120; ++n) {
+      if (!client) client.emplace(connect());
+      HttpResponse r = client->get("/rotate/" + std::to_string(i) + "/" + std::to_string(n));
+      if (r.status != 200) ++failures;
+      if (r.connectionClose()) client.reset();
+    }
+  });
+  EXPECT_TRUE(errors.empty()) << errors.front();
+  EXPECT_EQ(failures.load(), 0);
+  auto now = proxy().runningWorkerPids();
+  size_t fresh = 0;
+  for (pid_t pid : now) fresh += std::count(initial.begin(), initial.end(), pid) == 0;
+  EXPECT_GE(fresh, 1u) << "720 requests over 2 workers with a limit of ~100 each: no worker rotated";
+  EXPECT_TRUE(proxy().waitForRunningWorkers(2, 3s));
 }
 
 class Signals : public ProxyTest, public ::testing::WithParamInterface<int> {};
