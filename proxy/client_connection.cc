@@ -37,13 +37,6 @@ bool isIdempotent(llhttp_method_t method) {
   }
 }
 
-
-
-
-
-
-
-
 }  // namespace
 
 ClientConnection::ClientConnection(Worker& worker, Fd fd, const SocketAddress& peer, ListenerKind kind)
@@ -338,8 +331,9 @@ void ClientConnection::finishExchange() {
 }
 
 void ClientConnection::drain() {
+  // Idle: the timer shortens to the drain grace. Busy: the response now
+  // being written says Connection: close.
   if (state_ == State::kIdle) armClientTimer();
-  // Otherwise finishExchange() sees worker_.draining() and closes.
 }
 
 void ClientConnection::close() {
@@ -402,18 +396,18 @@ bool ClientConnection::requestPending() const {
   return (p.flags & F_CHUNKED) || p.content_length > 0;
 }
 
-bool ClientConnection::startExchange() {
+void ClientConnection::startExchange() {
   const HttpHead& head = parser_.head();
   const char* base = in_.base();
   std::string_view host = target_.authority.empty() ? findHeader(head, base, "host") : target_.authority;
   const RouteConfig* route = worker_.route(hostWithoutPort(host), target_.path);
   if (route == nullptr) {
     respondError(404, requestPending());
-    return false;
+    return;
   }
   group_ = &worker_.upstream(route->upstream_index);
   connectUpstream();
-  if (upstream_ == nullptr) return false;  // an error response is on its way
+  if (upstream_ == nullptr) return;  // an error response is on its way
   ForwardContext context{peer_ip_, "http", host.empty() ? upstream_->server().name() : host, target_.forward};
   writeForwardedRequestHead(upstream_->output(), parser_, in_.base(), context);
   if (expect_continue_ && parser_.versionMinor() >= 1) {
@@ -422,7 +416,6 @@ bool ClientConnection::startExchange() {
     flushClient();
   }
   upstream_->flush();
-  return true;
 }
 
 

@@ -69,7 +69,7 @@ class ClientConnection final : public IoHandler,
   int onChunkComplete() override;
   int onMessageComplete() override;
 
-  bool startExchange();
+  void startExchange();
   void handleAdmin();
   void connectUpstream();
   void useConnection(UpstreamConnection* conn);
