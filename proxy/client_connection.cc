@@ -406,6 +406,9 @@ void ClientConnection::startExchange() {
     return;
   }
   group_ = &worker_.upstream(route->upstream_index);
+  // Copied: a retry picks again after the head has left the read buffer.
+  hash_value_.clear();
+  if (!group_->hashHeader().empty()) hash_value_.assign(findHeader(head, base, group_->hashHeader()));
   connectUpstream();
   if (upstream_ == nullptr) return;  // an error response is on its way
   ForwardContext context{peer_ip_, "http", host.empty() ? upstream_->server().name() : host, target_.forward};
@@ -459,7 +462,7 @@ int ClientConnection::onMessageComplete() {
 void ClientConnection::connectUpstream() {
   const uint64_t now = worker_.loop().now();
   for (;;) {
-    server_index_ = group_->pick(tried_, now);
+    server_index_ = group_->pick(tried_, now, pickContext());
     if (server_index_ < 0) {
       respondError(attempts_ == 0 ? 503 : 502, requestPending());
       return;
@@ -487,6 +490,13 @@ void ClientConnection::connectUpstream() {
       return;
     }
   }
+}
+
+PickContext ClientConnection::pickContext() const {
+  PickContext context;
+  context.client_ip = peer_ip_;
+  context.hash_value = hash_value_;
+  return context;
 }
 
 void ClientConnection::useConnection(UpstreamConnection* conn) {

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 
 #include "core/buffer.h"
 #include "core/event_loop.h"
@@ -73,6 +74,7 @@ class ClientConnection final : public IoHandler,
   void handleAdmin();
   void connectUpstream();
   void useConnection(UpstreamConnection* conn);
+  PickContext pickContext() const;  // what the balancer may look at
   void beginRecord(const HttpHead& head, const char* base);
   void logExchange();
   bool requestPending() const;  // body bytes of the current request still to come
@@ -129,6 +131,7 @@ class ClientConnection final : public IoHandler,
   bool expect_continue_ = false;
   Framing framing_ = Framing::kNone;
   RequestTarget target_;  // slices of the current request head
+  std::string hash_value_;  // balance = hash, hash_key = header:NAME: that header's value
   uint64_t body_bytes_ = 0;
   AccessRecord record_;
   bool record_pending_ = false;  // a request head was parsed and not yet logged

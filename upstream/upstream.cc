@@ -45,20 +45,15 @@ UpstreamGroup::UpstreamGroup(const UpstreamConfig& config, TimerQueue& timers,
     servers_.push_back(std::make_unique<Server>(config.servers[i], config.pool, config.health, timers,
                                                 *counters[i], *healthy[i]));
   }
+  balancer_ = makeBalancer(config, servers_);
+  const std::string header_prefix = "header:";
+  if (config.balance == Balance::kHash && config.hash_key.rfind(header_prefix, 0) == 0) {
+    hash_header_ = config.hash_key.substr(header_prefix.size());
+  }
 }
 
-int UpstreamGroup::pick(const TriedSet& tried, uint64_t now_ms) {
-  int best = -1;
-  int64_t total = 0;
-  for (size_t i = 0; i < servers_.size(); ++i) {
-    Server& s = *servers_[i];
-    if (tried.contains(i) || !s.resolved() || !s.available(now_ms)) continue;
-    s.current_weight += s.weight();
-    total += s.weight();
-    if (best < 0 || s.current_weight > servers_[best]->current_weight) best = static_cast<int>(i);
-  }
-  if (best >= 0) servers_[best]->current_weight -= total;
-  return best;
+int UpstreamGroup::pick(const TriedSet& tried, uint64_t now_ms, const PickContext& context) {
+  return balancer_->pick(servers_, tried, now_ms, context);
 }
 
 void UpstreamGroup::closeIdle() {

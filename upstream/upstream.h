@@ -11,6 +11,7 @@
 #include "core/socket.h"
 #include "core/timer.h"
 #include "pool/pool.h"
+#include "upstream/balancer.h"
 
 namespace poolgate {
 
@@ -34,8 +35,8 @@ class Server {
   void noteFailure(uint64_t now_ms, bool only_server);
   void noteSuccess();
 
-  // Smooth weighted round robin state (nginx's algorithm).
-  int64_t current_weight = 0;
+  // Requests this worker has in flight on this server. The proxy raises it
+  // around each exchange; least_conn and random_two read it.
   uint32_t active_requests = 0;
 
  private:
@@ -75,15 +76,24 @@ class UpstreamGroup {
   size_t size() const { return servers_.size(); }
   Server& server(size_t index) { return *servers_[index]; }
 
-  // Picks a server by smooth weighted round robin among the available ones
-  // not yet tried. Returns its index, or -1 when none is left.
-  int pick(const TriedSet& tried, uint64_t now_ms);
+  // Picks a server with the group's `balance` among those that are resolved,
+  // available and not yet tried. Returns its index, or -1 when none is left.
+  // `context` carries the request's hash key (used by `balance = "hash"` only).
+  int pick(const TriedSet& tried, uint64_t now_ms, const PickContext& context);
+  // Same with no request context (hash then falls back to round robin).
+  int pick(const TriedSet& tried, uint64_t now_ms) { return pick(tried, now_ms, PickContext{}); }
+
+  // NAME when balance is "hash" with hash_key "header:NAME" (the caller passes
+  // that header's value as PickContext::hash_value); empty otherwise.
+  const std::string& hashHeader() const { return hash_header_; }
 
   void closeIdle();
 
  private:
   const UpstreamConfig& config_;
-  std::vector<std::unique_ptr<Server>> servers_;
+  ServerList servers_;
+  std::unique_ptr<Balancer> balancer_;
+  std::string hash_header_;
 };
 
 }  // namespace poolgate

@@ -82,6 +82,8 @@ void UpstreamConnection::beginRequest(bool head_request) {
   error_ = UpstreamError::kNone;
   response_started_ = response_complete_ = needs_eof_ = false;
   ++requests_served_;
+  if (!in_request_) ++server_.active_requests;  // for least_conn and random_two
+  in_request_ = true;
   ServerCounters::add(server_.counters().requests_total);
   if (reused_) server_.pool().noteReused();
 }
@@ -323,6 +325,7 @@ void UpstreamConnection::release(bool request_complete, bool exiting) {
   facts.age_ms = loop_.now() - createdMs();
   NoReuse verdict = reuseVerdict(facts, server_.pool().config());
   user_ = nullptr;
+  endRequest();
   if (server_.pool().checkin(*this, verdict)) {
     state_ = State::kIdle;
     timer_.cancel();
@@ -334,6 +337,12 @@ void UpstreamConnection::release(bool request_complete, bool exiting) {
     return;
   }
   close();
+}
+
+void UpstreamConnection::endRequest() {
+  if (!in_request_) return;
+  in_request_ = false;
+  --server_.active_requests;
 }
 
 bool UpstreamConnection::probeIdle() noexcept {
@@ -348,6 +357,7 @@ void UpstreamConnection::close() {
   if (state_ == State::kClosed) return;
   state_ = State::kClosed;
   user_ = nullptr;
+  endRequest();
   timer_.cancel();
   loop_.remove(fd_.get());
   fd_.reset();

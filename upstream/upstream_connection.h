@@ -99,6 +99,7 @@ class UpstreamConnection final : public IoHandler, public PoolMember, public Del
   void fail(UpstreamError error);
   void armActivityTimer();
   void onTimer();
+  void endRequest();
 
   int onHeadersComplete() override;
   int onBody(const char* at, size_t length) override;
@@ -128,6 +129,7 @@ class UpstreamConnection final : public IoHandler, public PoolMember, public Del
   bool response_started_ = false;
   bool response_complete_ = false;
   bool needs_eof_ = false;
+  bool in_request_ = false;  // counted in server_.active_requests
 };
 
 }  // namespace poolgate
