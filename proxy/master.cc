@@ -1,6 +1,7 @@
 #include "proxy/master.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -55,16 +56,39 @@ bool Master::mapSegment() {
   return true;
 }
 
+// One listen address: at least a socket per worker number. Sockets that
+// `current` already has for the same address and kind are all taken over
+// (duplicated, never re-bound, never dropped): closing one would reset the
+// connections waiting in its queue. A larger worker count adds sockets to the
+// same port; with fewer workers than sockets, a worker serves several
+// (see runWorker).
 bool Master::openListener(const std::string& address_text, const HostPort& address, int backlog,
-                          ListenerKind kind, bool tls) {
+                          ListenerKind kind, bool tls, uint32_t count,
+                          const std::vector<ListenerSockets>& current, std::vector<ListenerSockets>* out) {
   SocketAddress socket_address;
   if (!makeSocketAddress(address.host, address.port, &socket_address)) {
     LOG_ERROR("listen %s: not a numeric address", address_text.c_str());
     return false;
   }
   ListenerSockets sockets{address_text, kind, tls, {}};
-  const uint32_t count = config_.effectiveWorkers();
-  for (uint32_t i = 0; i < count; ++i) {
+  for (const ListenerSockets& existing : current) {
+    if (existing.address != address_text || existing.kind != kind || existing.tls != tls) continue;
+    for (size_t i = 0; i < existing.fds.size(); ++i) {
+      sockets.fds.emplace_back(fcntl(existing.fds[i].get(), F_DUPFD_CLOEXEC, 0));
+      if (!sockets.fds.back()) {
+        LOG_ERROR("listen %s: dup: %s", address_text.c_str(), strerror(errno));
+        return false;
+      }
+    }
+    if (!existing.fds.empty()) {
+      SocketAddress bound;
+      localAddress(existing.fds[0].get(), &bound);
+      socket_address.setPort(bound.port());
+    }
+    break;
+  }
+  bool reused = !sockets.fds.empty();
+  while (sockets.fds.size() < count) {
     std::string why;
     Fd fd = poolgate::openListener(socket_address, backlog, /*reuseport=*/true, &why);
     if (!fd) {
@@ -79,29 +103,46 @@ bool Master::openListener(const std::string& address_text, const HostPort& addre
     }
     sockets.fds.push_back(std::move(fd));
   }
-  LOG_INFO("listening on %s (%s)", socket_address.toString().c_str(),
-           kind == ListenerKind::kAdmin ? "admin" : "proxy");
-  listeners_.push_back(std::move(sockets));
+  if (!reused) {
+    LOG_INFO("listening on %s (%s)", socket_address.toString().c_str(),
+             kind == ListenerKind::kAdmin ? "admin" : "proxy");
+  }
+  out->push_back(std::move(sockets));
   return true;
 }
 
-bool Master::openListeners() {
-  if (config_.accept_mode != AcceptMode::kReuseport) {
-    LOG_WARN("accept_mode \"%s\" is not implemented yet; using reuseport", toString(config_.accept_mode));
+bool Master::openListeners(const Config& config, const std::vector<ListenerSockets>& current,
+                           std::vector<ListenerSockets>* out) {
+  if (config.accept_mode != AcceptMode::kReuseport) {
+    LOG_WARN("accept_mode \"%s\" is not implemented yet; using reuseport", toString(config.accept_mode));
   }
-  for (const ListenConfig& listen : config_.listen) {
+  const uint32_t count = config.effectiveWorkers();
+  for (const ListenConfig& listen : config.listen) {
     if (listen.tls) {
       LOG_ERROR("listen %s: TLS listeners are not implemented yet", listen.address.text.c_str());
       return false;
     }
-    if (!openListener(listen.address.text, listen.address, listen.backlog, ListenerKind::kProxy, false)) {
+    if (!openListener(listen.address.text, listen.address, listen.backlog, ListenerKind::kProxy, false, count,
+                      current, out)) {
       return false;
     }
   }
-  if (config_.admin) {
-    return openListener(config_.admin->address.text, config_.admin->address, 511, ListenerKind::kAdmin, false);
+  if (config.admin) {
+    return openListener(config.admin->address.text, config.admin->address, 511, ListenerKind::kAdmin, false,
+                        count, current, out);
   }
   return true;
+}
+
+void Master::warnAboutNames() const {
+  for (const UpstreamConfig& upstream : config_.upstreams) {
+    for (const ServerConfig& server : upstream.servers) {
+      if (!server.address.numeric) {
+        LOG_WARN("upstream %s: server %s is a name; name resolution is not implemented yet, "
+                 "so it is never used", upstream.name.c_str(), server.address.text.c_str());
+      }
+    }
+  }
 }
 
 int Master::run() {
@@ -117,21 +158,14 @@ int Master::run() {
     LOG_ERROR("cannot set up the master's event loop: %s", strerror(errno));
     return 1;
   }
-  if (!mapSegment() || !openListeners()) return 1;
+  if (!mapSegment() || !openListeners(config_, {}, &listeners_)) return 1;
   writePidFile();
 
   const uint32_t count = config_.effectiveWorkers();
   workers_.resize(count);
   LOG_INFO("poolgate %s starting %u worker(s), accept_mode %s", POOLGATE_VERSION, count,
            toString(AcceptMode::kReuseport));
-  for (const UpstreamConfig& upstream : config_.upstreams) {
-    for (const ServerConfig& server : upstream.servers) {
-      if (!server.address.numeric) {
-        LOG_WARN("upstream %s: server %s is a name; name resolution is not implemented yet, "
-                 "so it is never used", upstream.name.c_str(), server.address.text.c_str());
-      }
-    }
-  }
+  warnAboutNames();
   for (uint32_t i = 0; i < count; ++i) spawn(i);
   loop_.run();
   LOG_INFO("exiting");
@@ -184,7 +218,7 @@ void Master::runWorker(uint32_t number, size_t slot) {
   std::vector<ListenSocket> sockets;
   for (ListenerSockets& listener : listeners_) {
     for (size_t i = 0; i < listener.fds.size(); ++i) {
-      if (i == number) {
+      if (i % workers_.size() == number) {
         sockets.push_back({listener.fds[i].release(), listener.kind, listener.tls});
       } else {
         listener.fds[i].reset();  // another worker's socket
@@ -220,7 +254,7 @@ void Master::onIoEvent(uint32_t) noexcept {
         signalWorkers(SIGUSR1);
         break;
       case SIGHUP:
-        LOG_WARN("SIGHUP: reload is not implemented yet; configuration unchanged");
+        reload();
         break;
       case SIGUSR2:
         LOG_WARN("SIGUSR2: binary upgrade is not implemented yet");
@@ -229,6 +263,43 @@ void Master::onIoEvent(uint32_t) noexcept {
         if (static_cast<int>(info.ssi_signo) == recycleSignal()) onRecycleRequest(static_cast<pid_t>(info.ssi_pid));
         break;
     }
+  }
+}
+
+void Master::reload() {
+  if (stopping_) return;
+  LOG_INFO("SIGHUP: reloading %s", config_path_.empty() ? "the built-in configuration" : config_path_.c_str());
+  Config next;
+  try {
+    next = config_path_.empty() ? defaultConfig() : loadConfigFile(config_path_);
+  } catch (const ConfigError& error) {
+    for (const std::string& message : error.messages()) LOG_ERROR("reload: %s", message.c_str());
+    LOG_ERROR("reload failed: generation %llu keeps running unchanged", static_cast<unsigned long long>(generation_));
+    return;
+  }
+  std::vector<ListenerSockets> next_listeners;
+  if (!openListeners(next, listeners_, &next_listeners)) {
+    LOG_ERROR("reload failed: generation %llu keeps running unchanged", static_cast<unsigned long long>(generation_));
+    return;
+  }
+  std::string why;
+  if (!Log::open(next.log.error, next.log.level, &why)) LOG_ERROR("reload: log.error: %s", why.c_str());
+
+  // The new generation starts first, on the same sockets, and only then is
+  // the old one asked to drain: at no moment is nobody accepting.
+  config_ = std::move(next);
+  listeners_ = std::move(next_listeners);  // sockets no longer configured close with the old workers
+  ++generation_;
+  segment_->header.generation.store(generation_, std::memory_order_relaxed);
+  std::vector<WorkerProcess> old = std::move(workers_);
+  workers_ = std::vector<WorkerProcess>(config_.effectiveWorkers());
+  LOG_INFO("generation %llu: starting %zu worker(s)", static_cast<unsigned long long>(generation_), workers_.size());
+  warnAboutNames();
+  for (uint32_t i = 0; i < workers_.size(); ++i) spawn(i);
+  for (WorkerProcess& worker : old) {
+    if (worker.pid <= 0) continue;
+    draining_.push_back({worker.pid, worker.slot});
+    kill(worker.pid, SIGQUIT);
   }
 }
 

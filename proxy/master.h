@@ -45,9 +45,13 @@ class Master final : private IoHandler {
   };
 
   bool mapSegment();
-  bool openListeners();
-  bool openListener(const std::string& address_text, const HostPort& address, int backlog,
-                    ListenerKind kind, bool tls);
+  bool openListeners(const Config& config, const std::vector<ListenerSockets>& current,
+                     std::vector<ListenerSockets>* out);
+  bool openListener(const std::string& address_text, const HostPort& address, int backlog, ListenerKind kind,
+                    bool tls, uint32_t count, const std::vector<ListenerSockets>& current,
+                    std::vector<ListenerSockets>* out);
+  void warnAboutNames() const;
+  void reload();
   void spawn(uint32_t number);
   [[noreturn]] void runWorker(uint32_t number, size_t slot);
   void onIoEvent(uint32_t events) noexcept override;  // signalfd
