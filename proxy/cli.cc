@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <libconfig.h++>
 #include <string>
+#include <vector>
 
 #include "config/config.h"
 #include "core/log.h"
@@ -98,6 +99,8 @@ int runCli(int argc, char** argv) {
     printVersions();
     return 0;
   }
+  char start_dir[4096];
+  std::string cwd = getcwd(start_dir, sizeof start_dir) != nullptr ? start_dir : "";
   if (!prefix.empty() && chdir(prefix.c_str()) != 0) {
     fprintf(stderr, "poolgate: -p %s: %s\n", prefix.c_str(), strerror(errno));
     return 1;
@@ -123,6 +126,15 @@ int runCli(int argc, char** argv) {
     return 1;
   }
   Master master(std::move(config), config_path);
+  char exe[4096];
+  ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+  std::string executable = n > 0 ? std::string(exe, static_cast<size_t>(n)) : "";
+  // After the binary was replaced on disk, the link names the old, deleted file.
+  const std::string deleted = " (deleted)";
+  if (executable.size() > deleted.size() && executable.ends_with(deleted)) {
+    executable.resize(executable.size() - deleted.size());
+  }
+  master.setInvocation(executable, std::vector<std::string>(argv, argv + argc), cwd);
   return master.run();
 }
 

@@ -28,6 +28,9 @@ constexpr uint64_t kFirstBackoffMs = 100;
 constexpr uint64_t kMaxBackoffMs = 10000;
 constexpr double kFastStopGrace = 5.0;        // SIGTERM: SIGKILL workers still alive after this
 
+// "kind|address|fd,fd,...;..." : listening sockets handed to a new master.
+constexpr const char* kInheritVariable = "POOLGATE_LISTENERS";
+
 const int kMasterSignals[] = {SIGCHLD, SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2};
 
 }  // namespace
@@ -158,7 +161,9 @@ int Master::run() {
     LOG_ERROR("cannot set up the master's event loop: %s", strerror(errno));
     return 1;
   }
-  if (!mapSegment() || !openListeners(config_, {}, &listeners_)) return 1;
+  // After a binary upgrade the old master's sockets arrive as inherited descriptors.
+  if (!mapSegment() || !openListeners(config_, inheritedListeners(), &listeners_)) return 1;
+  unsetenv(kInheritVariable);
   writePidFile();
 
   const uint32_t count = config_.effectiveWorkers();
@@ -257,7 +262,7 @@ void Master::onIoEvent(uint32_t) noexcept {
         reload();
         break;
       case SIGUSR2:
-        LOG_WARN("SIGUSR2: binary upgrade is not implemented yet");
+        upgradeBinary();
         break;
       default:
         if (static_cast<int>(info.ssi_signo) == recycleSignal()) onRecycleRequest(static_cast<pid_t>(info.ssi_pid));
@@ -330,6 +335,17 @@ void Master::reapChildren() {
     int status = 0;
     pid_t pid = waitpid(-1, &status, WNOHANG);
     if (pid <= 0) break;
+    if (pid == upgrade_pid_) {
+      // The new binary did not stay: this master goes on as before.
+      LOG_ERROR("new master (pid %d) exited with status %d; binary upgrade abandoned", static_cast<int>(pid),
+                WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+      upgrade_pid_ = 0;
+      if (pid_file_written_ && pid_file_path_ != config_.pid_file &&
+          rename(pid_file_path_.c_str(), config_.pid_file.c_str()) == 0) {
+        pid_file_path_ = config_.pid_file;
+      }
+      continue;
+    }
     auto drained = std::find_if(draining_.begin(), draining_.end(),
                                 [pid](const DrainingProcess& d) { return d.pid == pid; });
     if (drained != draining_.end()) {
@@ -405,6 +421,98 @@ size_t Master::liveWorkers() const {
                                                              [](const WorkerProcess& w) { return w.pid > 0; }));
 }
 
+void Master::setInvocation(std::string executable, std::vector<std::string> argv, std::string cwd) {
+  executable_ = std::move(executable);
+  argv_ = std::move(argv);
+  cwd_ = std::move(cwd);
+}
+
+std::vector<Master::ListenerSockets> Master::inheritedListeners() {
+  std::vector<ListenerSockets> inherited;
+  const char* value = getenv(kInheritVariable);
+  if (value == nullptr) return inherited;
+  std::string_view rest = value;
+  while (!rest.empty()) {
+    size_t end = rest.find(';');
+    std::string_view entry = rest.substr(0, end);
+    rest = end == std::string_view::npos ? std::string_view() : rest.substr(end + 1);
+    size_t bar1 = entry.find('|'), bar2 = entry.find('|', bar1 + 1);
+    if (bar1 == std::string_view::npos || bar2 == std::string_view::npos) continue;
+    ListenerSockets sockets;
+    sockets.kind = entry.substr(0, bar1) == "admin" ? ListenerKind::kAdmin : ListenerKind::kProxy;
+    sockets.address = std::string(entry.substr(bar1 + 1, bar2 - bar1 - 1));
+    std::string_view fds = entry.substr(bar2 + 1);
+    while (!fds.empty()) {
+      size_t comma = fds.find(',');
+      int fd = atoi(std::string(fds.substr(0, comma)).c_str());
+      if (fd > 2 && fcntl(fd, F_GETFD) >= 0) sockets.fds.emplace_back(fd);
+      fds = comma == std::string_view::npos ? std::string_view() : fds.substr(comma + 1);
+    }
+    LOG_INFO("took over %zu inherited socket(s) for %s", sockets.fds.size(), sockets.address.c_str());
+    inherited.push_back(std::move(sockets));
+  }
+  return inherited;
+}
+
+void Master::upgradeBinary() {
+  if (stopping_) return;
+  if (upgrade_pid_ != 0) {
+    LOG_WARN("SIGUSR2: a binary upgrade is already running (new master pid %d)", static_cast<int>(upgrade_pid_));
+    return;
+  }
+  if (executable_.empty()) {
+    LOG_ERROR("SIGUSR2: the path of the binary is unknown; no upgrade");
+    return;
+  }
+  std::string listeners;
+  for (const ListenerSockets& sockets : listeners_) {
+    if (!listeners.empty()) listeners += ';';
+    listeners += sockets.kind == ListenerKind::kAdmin ? "admin|" : "proxy|";
+    listeners += sockets.address + '|';
+    for (size_t i = 0; i < sockets.fds.size(); ++i) {
+      if (i > 0) listeners += ',';
+      listeners += std::to_string(sockets.fds[i].get());
+    }
+  }
+  // The new master writes pid_file; ours moves aside, as nginx does.
+  if (pid_file_written_) {
+    std::string oldbin = config_.pid_file + ".oldbin";
+    if (rename(pid_file_path_.c_str(), oldbin.c_str()) == 0) {
+      pid_file_path_ = oldbin;
+    } else {
+      LOG_ERROR("rename %s: %s", pid_file_path_.c_str(), strerror(errno));
+    }
+  }
+  pid_t pid = fork();
+  if (pid < 0) {
+    LOG_ERROR("SIGUSR2: fork: %s", strerror(errno));
+    return;
+  }
+  if (pid == 0) execNewMaster(listeners);
+  upgrade_pid_ = pid;
+  LOG_INFO("SIGUSR2: started new master %s (pid %d); send this master SIGQUIT once it serves",
+           executable_.c_str(), static_cast<int>(pid));
+}
+
+void Master::execNewMaster(const std::string& listeners) {
+  // The listening sockets must survive exec; nothing else of ours should.
+  for (const ListenerSockets& sockets : listeners_) {
+    for (const Fd& fd : sockets.fds) fcntl(fd.get(), F_SETFD, 0);
+  }
+  setenv(kInheritVariable, listeners.c_str(), 1);
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, nullptr);
+  signal(SIGPIPE, SIG_DFL);
+  if (!cwd_.empty() && chdir(cwd_.c_str()) != 0) _exit(126);
+  std::vector<char*> argv;
+  for (std::string& arg : argv_) argv.push_back(arg.data());
+  argv.push_back(nullptr);
+  execv(executable_.c_str(), argv.data());
+  LOG_ERROR("exec %s: %s", executable_.c_str(), strerror(errno));
+  _exit(127);
+}
+
 void Master::writePidFile() {
   if (config_.pid_file.empty()) return;
   FILE* file = fopen(config_.pid_file.c_str(), "w");
@@ -415,10 +523,11 @@ void Master::writePidFile() {
   fprintf(file, "%d\n", static_cast<int>(getpid()));
   fclose(file);
   pid_file_written_ = true;
+  pid_file_path_ = config_.pid_file;
 }
 
 void Master::removePidFile() {
-  if (pid_file_written_) unlink(config_.pid_file.c_str());
+  if (pid_file_written_) unlink(pid_file_path_.c_str());
   pid_file_written_ = false;
 }
 

@@ -23,6 +23,10 @@ class Master final : private IoHandler {
   Master(Config config, std::string config_path);
   ~Master();
 
+  // How this master was started, so that SIGUSR2 can start the binary on
+  // disk the same way: the executable, its arguments, the starting folder.
+  void setInvocation(std::string executable, std::vector<std::string> argv, std::string cwd);
+
   // Opens listeners, forks workers and supervises them until stopped.
   // Returns the process exit code.
   int run();
@@ -52,6 +56,9 @@ class Master final : private IoHandler {
                     std::vector<ListenerSockets>* out);
   void warnAboutNames() const;
   void reload();
+  void upgradeBinary();
+  [[noreturn]] void execNewMaster(const std::string& listeners);
+  static std::vector<ListenerSockets> inheritedListeners();
   void spawn(uint32_t number);
   [[noreturn]] void runWorker(uint32_t number, size_t slot);
   void onIoEvent(uint32_t events) noexcept override;  // signalfd
@@ -82,6 +89,11 @@ class Master final : private IoHandler {
   uint64_t generation_ = 1;
   bool stopping_ = false;
   bool pid_file_written_ = false;
+  std::string pid_file_path_;  // pid_file, or pid_file.oldbin after SIGUSR2
+  std::string executable_;
+  std::vector<std::string> argv_;
+  std::string cwd_;
+  pid_t upgrade_pid_ = 0;  // the new master started by SIGUSR2, while it runs
 };
 
 }  // namespace poolgate

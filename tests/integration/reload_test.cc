@@ -16,7 +16,61 @@ uint64_t generationOf(const Poolgate& proxy) {
   return proxy.stats().at("generation").get<uint64_t>();
 }
 
-class Reload : public ProxyTest {};
+class Reload : public ProxyTest {
+ protected:
+  // Clients requesting without pause until stopped: four keep-alive ones
+  // (reconnecting when told Connection: close) and two opening a connection
+  // per request. Any status other than 200, reset or early close is a failure.
+  class BackgroundLoad {
+   public:
+    explicit BackgroundLoad(Reload& test) {
+      result_ = std::async(std::launch::async, [this, &test] {
+        return runConcurrently(6, [this, &test](size_t i) { client(test, i); });
+      });
+    }
+    ~BackgroundLoad() {
+      done_ = true;
+      if (result_.valid()) result_.wait();
+    }
+    int completed() const { return completed_.load(); }
+    void stopAndExpectNoFailure() {
+      done_ = true;
+      auto errors = result_.get();
+      EXPECT_TRUE(errors.empty()) << errors.front();
+      std::lock_guard<std::mutex> lock(mutex_);
+      EXPECT_EQ(failures_, 0) << "first failure: " << first_failure_;
+    }
+
+   private:
+    void client(Reload& test, size_t i) {
+      const bool keepAlive = i < 4;
+      std::optional<HttpClient> connection;
+      for (int n = 0; !done_; ++n) {
+        try {
+          if (!connection) connection.emplace(test.connect());
+          HttpResponse r = connection->get("/load/" + std::to_string(i) + "/" + std::to_string(n));
+          if (r.status != 200) fail("status " + std::to_string(r.status));
+          ++completed_;
+          if (!keepAlive || r.connectionClose()) connection.reset();
+        } catch (const std::exception& e) {
+          fail(e.what());
+          connection.reset();
+        }
+      }
+    }
+    void fail(const std::string& why) {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (failures_++ == 0) first_failure_ = why;
+    }
+
+    std::atomic<bool> done_{false};
+    std::atomic<int> completed_{0};
+    std::mutex mutex_;
+    int failures_ = 0;
+    std::string first_failure_;
+    std::future<std::vector<std::string>> result_;
+  };
+};
 
 TEST_F(Reload, SighupStartsNewGenerationWithoutLosingInFlightRequest) {
   startProxy(2, "", "shutdown_timeout = 10.0;");
@@ -57,35 +111,7 @@ TEST_F(Reload, InvalidConfigKeepsRunningGeneration) {
 TEST_F(Reload, TenReloadsUnderLoadLoseNothing) {
   TestUpstream second;
   startProxy(2, "", "shutdown_timeout = 10.0;");
-  std::atomic<bool> done{false};
-  std::atomic<int> failures{0};
-  std::atomic<int> completed{0};
-  std::mutex failure_mutex;
-  std::string first_failure;
-  auto fail = [&](const std::string& why) {
-    if (failures++ == 0) {
-      std::lock_guard<std::mutex> lock(failure_mutex);
-      first_failure = why;
-    }
-  };
-  auto load = std::async(std::launch::async, [&] {
-    return runConcurrently(6, [&](size_t i) {
-      const bool keepAlive = i < 4;  // four keep-alive clients, two opening a connection per request
-      std::optional<HttpClient> client;
-      for (int n = 0; !done; ++n) {
-        try {
-          if (!client) client.emplace(connect());
-          HttpResponse r = client->get("/load/" + std::to_string(i) + "/" + std::to_string(n));
-          if (r.status != 200) fail("status " + std::to_string(r.status));
-          ++completed;
-          if (!keepAlive || r.connectionClose()) client.reset();
-        } catch (const std::exception& e) {
-          fail(e.what());
-          client.reset();
-        }
-      }
-    });
-  });
+  BackgroundLoad load(*this);
   for (int reload = 1; reload <= 10; ++reload) {
     const int workers = 1 + reload % 3;
     std::string servers = "{ address = \"" + upstream_.address() + "\"; }";
@@ -97,19 +123,16 @@ TEST_F(Reload, TenReloadsUnderLoadLoseNothing) {
                                "shutdown_timeout = 10.0;\n"
                                "upstreams = ( { name = \"app\"; servers = ( " + servers + " ); } );\n";
     proxy().dir().write("poolgate.conf", config);
-    const int before = completed.load();
+    const int before = load.completed();
     proxy().signal(SIGHUP);
     ASSERT_TRUE(waitUntil([&] { return generationOf(proxy()) == uint64_t(reload) + 1; }, 5s))
         << "reload " << reload << " did not take effect:\n" << config;
     ASSERT_TRUE(proxy().waitForRunningWorkers(size_t(workers), 10s)) << "reload " << reload;
     // Some traffic under each generation before the next reload.
-    ASSERT_TRUE(waitUntil([&] { return completed.load() >= before + 20; }, 5s));
+    ASSERT_TRUE(waitUntil([&] { return load.completed() >= before + 20; }, 5s));
   }
-  done = true;
-  auto errors = load.get();
-  EXPECT_TRUE(errors.empty()) << errors.front();
-  EXPECT_EQ(failures.load(), 0) << "first failure: " << first_failure;
-  EXPECT_GT(completed.load(), 200);
+  load.stopAndExpectNoFailure();
+  EXPECT_GT(load.completed(), 200);
 }
 
 TEST_F(Reload, SignalStopThroughPidFile) {
@@ -125,11 +148,12 @@ TEST_F(Reload, SignalStopThroughPidFile) {
   EXPECT_EQ(status->code(), 0) << status->describe();
 }
 
-// Disabled until issue #5 builds this; enable it there.
-TEST_F(Reload, DISABLED_BinaryUpgradeHandsOverListeners) {
-  startProxy(1, "", "pid_file = \"${DIR}/poolgate.pid\";");
+TEST_F(Reload, BinaryUpgradeHandsOverListeners) {
+  startProxy(2, "", "pid_file = \"${DIR}/poolgate.pid\";");
   const std::string pidFile = proxy().dir().file("poolgate.pid");
   const pid_t oldMaster = proxy().pid();
+  BackgroundLoad load(*this);
+  ASSERT_TRUE(waitUntil([&] { return load.completed() >= 20; }, 5s));
   proxy().signal(SIGUSR2);
 
   pid_t newMaster = 0;
@@ -147,6 +171,15 @@ TEST_F(Reload, DISABLED_BinaryUpgradeHandsOverListeners) {
       [&] { return proxy().stats().at("master_pid").get<pid_t>() == newMaster; }, 5s))
       << "the new master's workers do not answer on the inherited admin port";
   EXPECT_EQ(connect().get("/after-upgrade").status, 200);
+
+  // The operator retires the old master: it drains; the new one serves on.
+  const int before = load.completed();
+  proxy().signal(SIGQUIT);
+  std::optional<ExitStatus> old = proxy().waitExit(15s);
+  ASSERT_TRUE(old.has_value()) << "old master still running 15 s after SIGQUIT";
+  EXPECT_TRUE(old->exited() && old->code() == 0) << old->describe();
+  ASSERT_TRUE(waitUntil([&] { return load.completed() >= before + 50; }, 5s)) << "no traffic after the old master left";
+  load.stopAndExpectNoFailure();
 
   ::kill(newMaster, SIGTERM);
   EXPECT_TRUE(waitUntil([&] { return processGone(newMaster); }, 10s))
