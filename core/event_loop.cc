@@ -47,6 +47,10 @@ void EventLoop::run() {
   running_ = true;
   while (running_) {
     int64_t next = timers_.msUntilNext();
+    if (observer_ != nullptr) {
+      int64_t cap = observer_->beforePoll();
+      if (cap >= 0 && (next < 0 || cap < next)) next = cap;
+    }
     runOnce(next < 0 ? -1 : static_cast<int>(next > 60000 ? 60000 : next));
   }
 }
@@ -58,6 +62,7 @@ void EventLoop::runOnce(int timeout_ms) {
   for (int i = 0; i < n; ++i) {
     static_cast<IoHandler*>(events_[i].data.ptr)->onIoEvent(events_[i].events);
   }
+  if (observer_ != nullptr) observer_->afterDispatch();
   runDeferred();
   timers_.runExpired();
   runDeferred();

@@ -27,6 +27,17 @@ class IoHandler {
   ~IoHandler() = default;
 };
 
+// Told around each epoll_wait: before it (may cap its timeout, in ms; -1 =
+// no cap) and after the batch is dispatched. The accept mutex lives here.
+class LoopObserver {
+ public:
+  virtual int64_t beforePoll() noexcept = 0;
+  virtual void afterDispatch() noexcept = 0;
+
+ protected:
+  ~LoopObserver() = default;
+};
+
 class Deletable {
  public:
   virtual ~Deletable() = default;
@@ -54,6 +65,7 @@ class EventLoop {
   // dispatch. Used by run() and by tests.
   void runOnce(int timeout_ms);
   void stop() { running_ = false; }
+  void setObserver(LoopObserver* observer) { observer_ = observer; }
 
   uint64_t now() const { return timers_.now(); }
   TimerQueue& timers() { return timers_; }
@@ -74,6 +86,7 @@ class EventLoop {
   Fd epoll_;
   TimerQueue timers_;
   bool running_ = false;
+  LoopObserver* observer_ = nullptr;
   std::vector<epoll_event> events_;
   std::vector<Deletable*> deferred_;
   std::vector<Deletable*> deleting_;

@@ -15,13 +15,14 @@ namespace {
 constexpr int kAcceptBatch = 64;  // accepts per wake-up, so one busy listener cannot starve the loop
 }
 
-Listener::Listener(Worker& worker, const ListenSocket& socket) : worker_(worker), socket_(socket) {}
+Listener::Listener(Worker& worker, const ListenSocket& socket, bool exclusive)
+    : worker_(worker), socket_(socket), events_(EPOLLIN | (exclusive ? EPOLLEXCLUSIVE : 0u)) {}
 
 Listener::~Listener() { stop(); }
 
 void Listener::resume() {
   if (registered_ || socket_.fd < 0) return;
-  registered_ = worker_.loop().add(socket_.fd, EPOLLIN, this);
+  registered_ = worker_.loop().add(socket_.fd, events_, this);
 }
 
 void Listener::pause() {

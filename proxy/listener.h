@@ -10,7 +10,8 @@ namespace poolgate {
 
 class Listener final : private IoHandler {
  public:
-  Listener(Worker& worker, const ListenSocket& socket);
+  // `exclusive`: EPOLLEXCLUSIVE, so one waiting worker wakes per connection.
+  Listener(Worker& worker, const ListenSocket& socket, bool exclusive);
   ~Listener();
 
   // Start / stop taking new connections (worker_connections, draining).
@@ -24,6 +25,7 @@ class Listener final : private IoHandler {
 
   Worker& worker_;
   ListenSocket socket_;
+  uint32_t events_;
   bool registered_ = false;
 };
 

@@ -33,6 +33,13 @@ constexpr const char* kInheritVariable = "POOLGATE_LISTENERS";
 
 const int kMasterSignals[] = {SIGCHLD, SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2};
 
+// The mode that runs (handoff is not built yet and falls back to reuseport).
+AcceptMode effectiveMode(const Config& config) {
+  return config.accept_mode == AcceptMode::kHandoff ? AcceptMode::kReuseport : config.accept_mode;
+}
+
+bool perWorkerSockets(const Config& config) { return effectiveMode(config) == AcceptMode::kReuseport; }
+
 }  // namespace
 
 Master::Master(Config config, std::string config_path)
@@ -53,9 +60,8 @@ bool Master::mapSegment() {
   segment_->header.master_pid.store(getpid(), std::memory_order_relaxed);
   segment_->header.generation.store(generation_, std::memory_order_relaxed);
   segment_->header.started_ms.store(realtimeMs(), std::memory_order_relaxed);
-  // The mode in use: only reuseport exists so far (see openListeners()).
   snprintf(segment_->header.accept_mode, sizeof segment_->header.accept_mode, "%s",
-           toString(AcceptMode::kReuseport));
+           toString(effectiveMode(config_)));
   return true;
 }
 
@@ -91,7 +97,7 @@ bool Master::openListener(const std::string& address_text, const HostPort& addre
     break;
   }
   bool reused = !sockets.fds.empty();
-  while (sockets.fds.size() < count) {
+  while (sockets.fds.size() < count) {  // all sockets set SO_REUSEPORT, so more can join later
     std::string why;
     Fd fd = poolgate::openListener(socket_address, backlog, /*reuseport=*/true, &why);
     if (!fd) {
@@ -116,10 +122,11 @@ bool Master::openListener(const std::string& address_text, const HostPort& addre
 
 bool Master::openListeners(const Config& config, const std::vector<ListenerSockets>& current,
                            std::vector<ListenerSockets>* out) {
-  if (config.accept_mode != AcceptMode::kReuseport) {
-    LOG_WARN("accept_mode \"%s\" is not implemented yet; using reuseport", toString(config.accept_mode));
+  if (config.accept_mode == AcceptMode::kHandoff) {
+    LOG_WARN("accept_mode \"handoff\" is not implemented yet; using reuseport");
   }
-  const uint32_t count = config.effectiveWorkers();
+  // reuseport: a socket per worker; the other modes share one socket.
+  const uint32_t count = perWorkerSockets(config) ? config.effectiveWorkers() : 1;
   for (const ListenConfig& listen : config.listen) {
     if (listen.tls) {
       LOG_ERROR("listen %s: TLS listeners are not implemented yet", listen.address.text.c_str());
@@ -169,7 +176,7 @@ int Master::run() {
   const uint32_t count = config_.effectiveWorkers();
   workers_.resize(count);
   LOG_INFO("poolgate %s starting %u worker(s), accept_mode %s", POOLGATE_VERSION, count,
-           toString(AcceptMode::kReuseport));
+           toString(effectiveMode(config_)));
   warnAboutNames();
   for (uint32_t i = 0; i < count; ++i) spawn(i);
   loop_.run();
@@ -223,7 +230,7 @@ void Master::runWorker(uint32_t number, size_t slot) {
   std::vector<ListenSocket> sockets;
   for (ListenerSockets& listener : listeners_) {
     for (size_t i = 0; i < listener.fds.size(); ++i) {
-      if (i % workers_.size() == number) {
+      if (!perWorkerSockets(config_) || i % workers_.size() == number) {
         sockets.push_back({listener.fds[i].release(), listener.kind, listener.tls});
       } else {
         listener.fds[i].reset();  // another worker's socket
@@ -296,6 +303,8 @@ void Master::reload() {
   listeners_ = std::move(next_listeners);  // sockets no longer configured close with the old workers
   ++generation_;
   segment_->header.generation.store(generation_, std::memory_order_relaxed);
+  snprintf(segment_->header.accept_mode, sizeof segment_->header.accept_mode, "%s",
+           toString(effectiveMode(config_)));
   std::vector<WorkerProcess> old = std::move(workers_);
   workers_ = std::vector<WorkerProcess>(config_.effectiveWorkers());
   LOG_INFO("generation %llu: starting %zu worker(s)", static_cast<unsigned long long>(generation_), workers_.size());
@@ -326,6 +335,9 @@ void Master::onRecycleRequest(pid_t pid) {
 
 void Master::freeSlot(size_t slot) {
   WorkerSlot& entry = segment_->workers[slot];
+  // A worker that died holding the accept mutex must not keep it.
+  int32_t holder = entry.pid.load(std::memory_order_relaxed);
+  if (holder > 0) segment_->header.accept_lock.compare_exchange_strong(holder, 0);
   entry.state.store(static_cast<uint32_t>(SlotState::kFree), std::memory_order_relaxed);
   entry.pid.store(0, std::memory_order_relaxed);
 }

@@ -62,6 +62,8 @@ struct StatsHeader {
   std::atomic<uint64_t> generation{0};
   std::atomic<uint64_t> started_ms{0};  // master start, CLOCK_REALTIME, ms
   char accept_mode[16];
+  // accept_mode "mutex": the pid of the worker allowed to accept, 0 = free.
+  std::atomic<int32_t> accept_lock{0};
 };
 
 struct StatsSegment {

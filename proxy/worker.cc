@@ -39,6 +39,7 @@ Worker::Worker(const Config& config, StatsSegment& segment, size_t slot_index, u
     : config_(config),
       segment_(segment),
       slot_(segment.workers[slot_index]),
+      pid_(getpid()),
       drain_deadline_(loop_.timers(), [this] {
         LOG_WARN("shutdown_timeout reached with %zu client(s) left; exiting", clients_.size());
         loop_.stop();
@@ -81,7 +82,11 @@ Worker::Worker(const Config& config, StatsSegment& segment, size_t slot_index, u
     recycle_after_ = n + (n >= 10 ? (seed >> 17) % (n / 10 + 1) : 0);
   }
   if (!config.log.access.empty()) access_log_ = std::make_unique<AccessLog>(loop_, config.log);
-  for (const ListenSocket& socket : sockets) listeners_.push_back(std::make_unique<Listener>(*this, socket));
+  const bool exclusive = config.accept_mode == AcceptMode::kExclusive;
+  for (const ListenSocket& socket : sockets) {
+    listeners_.push_back(std::make_unique<Listener>(*this, socket, exclusive && socket.kind == ListenerKind::kProxy));
+  }
+  if (config.accept_mode == AcceptMode::kMutex) loop_.setObserver(this);
   setupSignals();
 }
 
@@ -104,7 +109,10 @@ void Worker::setupSignals() {
 }
 
 int Worker::run() {
-  for (auto& listener : listeners_) listener->resume();
+  for (auto& listener : listeners_) {
+    // With the mutex, proxy listeners wait for the lock (beforePoll()).
+    if (config_.accept_mode != AcceptMode::kMutex || listener->kind() != ListenerKind::kProxy) listener->resume();
+  }
   slot_.state.store(static_cast<uint32_t>(SlotState::kRunning), std::memory_order_release);
   LOG_DEBUG("worker %u running", slot_.slot.load(std::memory_order_relaxed));
   loop_.run();
@@ -142,14 +150,37 @@ const RouteConfig* Worker::route(std::string_view host, std::string_view path) c
   return best;
 }
 
+int64_t Worker::beforePoll() noexcept {
+  constexpr int64_t kRetryMs = 50;  // how soon a worker without the lock tries again
+  std::atomic<int32_t>& lock = segment_.header.accept_lock;
+  int32_t expected = 0;
+  bool held = !draining_ && clients_.size() < config_.worker_connections &&
+              (lock.load(std::memory_order_acquire) == pid_ ||
+               lock.compare_exchange_strong(expected, pid_, std::memory_order_acq_rel));
+  setProxyListening(held);
+  return held || draining_ ? -1 : kRetryMs;
+}
+
+void Worker::afterDispatch() noexcept {
+  int32_t mine = pid_;
+  segment_.header.accept_lock.compare_exchange_strong(mine, 0, std::memory_order_acq_rel);
+}
+
+void Worker::setProxyListening(bool on) {
+  for (auto& listener : listeners_) {
+    if (listener->kind() != ListenerKind::kProxy) continue;
+    if (on) {
+      listener->resume();
+    } else {
+      listener->pause();
+    }
+  }
+}
+
 void Worker::onClientOpened(ClientConnection& client) {
   client.worker_index = clients_.size();
   clients_.push_back(&client);
-  if (clients_.size() >= config_.worker_connections) {
-    for (auto& listener : listeners_) {
-      if (listener->kind() == ListenerKind::kProxy) listener->pause();
-    }
-  }
+  if (clients_.size() >= config_.worker_connections) setProxyListening(false);
 }
 
 void Worker::onClientClosed(ClientConnection& client) {
@@ -161,8 +192,8 @@ void Worker::onClientClosed(ClientConnection& client) {
   }
   if (draining_) {
     checkDrained();
-  } else if (clients_.size() + 1 == config_.worker_connections) {
-    for (auto& listener : listeners_) listener->resume();
+  } else if (clients_.size() + 1 == config_.worker_connections && config_.accept_mode != AcceptMode::kMutex) {
+    setProxyListening(true);  // (with the mutex, beforePoll() decides)
   }
 }
 

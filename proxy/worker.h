@@ -35,7 +35,7 @@ struct ListenSocket {
   bool tls = false;
 };
 
-class Worker final : private IoHandler {
+class Worker final : private IoHandler, private LoopObserver {
  public:
   Worker(const Config& config, StatsSegment& segment, size_t slot_index, uint32_t worker_number,
          uint64_t generation, std::vector<ListenSocket> sockets);
@@ -67,12 +67,18 @@ class Worker final : private IoHandler {
 
  private:
   void onIoEvent(uint32_t events) noexcept override;  // signalfd
+  // accept_mode "mutex": take the shared-memory accept lock before polling
+  // the listening sockets, give it back after the batch (nginx's accept_mutex).
+  int64_t beforePoll() noexcept override;
+  void afterDispatch() noexcept override;
+  void setProxyListening(bool on);
   void setupSignals();
   void checkDrained();
 
   const Config& config_;
   StatsSegment& segment_;
   WorkerSlot& slot_;
+  const int32_t pid_;
   EventLoop loop_;
   BufferPool buffers_;
   Fd signal_fd_;
