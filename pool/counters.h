@@ -24,6 +24,7 @@ enum class NoReuse : uint8_t {
   kExiting,            // worker is draining or stopping
   kUnreadBytes,        // bytes arrived after the response
   kPoolFull,           // max_idle idle connections already pooled
+  kYielded,            // at max_conns, and requests of other workers wait for a place
   kCount
 };
 const char* toString(NoReuse reason);
@@ -37,6 +38,8 @@ struct ServerCounters {
   std::atomic<uint64_t> failed_total{0};  // connect failures, I/O errors, bad responses
   std::atomic<uint64_t> closed_idle_total{0};  // idle pooled connections closed (EOF, timeout)
   std::atomic<uint64_t> requests_total{0};     // requests sent to this server
+  std::atomic<uint64_t> queued{0};             // requests waiting for a connection (max_conns)
+  std::atomic<uint64_t> queue_timeouts_total{0};  // waits that ended in 503
   std::atomic<uint64_t> no_reuse_total[static_cast<int>(NoReuse::kCount)]{};
 
   static void add(std::atomic<uint64_t>& c, uint64_t n = 1) {

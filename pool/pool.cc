@@ -20,8 +20,20 @@ NoReuse reuseVerdict(const ReuseFacts& facts, const PoolConfig& config) {
   return NoReuse::kReusable;
 }
 
-Pool::Pool(TimerQueue& timers, const PoolConfig& config, ServerCounters& counters)
-    : config_(config), counters_(counters), timers_(timers), idle_timer_(timers, [this] { onIdleTimer(); }) {}
+namespace {
+constexpr uint64_t kWaiterRecheckMs = 20;  // places freed by other workers are seen this fast
+}
+
+Pool::Pool(TimerQueue& timers, const PoolConfig& config, ServerCounters& counters,
+           std::atomic<int32_t>* shared_conns, std::atomic<int32_t>* shared_waiters)
+    : config_(config),
+      counters_(counters),
+      timers_(timers),
+      idle_timer_(timers, [this] { onIdleTimer(); }),
+      shared_conns_(config.max_conns != 0 ? shared_conns : nullptr),
+      shared_waiters_(config.max_conns != 0 ? shared_waiters : nullptr),
+      wake_timer_(timers, [this] { onWakeTimer(); }),
+      yield_timer_(timers, [this] { onYieldTimer(); }) {}
 
 Pool::~Pool() { closeIdle(); }
 
@@ -40,8 +52,95 @@ PoolMember* Pool::checkout() {
   return nullptr;
 }
 
+bool Pool::reserve() {
+  if (shared_conns_ == nullptr) return true;
+  int32_t current = shared_conns_->load(std::memory_order_relaxed);
+  do {
+    if (current >= static_cast<int32_t>(config_.max_conns)) return false;
+  } while (!shared_conns_->compare_exchange_weak(current, current + 1, std::memory_order_relaxed));
+  return true;
+}
+
+void Pool::unreserve() {
+  if (shared_conns_ != nullptr) shared_conns_->fetch_sub(1, std::memory_order_relaxed);
+  if (first_waiter_ != nullptr) scheduleWake(0);
+}
+
+bool Pool::atCap() const {
+  return shared_conns_ != nullptr &&
+         shared_conns_->load(std::memory_order_relaxed) >= static_cast<int32_t>(config_.max_conns);
+}
+
+void Pool::enqueue(PoolWaiter& waiter, bool at_front) {
+  if (waiter.queued_) return;
+  waiter.queued_ = true;
+  if (at_front) {
+    waiter.prev_ = nullptr;
+    waiter.next_ = first_waiter_;
+    if (first_waiter_ != nullptr) first_waiter_->prev_ = &waiter; else last_waiter_ = &waiter;
+    first_waiter_ = &waiter;
+  } else {
+    waiter.prev_ = last_waiter_;
+    waiter.next_ = nullptr;
+    if (last_waiter_ != nullptr) last_waiter_->next_ = &waiter; else first_waiter_ = &waiter;
+    last_waiter_ = &waiter;
+  }
+  ServerCounters::add(counters_.queued);
+  ++waiter_count_;
+  if (shared_waiters_ != nullptr) shared_waiters_->fetch_add(1, std::memory_order_relaxed);
+  scheduleWake(kWaiterRecheckMs);
+}
+
+void Pool::dequeue(PoolWaiter& waiter) {
+  if (!waiter.queued_) return;
+  if (waiter.prev_ != nullptr) waiter.prev_->next_ = waiter.next_; else first_waiter_ = waiter.next_;
+  if (waiter.next_ != nullptr) waiter.next_->prev_ = waiter.prev_; else last_waiter_ = waiter.prev_;
+  waiter.prev_ = waiter.next_ = nullptr;
+  waiter.queued_ = false;
+  ServerCounters::sub(counters_.queued);
+  --waiter_count_;
+  if (shared_waiters_ != nullptr) shared_waiters_->fetch_sub(1, std::memory_order_relaxed);
+}
+
+void Pool::noteQueueTimeout() { ServerCounters::add(counters_.queue_timeouts_total); }
+
+void Pool::scheduleWake(uint64_t delay_ms) {
+  if (!wake_timer_.armed() || timers_.now() + delay_ms < wake_timer_.deadline()) wake_timer_.arm(delay_ms);
+}
+
+void Pool::onWakeTimer() {
+  // One waiter per usable connection or free place, in arrival order.
+  while (first_waiter_ != nullptr && (idle_count_ > 0 || !atCap())) {
+    PoolWaiter& waiter = *first_waiter_;
+    dequeue(waiter);
+    waiter.onPoolAvailable();  // takes a connection, or queues again at the front
+    if (waiter.queued_) break;  // it could not (another worker was faster): later
+  }
+  if (first_waiter_ != nullptr) scheduleWake(kWaiterRecheckMs);
+}
+
+// Requests of other workers wait for a place under max_conns while none of
+// ours does: an idle connection here would only keep them waiting.
+bool Pool::othersWait() const {
+  return shared_waiters_ != nullptr && waiter_count_ == 0 &&
+         shared_waiters_->load(std::memory_order_relaxed) > 0;
+}
+
+void Pool::armYieldTimer() {
+  if (shared_waiters_ != nullptr && idle_count_ > 0 && !yield_timer_.armed()) yield_timer_.arm(kWaiterRecheckMs);
+}
+
+void Pool::onYieldTimer() {
+  if (othersWait() && tail_ != nullptr) {
+    ServerCounters::add(counters_.no_reuse_total[static_cast<int>(NoReuse::kYielded)]);
+    tail_->evictFromPool();  // the coldest goes; its place is free for the others
+  }
+  armYieldTimer();
+}
+
 bool Pool::checkin(PoolMember& member, NoReuse verdict) {
   if (verdict == NoReuse::kReusable && idle_count_ >= config_.max_idle) verdict = NoReuse::kPoolFull;
+  if (verdict == NoReuse::kReusable && othersWait()) verdict = NoReuse::kYielded;
   if (verdict != NoReuse::kReusable) {
     ServerCounters::add(counters_.no_reuse_total[static_cast<int>(verdict)]);
     return false;
@@ -49,6 +148,8 @@ bool Pool::checkin(PoolMember& member, NoReuse verdict) {
   ServerCounters::sub(counters_.active);
   ServerCounters::add(counters_.idle);
   pushIdle(member);
+  if (first_waiter_ != nullptr) scheduleWake(0);
+  armYieldTimer();
   return true;
 }
 
@@ -71,11 +172,13 @@ void Pool::noteClosed(PoolMember& member) {
     ServerCounters::sub(counters_.active);
   }
   ServerCounters::sub(counters_.open);
+  unreserve();
 }
 
 void Pool::closeIdle() {
   while (tail_ != nullptr) tail_->evictFromPool();
   idle_timer_.cancel();
+  yield_timer_.cancel();
 }
 
 void Pool::pushIdle(PoolMember& member) {

@@ -7,6 +7,7 @@
 // or not, is counted here, so `open == idle + active` holds by construction.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 
 #include "config/config.h"
@@ -16,6 +17,22 @@
 namespace poolgate {
 
 class Pool;
+
+// A request waiting for a connection while the server is at pool.max_conns.
+class PoolWaiter {
+ public:
+  // A connection may be had now (an idle one, or room to open one).
+  virtual void onPoolAvailable() noexcept = 0;
+
+ protected:
+  ~PoolWaiter() = default;
+
+ private:
+  friend class Pool;
+  PoolWaiter* prev_ = nullptr;
+  PoolWaiter* next_ = nullptr;
+  bool queued_ = false;
+};
 
 // What a connection must offer to be pooled.
 class PoolMember {
@@ -65,7 +82,11 @@ NoReuse reuseVerdict(const ReuseFacts& facts, const PoolConfig& config);
 
 class Pool {
  public:
-  Pool(TimerQueue& timers, const PoolConfig& config, ServerCounters& counters);
+  // `shared_conns`: this server's connection count across all workers (in
+  // shared memory), enforced against pool.max_conns; may be null when no cap.
+  // `shared_waiters`: requests of all workers queued for this server.
+  Pool(TimerQueue& timers, const PoolConfig& config, ServerCounters& counters,
+       std::atomic<int32_t>* shared_conns = nullptr, std::atomic<int32_t>* shared_waiters = nullptr);
   ~Pool();
   Pool(const Pool&) = delete;
   Pool& operator=(const Pool&) = delete;
@@ -78,6 +99,20 @@ class Pool {
   // kept it (it is now idle); false if the caller must close it (and then call
   // noteClosed()). The verdict, when not kReusable, is counted.
   bool checkin(PoolMember& member, NoReuse verdict);
+
+  // max_conns: takes a place for a new connection across all workers (no
+  // lock: a compare-and-swap on the shared count). false = at the cap.
+  bool reserve();
+  void unreserve();  // the connection was never opened
+  bool atCap() const;
+
+  // Waiters queue in FIFO order while the server is at max_conns. They are
+  // told (from a timer, never from inside checkin()/noteClosed()) when a
+  // connection of this worker frees, and re-checked every few ms for places
+  // freed by other workers.
+  void enqueue(PoolWaiter& waiter, bool at_front = false);
+  void dequeue(PoolWaiter& waiter);
+  void noteQueueTimeout();
 
   // Connection lifecycle, for the counters.
   void noteConnecting();          // a new connection is being opened for a request
@@ -98,6 +133,11 @@ class Pool {
   void unlink(PoolMember& member);
   void onIdleTimer();
   void armIdleTimer();
+  void onWakeTimer();
+  void scheduleWake(uint64_t delay_ms);
+  bool othersWait() const;
+  void onYieldTimer();
+  void armYieldTimer();
 
   const PoolConfig& config_;
   ServerCounters& counters_;
@@ -106,6 +146,13 @@ class Pool {
   PoolMember* head_ = nullptr;  // most recently idle
   PoolMember* tail_ = nullptr;  // longest idle
   size_t idle_count_ = 0;
+  std::atomic<int32_t>* shared_conns_;
+  std::atomic<int32_t>* shared_waiters_;
+  Timer wake_timer_;
+  Timer yield_timer_;  // at max_conns: give idle connections up to other workers' waiters
+  size_t waiter_count_ = 0;
+  PoolWaiter* first_waiter_ = nullptr;
+  PoolWaiter* last_waiter_ = nullptr;
 };
 
 }  // namespace poolgate

@@ -33,6 +33,7 @@ const char* toString(NoReuse reason) {
     case NoReuse::kExiting: return "exiting";
     case NoReuse::kUnreadBytes: return "unread_bytes";
     case NoReuse::kPoolFull: return "pool_full";
+    case NoReuse::kYielded: return "yielded";
     case NoReuse::kCount: break;
   }
   return "unknown";
@@ -74,6 +75,7 @@ struct ServerSnap {
   bool healthy;
   Conns c;
   uint64_t requests, closed_idle;
+  uint64_t queued, queue_timeouts;
   uint64_t no_reuse[kReasons];
 };
 
@@ -170,6 +172,8 @@ void takeSnapshot(const StatsSegment& seg, Snapshot& s) {
         ss.c.failed = load(c.failed_total);
         ss.requests = load(c.requests_total);
         ss.closed_idle = load(c.closed_idle_total);
+        ss.queued = load(c.queued);
+        ss.queue_timeouts = load(c.queue_timeouts_total);
         for (size_t r = 0; r < kReasons; ++r) ss.no_reuse[r] = load(c.no_reuse_total[r]);
         ws.up.add(ss.c);
         ++us.servers;
@@ -372,6 +376,8 @@ void server(std::string& out, const ServerSnap& s) {
   conns(out, s.c);
   field(out, "requests_total", s.requests);
   field(out, "closed_idle_total", s.closed_idle);
+  field(out, "queued", s.queued);
+  field(out, "queue_timeouts_total", s.queue_timeouts);
   key(out, "no_reuse");
   out.push_back('{');
   for (size_t r = 1; r < kReasons; ++r) field(out, toString(static_cast<NoReuse>(r)), s.no_reuse[r]);
@@ -684,6 +690,12 @@ void renderMetrics(const StatsSegment& seg, const RenderContext& ctx, std::strin
   serverFamily(out, s, l, "poolgate_upstream_closed_idle_total", "counter",
                "Idle pooled connections closed (EOF from the server, idle timeout).",
                [](const ServerSnap& v) { return v.closed_idle; });
+  serverFamily(out, s, l, "poolgate_upstream_queued", "gauge",
+               "Requests of the worker waiting for a connection (pool.max_conns).",
+               [](const ServerSnap& v) { return v.queued; });
+  serverFamily(out, s, l, "poolgate_upstream_queue_timeouts_total", "counter",
+               "Requests answered 503 after waiting queue_timeout for a connection.",
+               [](const ServerSnap& v) { return v.queue_timeouts; });
   serverFamily(out, s, l, "poolgate_upstream_server_healthy", "gauge",
                "1 while the worker considers the server healthy, else 0.",
                [](const ServerSnap& v) { return v.healthy ? 1u : 0u; });

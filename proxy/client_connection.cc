@@ -48,6 +48,7 @@ ClientConnection::ClientConnection(Worker& worker, Fd fd, const SocketAddress& p
       timer_(worker.loop().timers(), [this] { onClientTimer(); }),
       in_(worker.buffers()),
       out_(worker.buffers()),
+      held_(worker.buffers()),
       parser_(HTTP_REQUEST, *this, worker.config().limits.max_headers) {
   peer_.ipString(peer_ip_, sizeof peer_ip_);
 }
@@ -98,6 +99,7 @@ void ClientConnection::armClientTimer() {
       if (!timer_.armed()) timer_.arm(secondsToMs(t.client_header));
       return;
     case State::kExchange:
+      if (queued_server_ >= 0) return;  // the queue_timeout armed in waitForConnection() runs
       if (!request_complete_ && upstream_ != nullptr && upstream_->pendingOutput() < kHighWatermark) {
         timer_.arm(secondsToMs(t.client_body));  // waiting for body bytes
       } else {
@@ -125,7 +127,14 @@ void ClientConnection::onClientTimer() {
       respondError(408, true);
       return;
     case State::kExchange:
-      if (!response_started_) {
+      if (queued_server_ >= 0) {
+        Pool& pool = group_->server(static_cast<size_t>(queued_server_)).pool();
+        pool.dequeue(*this);
+        pool.noteQueueTimeout();
+        queued_server_ = -1;
+        record_.error = "queue_timeout";
+        respondError(503, requestPending());
+      } else if (!response_started_) {
         respondError(408, true);
       } else {
         close();
@@ -158,7 +167,7 @@ void ClientConnection::readClient() {
     if (state_ == State::kExchange) {
       // One request at a time: after its end, pipelined bytes wait.
       if (request_complete_) return;
-      if (upstream_ == nullptr || upstream_->pendingOutput() >= kHighWatermark) return;
+      if (pendingRequestBytes() >= kHighWatermark) return;
     }
     bool head = midHead(parser_) || state_ == State::kIdle;
     if (!in_.ensureWritable(4096, head ? head_limit : 0, !midHead(parser_))) {
@@ -319,6 +328,8 @@ void ClientConnection::finishExchange() {
   response_started_ = response_complete_ = keep_alive_ = expect_continue_ = false;
   framing_ = Framing::kNone;
   body_bytes_ = 0;
+  held_.clear();
+  held_.releaseIfEmpty();
   timer_.cancel();
   setState(in_.empty() ? State::kIdle : State::kHead);
   if (state_ == State::kHead) record_.started_ms = worker_.loop().now();
@@ -349,6 +360,7 @@ void ClientConnection::close() {
     upstream_ = nullptr;
     upstream->close();  // never pool a connection whose exchange was cut short
   }
+  leaveQueue();
   WorkerSlot& stats = worker_.stats();
   ServerCounters::sub(counted_active_ ? stats.clients_active : stats.clients_idle);
   state_ = State::kClosed;
@@ -410,20 +422,71 @@ void ClientConnection::startExchange() {
   hash_value_.clear();
   if (!group_->hashHeader().empty()) hash_value_.assign(findHeader(head, base, group_->hashHeader()));
   connectUpstream();
-  if (upstream_ == nullptr) return;  // an error response is on its way
-  ForwardContext context{peer_ip_, "http", host.empty() ? upstream_->server().name() : host, target_.forward};
-  writeForwardedRequestHead(upstream_->output(), parser_, in_.base(), context);
+  Buffer* sink = requestSink();
+  if (sink == nullptr) return;  // an error response is on its way
+  // (Queued for max_conns, the head and body wait in held_ until a connection comes.)
+  Server& server = group_->server(static_cast<size_t>(upstream_ != nullptr ? server_index_ : queued_server_));
+  ForwardContext context{peer_ip_, "http", host.empty() ? std::string_view(server.name()) : host,
+                         target_.forward};
+  writeForwardedRequestHead(*sink, parser_, in_.base(), context);
   if (expect_continue_ && parser_.versionMinor() >= 1) {
     // We answer the expectation ourselves and stream the body when it comes.
     out_.append("HTTP/1.1 100 Continue\r\n\r\n");
     flushClient();
   }
+  if (upstream_ != nullptr) upstream_->flush();
+}
+
+Buffer* ClientConnection::requestSink() {
+  if (upstream_ != nullptr) return &upstream_->output();
+  if (queued_server_ >= 0) return &held_;
+  return nullptr;
+}
+
+size_t ClientConnection::pendingRequestBytes() const {
+  if (upstream_ != nullptr) return upstream_->pendingOutput();
+  if (queued_server_ >= 0) return held_.size();
+  return SIZE_MAX;  // nowhere to put request bytes
+}
+
+void ClientConnection::waitForConnection(int server_index, bool at_front) {
+  const PoolConfig& pool_config = group_->config().pool;
+  if (pool_config.queue_timeout <= 0) {
+    group_->server(static_cast<size_t>(server_index)).pool().noteQueueTimeout();
+    respondError(503, requestPending());
+    return;
+  }
+  queued_server_ = server_index;
+  group_->server(static_cast<size_t>(server_index)).pool().enqueue(*this, at_front);
+  if (!at_front) timer_.arm(secondsToMs(pool_config.queue_timeout));
+}
+
+void ClientConnection::leaveQueue() {
+  if (queued_server_ < 0) return;
+  group_->server(static_cast<size_t>(queued_server_)).pool().dequeue(*this);
+  queued_server_ = -1;
+}
+
+void ClientConnection::onPoolAvailable() noexcept {
+  // The pool has taken us off its queue; the queue_timeout timer still runs.
+  queued_server_ = -1;
+  connectUpstream(/*woken=*/true);
+  if (upstream_ == nullptr) return;  // queued again, or answered with an error
+  timer_.cancel();
+  upstream_->output().append(held_.data(), held_.size());
+  held_.clear();
+  held_.releaseIfEmpty();
   upstream_->flush();
+  if (upstream_ != nullptr) {
+    armClientTimer();
+    if (readable_ && !request_complete_) readClient();
+  }
 }
 
 
 int ClientConnection::onBody(const char* at, size_t length) {
-  if (kind_ == ListenerKind::kAdmin || upstream_ == nullptr) return 0;  // discarded
+  Buffer* sink = kind_ == ListenerKind::kAdmin ? nullptr : requestSink();
+  if (sink == nullptr) return 0;  // discarded
   body_bytes_ += length;
   if (config_.limits.max_body_bytes != 0 && body_bytes_ > config_.limits.max_body_bytes) {
     if (response_started_) return -1;
@@ -431,40 +494,46 @@ int ClientConnection::onBody(const char* at, size_t length) {
     return HPE_PAUSED;
   }
   body_started_ = true;
-  upstream_->output().append(at, length);
+  sink->append(at, length);
   return 0;
 }
 
 int ClientConnection::onChunkHeader(uint64_t size) {
-  if (upstream_ == nullptr || size == 0) return 0;
+  Buffer* sink = requestSink();
+  if (sink == nullptr || size == 0) return 0;
   in_chunk_ = true;
-  Buffer& out = upstream_->output();
-  appendNumber(out, size, 16);
-  out.append("\r\n");
+  appendNumber(*sink, size, 16);
+  sink->append("\r\n");
   return 0;
 }
 
 int ClientConnection::onChunkComplete() {
   // Called after each chunk's data, and after the last (empty) chunk too.
-  if (upstream_ != nullptr && in_chunk_) upstream_->output().append("\r\n");
+  if (Buffer* sink = requestSink(); sink != nullptr && in_chunk_) sink->append("\r\n");
   in_chunk_ = false;
   return 0;
 }
 
 int ClientConnection::onMessageComplete() {
   request_complete_ = true;
-  if (upstream_ != nullptr && request_chunked_) upstream_->output().append("0\r\n\r\n");
+  if (Buffer* sink = requestSink(); sink != nullptr && request_chunked_) sink->append("0\r\n\r\n");
   return HPE_PAUSED;
 }
 
 // ---- Upstream selection ------------------------------------------------------
 
-void ClientConnection::connectUpstream() {
+void ClientConnection::connectUpstream(bool woken) {
   const uint64_t now = worker_.loop().now();
+  TriedSet skipped = tried_;  // plus, for this round only, servers at max_conns
+  int capped = -1;            // the first of those: where to wait
   for (;;) {
-    server_index_ = group_->pick(tried_, now, pickContext());
+    server_index_ = group_->pick(skipped, now, pickContext());
     if (server_index_ < 0) {
-      respondError(attempts_ == 0 ? 503 : 502, requestPending());
+      if (capped >= 0) {
+        waitForConnection(capped, woken);
+      } else {
+        respondError(attempts_ == 0 ? 503 : 502, requestPending());
+      }
       return;
     }
     Server& server = group_->server(static_cast<size_t>(server_index_));
@@ -481,6 +550,11 @@ void ClientConnection::connectUpstream() {
     if (conn != nullptr) {
       useConnection(conn);
       return;
+    }
+    skipped.add(static_cast<size_t>(server_index_));
+    if (error == UpstreamConnection::kAtCapacity) {
+      if (capped < 0) capped = server_index_;
+      continue;
     }
     LOG_WARN("connect to %s: %s", server.name().c_str(), strerror(error));
     server.noteFailure(now, group_->size() == 1);
@@ -582,10 +656,11 @@ bool ClientConnection::retryAfter(UpstreamError error) {
     useConnection(conn);
   } else {
     connectUpstream();
-    if (upstream_ == nullptr) return true;  // connectUpstream() answered the client
   }
-  upstream_->output().append(replay.data(), replay.size());
-  upstream_->flush();
+  Buffer* sink = requestSink();
+  if (sink == nullptr) return true;  // connectUpstream() answered the client
+  sink->append(replay.data(), replay.size());
+  if (upstream_ != nullptr) upstream_->flush();
   return true;
 }
 

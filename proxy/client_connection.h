@@ -28,7 +28,8 @@ namespace poolgate {
 class ClientConnection final : public IoHandler,
                                public Deletable,
                                private HttpHandler,
-                               private UpstreamUser {
+                               private UpstreamUser,
+                               private PoolWaiter {
  public:
   enum class State : uint8_t {
     kIdle,      // keep-alive, waiting for the next request's first byte
@@ -72,7 +73,16 @@ class ClientConnection final : public IoHandler,
 
   void startExchange();
   void handleAdmin();
-  void connectUpstream();
+  // Picks a server and takes or opens a connection; with every candidate at
+  // max_conns, queues (woken: a waiter that lost its turn keeps its place).
+  void connectUpstream(bool woken = false);
+  void waitForConnection(int server_index, bool at_front);
+  void leaveQueue();
+  void onPoolAvailable() noexcept override;
+  // Where request bytes go: the upstream connection's output, or held_ while
+  // queued; nullptr when the request is being answered here.
+  Buffer* requestSink();
+  size_t pendingRequestBytes() const;
   void useConnection(UpstreamConnection* conn);
   PickContext pickContext() const;  // what the balancer may look at
   void beginRecord(const HttpHead& head, const char* base);
@@ -103,6 +113,7 @@ class ClientConnection final : public IoHandler,
   Timer timer_;
   Buffer in_;
   Buffer out_;
+  Buffer held_;  // request bytes while waiting for a connection (max_conns)
   HttpParser parser_;
   size_t parsed_ = 0;  // bytes of in_ already fed to the parser
   bool readable_ = false;
@@ -115,6 +126,7 @@ class ClientConnection final : public IoHandler,
   // The current exchange.
   UpstreamGroup* group_ = nullptr;
   int server_index_ = -1;
+  int queued_server_ = -1;  // waiting in that server's pool queue
   TriedSet tried_;
   uint32_t attempts_ = 0;
   bool stale_retried_ = false;

@@ -178,6 +178,7 @@ int Master::run() {
   LOG_INFO("poolgate %s starting %u worker(s), accept_mode %s", POOLGATE_VERSION, count,
            toString(effectiveMode(config_)));
   warnAboutNames();
+  registerSharedServers();
   for (uint32_t i = 0; i < count; ++i) spawn(i);
   loop_.run();
   LOG_INFO("exiting");
@@ -309,6 +310,7 @@ void Master::reload() {
   workers_ = std::vector<WorkerProcess>(config_.effectiveWorkers());
   LOG_INFO("generation %llu: starting %zu worker(s)", static_cast<unsigned long long>(generation_), workers_.size());
   warnAboutNames();
+  registerSharedServers();
   for (uint32_t i = 0; i < workers_.size(); ++i) spawn(i);
   for (WorkerProcess& worker : old) {
     if (worker.pid <= 0) continue;
@@ -333,8 +335,29 @@ void Master::onRecycleRequest(pid_t pid) {
   }
 }
 
+void Master::registerSharedServers() {
+  for (const UpstreamConfig& upstream : config_.upstreams) {
+    if (upstream.pool.max_conns == 0) continue;
+    for (const ServerConfig& server : upstream.servers) {
+      if (addSharedServer(*segment_, upstream.name, server.address.text) < 0) {
+        LOG_ERROR("upstream %s: no room to share a connection count for %s: max_conns not enforced",
+                  upstream.name.c_str(), server.address.text.c_str());
+      }
+    }
+  }
+}
+
 void Master::freeSlot(size_t slot) {
   WorkerSlot& entry = segment_->workers[slot];
+  // A worker that died with connections open must not keep their places under max_conns.
+  uint32_t servers = std::min<uint32_t>(entry.server_count.load(std::memory_order_relaxed), kMaxServers);
+  for (uint32_t i = 0; i < servers; ++i) {
+    const ServerSlot& server = entry.servers[i];
+    int64_t open = static_cast<int64_t>(ServerCounters::get(server.counters.open));
+    if (server.shared_index >= 0 && open > 0) {
+      segment_->shared[server.shared_index].conns.fetch_sub(static_cast<int32_t>(open));
+    }
+  }
   // A worker that died holding the accept mutex must not keep it.
   int32_t holder = entry.pid.load(std::memory_order_relaxed);
   if (holder > 0) segment_->header.accept_lock.compare_exchange_strong(holder, 0);

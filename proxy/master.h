@@ -55,6 +55,7 @@ class Master final : private IoHandler {
                     bool tls, uint32_t count, const std::vector<ListenerSockets>& current,
                     std::vector<ListenerSockets>* out);
   void warnAboutNames() const;
+  void registerSharedServers();
   void reload();
   void upgradeBinary();
   [[noreturn]] void execNewMaster(const std::string& listeners);

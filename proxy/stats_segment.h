@@ -6,6 +6,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <string_view>
 
 #include "pool/counters.h"
 
@@ -27,6 +28,7 @@ const char* toString(SlotState state);
 struct ServerSlot {
   char address[kNameBytes];     // "127.0.0.1:5000", NUL-terminated
   uint32_t upstream;            // index into WorkerSlot::upstreams
+  int32_t shared_index;         // its SharedServer entry (max_conns), or -1
   std::atomic<uint32_t> healthy{1};
   ServerCounters counters;
 };
@@ -66,9 +68,26 @@ struct StatsHeader {
   std::atomic<int32_t> accept_lock{0};
 };
 
+// One upstream server's connection count across ALL workers, for
+// pool.max_conns. The master adds the entries (one writer, before forking);
+// workers only look them up, then count with compare-and-swap.
+inline constexpr size_t kMaxSharedServers = 512;
+struct SharedServer {
+  std::atomic<uint32_t> used{0};
+  char key[2 * kNameBytes];  // "upstream name" NUL "address"
+  std::atomic<int32_t> conns{0};
+  std::atomic<int32_t> waiters{0};  // requests queued for a place, all workers
+};
+
 struct StatsSegment {
   StatsHeader header;
+  SharedServer shared[kMaxSharedServers];
   WorkerSlot workers[kMaxWorkerSlots];
 };
+
+// The entry for (upstream, address), or -1. addSharedServer() creates it if
+// missing (master only) and returns -1 when the table is full.
+int findSharedServer(const StatsSegment& segment, std::string_view upstream, std::string_view address);
+int addSharedServer(StatsSegment& segment, std::string_view upstream, std::string_view address);
 
 }  // namespace poolgate

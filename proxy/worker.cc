@@ -59,17 +59,26 @@ Worker::Worker(const Config& config, StatsSegment& segment, size_t slot_index, u
     slot_.upstreams[u].max_idle = upstream.pool.max_idle;
     std::vector<ServerCounters*> counters;
     std::vector<std::atomic<uint32_t>*> healthy;
+    std::vector<std::atomic<int32_t>*> shared;
+    std::vector<std::atomic<int32_t>*> waiting;
     for (const ServerConfig& server : upstream.servers) {
       ServerSlot& entry = slot_.servers[server_index < kMaxServers ? server_index : kMaxServers - 1];
+      int shared_index = upstream.pool.max_conns != 0
+                             ? findSharedServer(segment, upstream.name, server.address.text)
+                             : -1;
       if (server_index < kMaxServers) {
         copyName(entry.address, server.address.text);
         entry.upstream = static_cast<uint32_t>(u);
+        entry.shared_index = shared_index;
       }
       counters.push_back(&entry.counters);
       healthy.push_back(&entry.healthy);
+      shared.push_back(shared_index >= 0 ? &segment.shared[shared_index].conns : nullptr);
+      waiting.push_back(shared_index >= 0 ? &segment.shared[shared_index].waiters : nullptr);
       ++server_index;
     }
-    upstreams_.push_back(std::make_unique<UpstreamGroup>(upstream, loop_.timers(), counters.data(), healthy.data()));
+    upstreams_.push_back(std::make_unique<UpstreamGroup>(upstream, loop_.timers(), counters.data(),
+                                                         healthy.data(), shared.data(), waiting.data()));
   }
   if (server_index > kMaxServers) LOG_WARN("more than %zu servers: stats show the first ones", kMaxServers);
   slot_.upstream_count.store(static_cast<uint32_t>(upstream_count), std::memory_order_relaxed);

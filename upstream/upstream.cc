@@ -6,10 +6,11 @@
 namespace poolgate {
 
 Server::Server(const ServerConfig& config, const PoolConfig& pool_config, const HealthConfig& health,
-               TimerQueue& timers, ServerCounters& counters, std::atomic<uint32_t>& healthy)
+               TimerQueue& timers, ServerCounters& counters, std::atomic<uint32_t>& healthy,
+               std::atomic<int32_t>* shared_conns, std::atomic<int32_t>* shared_waiters)
     : config_(config),
       health_(health),
-      pool_(timers, pool_config, counters),
+      pool_(timers, pool_config, counters, shared_conns, shared_waiters),
       counters_(counters),
       healthy_(healthy) {
   resolved_ = makeSocketAddress(config.address.host, config.address.port, &address_);
@@ -38,12 +39,16 @@ void Server::noteSuccess() {
 }
 
 UpstreamGroup::UpstreamGroup(const UpstreamConfig& config, TimerQueue& timers,
-                             ServerCounters* const* counters, std::atomic<uint32_t>* const* healthy)
+                             ServerCounters* const* counters, std::atomic<uint32_t>* const* healthy,
+                             std::atomic<int32_t>* const* shared_conns,
+                             std::atomic<int32_t>* const* shared_waiters)
     : config_(config) {
   servers_.reserve(config.servers.size());
   for (size_t i = 0; i < config.servers.size(); ++i) {
     servers_.push_back(std::make_unique<Server>(config.servers[i], config.pool, config.health, timers,
-                                                *counters[i], *healthy[i]));
+                                                *counters[i], *healthy[i],
+                                                shared_conns != nullptr ? shared_conns[i] : nullptr,
+                                                shared_waiters != nullptr ? shared_waiters[i] : nullptr));
   }
   balancer_ = makeBalancer(config, servers_);
   const std::string header_prefix = "header:";

@@ -18,7 +18,8 @@ namespace poolgate {
 class Server {
  public:
   Server(const ServerConfig& config, const PoolConfig& pool_config, const HealthConfig& health,
-         TimerQueue& timers, ServerCounters& counters, std::atomic<uint32_t>& healthy);
+         TimerQueue& timers, ServerCounters& counters, std::atomic<uint32_t>& healthy,
+         std::atomic<int32_t>* shared_conns = nullptr, std::atomic<int32_t>* shared_waiters = nullptr);
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
 
@@ -68,8 +69,10 @@ class TriedSet {
 class UpstreamGroup {
  public:
   // `counters` and `healthy` point at one entry per server, in order.
+  // `shared_conns` (may be null): one cross-worker connection count per server, for max_conns.
   UpstreamGroup(const UpstreamConfig& config, TimerQueue& timers, ServerCounters* const* counters,
-                std::atomic<uint32_t>* const* healthy);
+                std::atomic<uint32_t>* const* healthy, std::atomic<int32_t>* const* shared_conns = nullptr,
+                std::atomic<int32_t>* const* shared_waiters = nullptr);
 
   const std::string& name() const { return config_.name; }
   const UpstreamConfig& config() const { return config_; }

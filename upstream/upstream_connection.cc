@@ -48,14 +48,20 @@ UpstreamConnection::UpstreamConnection(EventLoop& loop, BufferPool& buffers, Ser
 UpstreamConnection* UpstreamConnection::open(EventLoop& loop, BufferPool& buffers, Server& server,
                                              const TimeoutsConfig& timeouts, UpstreamUser& user,
                                              int* error) {
+  if (!server.pool().reserve()) {
+    *error = kAtCapacity;
+    return nullptr;
+  }
   Fd fd = startConnect(server.address(), error);
   if (!fd) {
+    server.pool().unreserve();
     server.pool().noteFailed();
     return nullptr;
   }
   auto* conn = new UpstreamConnection(loop, buffers, server, timeouts, std::move(fd));
   if (!loop.add(conn->fd_.get(), kEvents, conn)) {
     *error = errno;
+    server.pool().unreserve();
     server.pool().noteFailed();
     delete conn;
     return nullptr;

@@ -54,7 +54,9 @@ class UpstreamConnection final : public IoHandler, public PoolMember, public Del
   enum class State : uint8_t { kConnecting, kActive, kIdle, kClosed };
 
   // Opens a new connection for `user`. Returns nullptr (and *error = errno)
-  // when the connect fails at once; the failure is counted.
+  // when the connect fails at once; the failure is counted. With
+  // *error == kAtCapacity the server is at pool.max_conns: nothing was tried.
+  static constexpr int kAtCapacity = -1;
   static UpstreamConnection* open(EventLoop& loop, BufferPool& buffers, Server& server,
                                   const TimeoutsConfig& timeouts, UpstreamUser& user, int* error);
   // Takes a connection checked out of the pool for `user`.

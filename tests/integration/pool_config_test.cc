@@ -1,5 +1,7 @@
 // Pool settings (max_requests, idle_timeout, max_idle, max_conns + queue_timeout) and
 // retries to the next server.
+#include <algorithm>
+#include <atomic>
 #include <thread>
 
 #include "tests/integration/harness.h"
@@ -50,8 +52,7 @@ TEST_F(PoolConfig, MaxIdleBoundsPooledConnections) {
       << sumOverWorkers(proxy().stats(), "/upstream/open");
 }
 
-// Disabled until issue #4 builds this; enable it there.
-TEST_F(PoolConfig, DISABLED_MaxConnsQueueTimeoutGives503) {
+TEST_F(PoolConfig, MaxConnsQueueTimeoutGives503) {
   startProxy(1, "pool = { max_conns = 1; queue_timeout = 0.3; };");
   HttpClient slow = connect();
   slow.send(serializeRequest("GET", "/delay/1500"));
@@ -65,8 +66,7 @@ TEST_F(PoolConfig, DISABLED_MaxConnsQueueTimeoutGives503) {
   EXPECT_EQ(upstream_.connectionCount(), 1u);
 }
 
-// Disabled until issue #4 builds this; enable it there.
-TEST_F(PoolConfig, DISABLED_MaxConnsWaiterGetsTheReleasedConnection) {
+TEST_F(PoolConfig, MaxConnsWaiterGetsTheReleasedConnection) {
   startProxy(1, "pool = { max_conns = 1; queue_timeout = 5.0; };");
   HttpClient slow = connect();
   slow.send(serializeRequest("GET", "/delay/300"));
@@ -75,6 +75,48 @@ TEST_F(PoolConfig, DISABLED_MaxConnsWaiterGetsTheReleasedConnection) {
   EXPECT_EQ(queued.status, 200);
   EXPECT_EQ(slow.read().status, 200);
   EXPECT_EQ(upstream_.connectionCount(), 1u) << "max_conns = 1 exceeded";
+}
+
+// The cap holds across workers: 4 workers, max_conns = 4, 64 clients. A
+// sampler watches the kernel's count of connections to the upstream the
+// whole time; every request must still complete (waiting, not failing).
+TEST_F(PoolConfig, MaxConnsHoldsAcrossWorkersUnderLoad) {
+  startProxy(4, "pool = { max_conns = 4; max_idle = 4; queue_timeout = 10.0; };");
+  std::atomic<bool> done{false};
+  std::atomic<size_t> peak{0};
+  std::thread sampler([&] {
+    while (!done) {
+      // /proc/net/tcp is read in pieces while sockets come and go, so one
+      // read can see a socket twice; a count must hold for two reads in a row.
+      size_t now = std::min(countEstablished(upstream_.port()), countEstablished(upstream_.port()));
+      size_t seen = peak.load();
+      while (now > seen && !peak.compare_exchange_weak(seen, now)) {
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));  // sampling period
+    }
+  });
+  std::atomic<int> failures{0};
+  auto errors = runConcurrently(64, [&](size_t i) {
+    HttpClient client = connect();
+    for (int n = 0; n < 10; ++n) {
+      HttpResponse r = client.get("/delay/5?c=" + std::to_string(i));
+      if (r.status != 200) ++failures;
+      if (r.connectionClose()) client = connect();
+    }
+  });
+  done = true;
+  sampler.join();
+  EXPECT_TRUE(errors.empty()) << errors.front();
+  EXPECT_EQ(failures.load(), 0);
+  EXPECT_LE(peak.load(), 4u) << "the kernel showed more upstream connections than max_conns";
+  EXPECT_GE(peak.load(), 1u);
+  const Json s = proxy().stats();
+  EXPECT_EQ(sumOverWorkers(s, "/requests"), 640u);
+  for (const Json& w : s.at("workers")) {
+    const Json& server = w.at("upstreams").at(0).at("servers").at(0);
+    EXPECT_EQ(server.at("queued").get<uint64_t>(), 0u);
+    EXPECT_EQ(server.at("queue_timeouts_total").get<uint64_t>(), 0u);
+  }
 }
 
 constexpr const char* kTwoServers = R"(
