@@ -25,6 +25,7 @@ enum class NoReuse : uint8_t {
   kUnreadBytes,        // bytes arrived after the response
   kPoolFull,           // max_idle idle connections already pooled
   kYielded,            // at max_conns, and requests of other workers wait for a place
+  kClientGone,         // the client went away mid-exchange
   kCount
 };
 const char* toString(NoReuse reason);

@@ -34,6 +34,7 @@ const char* toString(NoReuse reason) {
     case NoReuse::kUnreadBytes: return "unread_bytes";
     case NoReuse::kPoolFull: return "pool_full";
     case NoReuse::kYielded: return "yielded";
+    case NoReuse::kClientGone: return "client_gone";
     case NoReuse::kCount: break;
   }
   return "unknown";

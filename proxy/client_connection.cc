@@ -355,11 +355,7 @@ void ClientConnection::close() {
     if (record_.upstream_done_ms == 0) record_.upstream_done_ms = worker_.loop().now();
     logExchange();
   }
-  if (upstream_ != nullptr) {
-    UpstreamConnection* upstream = upstream_;
-    upstream_ = nullptr;
-    upstream->close();  // never pool a connection whose exchange was cut short
-  }
+  abandonUpstream(NoReuse::kClientGone);  // never pool a connection whose exchange was cut short
   leaveQueue();
   WorkerSlot& stats = worker_.stats();
   ServerCounters::sub(counted_active_ ? stats.clients_active : stats.clients_idle);
@@ -605,6 +601,15 @@ void ClientConnection::logExchange() {
   if (AccessLog* log = worker_.accessLog()) log->write(record_, peer_ip_);
 }
 
+void ClientConnection::abandonUpstream(NoReuse reason) {
+  if (upstream_ == nullptr) return;
+  UpstreamConnection* conn = upstream_;
+  upstream_ = nullptr;
+  ServerCounters& counters = conn->server().counters();
+  ServerCounters::add(counters.no_reuse_total[static_cast<int>(reason)]);
+  conn->close();
+}
+
 void ClientConnection::releaseUpstream() {
   if (upstream_ == nullptr) return;
   UpstreamConnection* conn = upstream_;
@@ -750,11 +755,7 @@ void ClientConnection::onUpstreamComplete() noexcept {
 
 void ClientConnection::respond(int status, std::string_view content_type, std::string_view body,
                                bool close_after) {
-  if (upstream_ != nullptr) {
-    UpstreamConnection* conn = upstream_;
-    upstream_ = nullptr;
-    conn->close();
-  }
+  abandonUpstream(NoReuse::kError);  // an error answer replaces the exchange
   if (close_after || worker_.draining()) keep_alive_ = false;
   response_started_ = true;
   record_.status = status;

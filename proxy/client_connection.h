@@ -89,6 +89,7 @@ class ClientConnection final : public IoHandler,
   void logExchange();
   bool requestPending() const;  // body bytes of the current request still to come
   void releaseUpstream();
+  void abandonUpstream(NoReuse reason);  // close it mid-exchange, counted in no_reuse
   void respondError(int status, bool close_after);
   void respond(int status, std::string_view content_type, std::string_view body, bool close_after);
 

@@ -290,10 +290,13 @@ void UpstreamConnection::onEof() {
 int UpstreamConnection::onHeadersComplete() {
   status_ = parser_.raw().status_code;
   if (status_ >= 200 || status_ == 101) needs_eof_ = llhttp_message_needs_eof(&parser_.raw()) != 0;
-  return user_->onUpstreamHead(parser_, in_.base()) == 0 ? 0 : -1;
+  int result = user_->onUpstreamHead(parser_, in_.base());
+  // The user may have closed us from its callback (its client went away).
+  return result == 0 && state_ == State::kActive ? 0 : -1;
 }
 
 int UpstreamConnection::onBody(const char* at, size_t length) {
+  if (state_ != State::kActive) return -1;  // closed by the user during this parse
   user_->onUpstreamBody(at, length);
   return state_ == State::kActive ? 0 : -1;
 }

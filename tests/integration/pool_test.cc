@@ -1,4 +1,6 @@
 // The upstream connection pool: what is pooled, what is not, and the keep-alive race.
+#include <sys/socket.h>
+
 #include <atomic>
 #include <chrono>
 #include <memory>
@@ -147,6 +149,35 @@ TEST_F(Pool, KeepAliveRaceGivesNoClientError) {
     for (const Json& u : w.at("upstreams"))
       for (const Json& server : u.at("servers")) closedIdle += server.at("closed_idle_total").get<uint64_t>();
   EXPECT_GT(closedIdle, 0u);
+}
+
+}  // namespace
+}  // namespace pgtest
+
+namespace pgtest {
+namespace {
+
+// A client that resets its connection while its request is upstream: the
+// upstream connection is closed (never pooled) and /stats says why.
+TEST_F(Pool, ClientGoneMidExchangeIsCounted) {
+  startProxy();
+  {
+    HttpClient client = connect();
+    client.send(serializeRequest("GET", "/delay/300"));
+    ASSERT_TRUE(upstream_.waitForRequests(1));
+    linger hard{1, 0};  // close with RST
+    ASSERT_EQ(setsockopt(client.fd(), SOL_SOCKET, SO_LINGER, &hard, sizeof hard), 0);
+  }
+  auto clientGone = [&] {
+    uint64_t n = 0;
+    const Json stats = proxy().stats();  // (a temporary's member would dangle in the loop)
+    for (const Json& w : stats.at("workers"))
+      for (const Json& u : w.at("upstreams"))
+        for (const Json& server : u.at("servers")) n += server.at("no_reuse").at("client_gone").get<uint64_t>();
+    return n;
+  };
+  EXPECT_TRUE(waitUntil([&] { return clientGone() == 1; }, 3s)) << "no_reuse.client_gone stayed at " << clientGone();
+  EXPECT_EQ(upstreamOpenNow(proxy()), 0u) << "the upstream connection of the vanished client was kept";
 }
 
 }  // namespace
