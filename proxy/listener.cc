@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include "core/log.h"
@@ -37,6 +38,35 @@ void Listener::stop() {
   socket_.fd = -1;
 }
 
+// accept_mode handoff: the next connection the master passed us, or -1.
+int Listener::receiveHandedOff() {
+  char byte;
+  iovec iov{&byte, 1};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
+  msghdr message{};
+  message.msg_iov = &iov;
+  message.msg_iovlen = 1;
+  message.msg_control = control;
+  message.msg_controllen = sizeof control;
+  ssize_t n = recvmsg(socket_.fd, &message, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+  if (n == 0) {  // the master closed its end: no more connections come this way
+    pause();
+    errno = EAGAIN;
+    return -1;
+  }
+  if (n < 0) return -1;
+  cmsghdr* cmsg = CMSG_FIRSTHDR(&message);
+  if (cmsg == nullptr || cmsg->cmsg_type != SCM_RIGHTS) {
+    errno = EAGAIN;
+    return -1;
+  }
+  int fd;
+  memcpy(&fd, CMSG_DATA(cmsg), sizeof fd);
+  int flags = fcntl(fd, F_GETFL);
+  fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+  return fd;
+}
+
 void Listener::onIoEvent(uint32_t) noexcept {
   if (!registered_) return;
   WorkerSlot& stats = worker_.stats();
@@ -44,7 +74,12 @@ void Listener::onIoEvent(uint32_t) noexcept {
   for (int i = 0; i < kAcceptBatch && registered_; ++i) {
     SocketAddress peer;
     peer.length = sizeof peer.storage;
-    int fd = accept4(socket_.fd, peer.get(), &peer.length, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    int fd = socket_.handoff ? receiveHandedOff()
+                             : accept4(socket_.fd, peer.get(), &peer.length, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd >= 0 && socket_.handoff) {
+      peer.length = sizeof peer.storage;
+      getpeername(fd, peer.get(), &peer.length);
+    }
     if (fd < 0) {
       if (errno == EINTR || errno == ECONNABORTED) continue;
       if (i == 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) ServerCounters::add(stats.accept_empty);

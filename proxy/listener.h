@@ -22,6 +22,7 @@ class Listener final : private IoHandler {
 
  private:
   void onIoEvent(uint32_t events) noexcept override;
+  int receiveHandedOff();
 
   Worker& worker_;
   ListenSocket socket_;

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/signalfd.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -33,14 +34,24 @@ constexpr const char* kInheritVariable = "POOLGATE_LISTENERS";
 
 const int kMasterSignals[] = {SIGCHLD, SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2};
 
-// The mode that runs (handoff is not built yet and falls back to reuseport).
-AcceptMode effectiveMode(const Config& config) {
-  return config.accept_mode == AcceptMode::kHandoff ? AcceptMode::kReuseport : config.accept_mode;
-}
+AcceptMode effectiveMode(const Config& config) { return config.accept_mode; }
+
+bool handoffMode(const Config& config) { return config.accept_mode == AcceptMode::kHandoff; }
 
 bool perWorkerSockets(const Config& config) { return effectiveMode(config) == AcceptMode::kReuseport; }
 
 }  // namespace
+
+class Master::Acceptor final : public IoHandler {
+ public:
+  Acceptor(Master& master, int fd) : master_(master), fd_(fd) { master_.loop_.add(fd_, EPOLLIN, this); }
+  ~Acceptor() { master_.loop_.remove(fd_); }
+  void onIoEvent(uint32_t) noexcept override { master_.onHandoffAccept(fd_); }
+
+ private:
+  Master& master_;
+  int fd_;  // owned by Master::listeners_
+};
 
 Master::Master(Config config, std::string config_path)
     : config_(std::move(config)), config_path_(std::move(config_path)) {}
@@ -122,9 +133,6 @@ bool Master::openListener(const std::string& address_text, const HostPort& addre
 
 bool Master::openListeners(const Config& config, const std::vector<ListenerSockets>& current,
                            std::vector<ListenerSockets>* out) {
-  if (config.accept_mode == AcceptMode::kHandoff) {
-    LOG_WARN("accept_mode \"handoff\" is not implemented yet; using reuseport");
-  }
   // reuseport: a socket per worker; the other modes share one socket.
   const uint32_t count = perWorkerSockets(config) ? config.effectiveWorkers() : 1;
   for (const ListenConfig& listen : config.listen) {
@@ -180,6 +188,7 @@ int Master::run() {
   warnAboutNames();
   registerSharedServers();
   for (uint32_t i = 0; i < count; ++i) spawn(i);
+  startAcceptors();
   loop_.run();
   LOG_INFO("exiting");
   return 0;
@@ -198,6 +207,18 @@ void Master::spawn(uint32_t number) {
     LOG_ERROR("no free stats slot for worker %u", number);
     return;
   }
+  Fd handoff_worker_end;
+  if (handoffMode(config_)) {
+    int pair[2];
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, pair) != 0) {
+      LOG_ERROR("socketpair for worker %u: %s", number, strerror(errno));
+      return;
+    }
+    worker.handoff.reset(pair[0]);
+    handoff_worker_end.reset(pair[1]);
+  } else {
+    worker.handoff.reset();
+  }
   WorkerSlot* entry = new (&segment_->workers[slot]) WorkerSlot();
   entry->state.store(static_cast<uint32_t>(SlotState::kStarting), std::memory_order_relaxed);
   entry->slot.store(number, std::memory_order_relaxed);
@@ -209,7 +230,10 @@ void Master::spawn(uint32_t number) {
     entry->state.store(static_cast<uint32_t>(SlotState::kFree), std::memory_order_relaxed);
     return;
   }
-  if (pid == 0) runWorker(number, slot);
+  if (pid == 0) {
+    handoff_fd_for_child_ = handoff_worker_end.release();
+    runWorker(number, slot);
+  }
   entry->pid.store(pid, std::memory_order_relaxed);
   worker.pid = pid;
   worker.slot = slot;
@@ -228,10 +252,20 @@ void Master::runWorker(uint32_t number, size_t slot) {
   snprintf(role, sizeof role, "worker %u", number);
   Log::setRole(role);
 
+  // Other workers' hand-off pairs are not ours to hold (their EOF must reach them).
+  for (WorkerProcess& other : workers_) other.handoff.reset();
+  acceptors_.clear();
   std::vector<ListenSocket> sockets;
+  if (handoff_fd_for_child_ >= 0) {
+    ListenSocket handoff{handoff_fd_for_child_, ListenerKind::kProxy, false};
+    handoff.handoff = true;
+    sockets.push_back(handoff);
+  }
   for (ListenerSockets& listener : listeners_) {
     for (size_t i = 0; i < listener.fds.size(); ++i) {
-      if (!perWorkerSockets(config_) || i % workers_.size() == number) {
+      if (handoffMode(config_) && listener.kind == ListenerKind::kProxy) {
+        listener.fds[i].reset();  // the master accepts these
+      } else if (!perWorkerSockets(config_) || i % workers_.size() == number) {
         sockets.push_back({listener.fds[i].release(), listener.kind, listener.tls});
       } else {
         listener.fds[i].reset();  // another worker's socket
@@ -279,6 +313,54 @@ void Master::onIoEvent(uint32_t) noexcept {
   }
 }
 
+void Master::startAcceptors() {
+  acceptors_.clear();
+  if (!handoffMode(config_)) return;
+  for (const ListenerSockets& listener : listeners_) {
+    if (listener.kind != ListenerKind::kProxy) continue;
+    for (const Fd& fd : listener.fds) acceptors_.push_back(std::make_unique<Acceptor>(*this, fd.get()));
+  }
+}
+
+void Master::onHandoffAccept(int listen_fd) {
+  for (int i = 0; i < 64; ++i) {  // a batch, so that signals are not starved
+    int fd = accept4(listen_fd, nullptr, nullptr, SOCK_CLOEXEC);
+    if (fd < 0) return;  // EAGAIN (or an error the next wake-up will show again)
+    if (!handOff(fd)) LOG_WARN("handoff: no worker could take a connection; closed");
+    ::close(fd);  // the worker has its own descriptor now
+  }
+}
+
+// To the running worker with the fewest active clients; SCM_RIGHTS over its
+// socket pair. Falls back to the next one if a worker's pair is full.
+bool Master::handOff(int client_fd) {
+  std::vector<std::pair<uint64_t, WorkerProcess*>> order;
+  for (WorkerProcess& worker : workers_) {
+    if (worker.pid <= 0 || !worker.handoff) continue;
+    const WorkerSlot& slot = segment_->workers[worker.slot];
+    if (slot.state.load(std::memory_order_relaxed) != static_cast<uint32_t>(SlotState::kRunning)) continue;
+    order.emplace_back(ServerCounters::get(slot.clients_active), &worker);
+  }
+  std::sort(order.begin(), order.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  for (const auto& [load, worker] : order) {
+    char byte = 0;
+    iovec iov{&byte, 1};
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+    msghdr message{};
+    message.msg_iov = &iov;
+    message.msg_iovlen = 1;
+    message.msg_control = control;
+    message.msg_controllen = sizeof control;
+    cmsghdr* cmsg = CMSG_FIRSTHDR(&message);
+    cmsg->cmsg_level = SOL_SOCKET;
+    cmsg->cmsg_type = SCM_RIGHTS;
+    cmsg->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(cmsg), &client_fd, sizeof(int));
+    if (sendmsg(worker->handoff.get(), &message, MSG_DONTWAIT | MSG_NOSIGNAL) == 1) return true;
+  }
+  return false;
+}
+
 void Master::reload() {
   if (stopping_) return;
   LOG_INFO("SIGHUP: reloading %s", config_path_.empty() ? "the built-in configuration" : config_path_.c_str());
@@ -312,6 +394,7 @@ void Master::reload() {
   warnAboutNames();
   registerSharedServers();
   for (uint32_t i = 0; i < workers_.size(); ++i) spawn(i);
+  startAcceptors();
   for (WorkerProcess& worker : old) {
     if (worker.pid <= 0) continue;
     draining_.push_back({worker.pid, worker.slot});
@@ -430,6 +513,7 @@ void Master::onWorkerExit(uint32_t number, int status) {
 void Master::beginStop(bool graceful) {
   if (stopping_ && graceful) return;
   stopping_ = true;
+  acceptors_.clear();
   listeners_.clear();  // new connections are refused, not queued for nobody
   for (WorkerProcess& worker : workers_) {
     if (worker.restart) worker.restart->cancel();

@@ -46,7 +46,12 @@ class Master final : private IoHandler {
     uint64_t started_ms = 0;
     uint32_t quick_deaths = 0;  // consecutive deaths soon after start
     std::unique_ptr<Timer> restart;
+    Fd handoff;  // accept_mode handoff: our end of the socket pair accepted fds go through
   };
+  // accept_mode handoff: the master accepts on a proxy listener and passes
+  // each connection to the worker with the fewest active clients.
+  class Acceptor;
+  friend class Acceptor;
 
   bool mapSegment();
   bool openListeners(const Config& config, const std::vector<ListenerSockets>& current,
@@ -57,6 +62,9 @@ class Master final : private IoHandler {
   void warnAboutNames() const;
   void registerSharedServers();
   void reload();
+  void startAcceptors();
+  void onHandoffAccept(int listen_fd);
+  bool handOff(int client_fd);
   void upgradeBinary();
   [[noreturn]] void execNewMaster(const std::string& listeners);
   static std::vector<ListenerSockets> inheritedListeners();
@@ -87,6 +95,7 @@ class Master final : private IoHandler {
   };
   std::vector<DrainingProcess> draining_;
   std::unique_ptr<Timer> stop_deadline_;
+  std::vector<std::unique_ptr<Acceptor>> acceptors_;
   uint64_t generation_ = 1;
   bool stopping_ = false;
   bool pid_file_written_ = false;
@@ -94,7 +103,8 @@ class Master final : private IoHandler {
   std::string executable_;
   std::vector<std::string> argv_;
   std::string cwd_;
-  pid_t upgrade_pid_ = 0;  // the new master started by SIGUSR2, while it runs
+  pid_t upgrade_pid_ = 0;
+  int handoff_fd_for_child_ = -1;  // in a freshly forked worker: its end of the pair  // the new master started by SIGUSR2, while it runs
 };
 
 }  // namespace poolgate

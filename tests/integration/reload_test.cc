@@ -234,10 +234,24 @@ TEST_P(AcceptModes, ListeningSocketsMatchTheModel) {
   EXPECT_EQ(countListening(proxy().proxyPort()), expected);
 }
 
-INSTANTIATE_TEST_SUITE_P(Modes, AcceptModes, ::testing::Values("reuseport", "exclusive", "shared", "mutex"),
-                         [](const auto& info) { return std::string(info.param); });
-// Disabled until issue #5 builds descriptor hand-off; enable it there.
-INSTANTIATE_TEST_SUITE_P(DISABLED_Modes, AcceptModes, ::testing::Values("handoff"),
+// Descriptor passing: the master hands each connection to the worker with
+// the fewest active clients, so four slow requests opened one after another
+// land two and two on two workers (the kernel's hash would not promise that).
+TEST_F(Reload, HandoffGoesToTheLeastBusyWorker) {
+  startProxy(2, "", "accept_mode = \"handoff\";");
+  std::vector<HttpClient> clients;
+  for (size_t i = 0; i < 4; ++i) {
+    clients.push_back(connect());
+    clients.back().send(serializeRequest("GET", "/delay/600"));
+    ASSERT_TRUE(upstream_.waitForRequests(i + 1));
+  }
+  for (HttpClient& client : clients) EXPECT_EQ(client.read().status, 200);
+  const Json stats = proxy().stats();
+  for (const Json& worker : stats.at("workers")) EXPECT_EQ(worker.at("requests").get<uint64_t>(), 2u);
+}
+
+INSTANTIATE_TEST_SUITE_P(Modes, AcceptModes,
+                         ::testing::Values("reuseport", "exclusive", "shared", "mutex", "handoff"),
                          [](const auto& info) { return std::string(info.param); });
 
 }  // namespace
