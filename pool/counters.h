@@ -31,7 +31,8 @@ enum class NoReuse : uint8_t {
 const char* toString(NoReuse reason);
 
 struct ServerCounters {
-  std::atomic<uint64_t> open{0};    // idle + active + connecting
+  // (open = idle + active: derived when read, never stored, so that a reader
+  // between two of the owner's updates still sees open == idle + active)
   std::atomic<uint64_t> idle{0};    // in the pool, waiting for a request
   std::atomic<uint64_t> active{0};  // carrying a request (or connecting for one)
   std::atomic<uint64_t> opened_total{0};  // new connections established

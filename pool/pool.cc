@@ -47,7 +47,7 @@ PoolMember* Pool::checkout() {
                    timers_.now() - member.created_ms_ >= secondsToMs(config_.max_lifetime);
     if (!too_old && member.probeIdle()) return &member;
     ServerCounters::add(counters_.closed_idle_total);
-    member.evictFromPool();  // calls noteClosed(): active--, open--
+    member.evictFromPool();  // calls noteClosed(): active--
   }
   return nullptr;
 }
@@ -154,7 +154,6 @@ bool Pool::checkin(PoolMember& member, NoReuse verdict) {
 }
 
 void Pool::noteConnecting() {
-  ServerCounters::add(counters_.open);
   ServerCounters::add(counters_.active);
 }
 
@@ -171,7 +170,6 @@ void Pool::noteClosed(PoolMember& member) {
   } else {
     ServerCounters::sub(counters_.active);
   }
-  ServerCounters::sub(counters_.open);
   unreserve();
 }
 

@@ -165,9 +165,9 @@ void takeSnapshot(const StatsSegment& seg, Snapshot& s) {
         ss.upstream = u;
         ss.healthy = src.healthy.load(std::memory_order_relaxed) != 0;
         const ServerCounters& c = src.counters;
-        ss.c.open = load(c.open);
         ss.c.idle = load(c.idle);
         ss.c.active = load(c.active);
+        ss.c.open = ss.c.idle + ss.c.active;  // derived: the invariant holds in every snapshot
         ss.c.opened = load(c.opened_total);
         ss.c.reused = load(c.reused_total);
         ss.c.failed = load(c.failed_total);

@@ -436,7 +436,8 @@ void Master::freeSlot(size_t slot) {
   uint32_t servers = std::min<uint32_t>(entry.server_count.load(std::memory_order_relaxed), kMaxServers);
   for (uint32_t i = 0; i < servers; ++i) {
     const ServerSlot& server = entry.servers[i];
-    int64_t open = static_cast<int64_t>(ServerCounters::get(server.counters.open));
+    int64_t open = static_cast<int64_t>(ServerCounters::get(server.counters.idle) +
+                                        ServerCounters::get(server.counters.active));
     if (server.shared_index >= 0 && open > 0) {
       segment_->shared[server.shared_index].conns.fetch_sub(static_cast<int32_t>(open));
     }

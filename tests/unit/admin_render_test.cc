@@ -43,7 +43,7 @@ void setServer(WorkerSlot& w, uint32_t index, const ServerSpec& s) {
   slot.upstream = s.upstream;
   slot.healthy = s.healthy ? 1 : 0;
   ServerCounters& c = slot.counters;
-  c.open = s.open;
+  EXPECT_EQ(s.open, s.idle + s.active) << "open is derived from idle + active";
   c.idle = s.idle;
   c.active = s.active;
   c.opened_total = s.opened;
