@@ -304,12 +304,19 @@ void ClientConnection::flushClient() {
   armClientTimer();
 }
 
+// The whole response is produced (its last bytes may still be on their way
+// out). It counts in `requests` now, so that /stats, read by a client that
+// has just received it, already shows it.
+void ClientConnection::completeResponse() {
+  response_complete_ = true;
+  if (kind_ == ListenerKind::kProxy) worker_.onRequestDone();
+}
+
 void ClientConnection::finishExchange() {
   if (in_parser_) {
     finish_pending_ = true;  // parseClient() calls us again once llhttp returns
     return;
   }
-  if (kind_ == ListenerKind::kProxy) worker_.onRequestDone();
   logExchange();
   // A response sent as keep-alive is honoured even if the worker began to
   // drain meanwhile: the client may already be sending its next request.
@@ -679,7 +686,7 @@ void ClientConnection::onUpstreamError(UpstreamError error) noexcept {
     // failure by the connection closing. Flush what we have, then close.
     LOG_WARN("upstream response cut short: %s", toString(error));
     keep_alive_ = false;
-    response_complete_ = true;
+    completeResponse();
     setState(State::kClosing);
     flushClient();
     return;
@@ -744,7 +751,7 @@ void ClientConnection::onUpstreamBody(const char* at, size_t length) noexcept {
 void ClientConnection::onUpstreamComplete() noexcept {
   record_.upstream_done_ms = worker_.loop().now();
   if (framing_ == Framing::kChunked) out_.append("0\r\n\r\n");
-  response_complete_ = true;
+  completeResponse();
   if (!request_complete_) keep_alive_ = false;
   releaseUpstream();
   if (!keep_alive_) setState(State::kClosing);
@@ -759,7 +766,7 @@ void ClientConnection::respond(int status, std::string_view content_type, std::s
   if (close_after || worker_.draining()) keep_alive_ = false;
   response_started_ = true;
   record_.status = status;
-  response_complete_ = true;
+  completeResponse();
   out_.append("HTTP/1.1 ");
   appendNumber(out_, static_cast<uint64_t>(status));
   out_.append(" ");

@@ -62,6 +62,7 @@ class ClientConnection final : public IoHandler,
   void armClientTimer();
   void onClientTimer();
   void setState(State state);
+  void completeResponse();
   void finishExchange();
 
   // Request handling (HttpHandler, request parser).
