@@ -138,9 +138,20 @@ void Pool::onYieldTimer() {
   armYieldTimer();
 }
 
+// At max_conns with requests waiting in several workers: keep connections in
+// proportion to our share of the waiting requests, give the rest up. (A worker
+// that kept every connection for its own queue would starve the others.)
+bool Pool::shouldYield() const {
+  if (shared_waiters_ == nullptr) return false;
+  const int64_t total = shared_waiters_->load(std::memory_order_relaxed);
+  if (total <= static_cast<int64_t>(waiter_count_)) return false;  // nobody else waits
+  const uint64_t own = ServerCounters::get(counters_.idle) + ServerCounters::get(counters_.active);
+  return own * static_cast<uint64_t>(total) > uint64_t{config_.max_conns} * waiter_count_;
+}
+
 bool Pool::checkin(PoolMember& member, NoReuse verdict) {
   if (verdict == NoReuse::kReusable && idle_count_ >= config_.max_idle) verdict = NoReuse::kPoolFull;
-  if (verdict == NoReuse::kReusable && othersWait()) verdict = NoReuse::kYielded;
+  if (verdict == NoReuse::kReusable && shouldYield()) verdict = NoReuse::kYielded;
   if (verdict != NoReuse::kReusable) {
     ServerCounters::add(counters_.no_reuse_total[static_cast<int>(verdict)]);
     return false;

@@ -136,6 +136,7 @@ class Pool {
   void onWakeTimer();
   void scheduleWake(uint64_t delay_ms);
   bool othersWait() const;
+  bool shouldYield() const;
   void onYieldTimer();
   void armYieldTimer();
 

@@ -215,6 +215,7 @@ void Master::spawn(uint32_t number) {
       return;
     }
     worker.handoff.reset(pair[0]);
+    worker.handed = 0;
     handoff_worker_end.reset(pair[1]);
   } else {
     worker.handoff.reset();
@@ -339,7 +340,11 @@ bool Master::handOff(int client_fd) {
     if (worker.pid <= 0 || !worker.handoff) continue;
     const WorkerSlot& slot = segment_->workers[worker.slot];
     if (slot.state.load(std::memory_order_relaxed) != static_cast<uint32_t>(SlotState::kRunning)) continue;
-    order.emplace_back(ServerCounters::get(slot.clients_active), &worker);
+    // Active clients, plus connections sent that the worker has not picked up
+    // yet (else a burst of accepts would all go to the same worker).
+    uint64_t accepted = ServerCounters::get(slot.accepted);
+    uint64_t in_flight = worker.handed > accepted ? worker.handed - accepted : 0;
+    order.emplace_back(ServerCounters::get(slot.clients_active) + in_flight, &worker);
   }
   std::sort(order.begin(), order.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
   for (const auto& [load, worker] : order) {
@@ -356,7 +361,10 @@ bool Master::handOff(int client_fd) {
     cmsg->cmsg_type = SCM_RIGHTS;
     cmsg->cmsg_len = CMSG_LEN(sizeof(int));
     memcpy(CMSG_DATA(cmsg), &client_fd, sizeof(int));
-    if (sendmsg(worker->handoff.get(), &message, MSG_DONTWAIT | MSG_NOSIGNAL) == 1) return true;
+    if (sendmsg(worker->handoff.get(), &message, MSG_DONTWAIT | MSG_NOSIGNAL) == 1) {
+      ++worker->handed;
+      return true;
+    }
   }
   return false;
 }

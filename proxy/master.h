@@ -47,6 +47,7 @@ class Master final : private IoHandler {
     uint32_t quick_deaths = 0;  // consecutive deaths soon after start
     std::unique_ptr<Timer> restart;
     Fd handoff;  // accept_mode handoff: our end of the socket pair accepted fds go through
+    uint64_t handed = 0;  // connections sent through it (the worker counts them as accepted)
   };
   // accept_mode handoff: the master accepts on a proxy listener and passes
   // each connection to the worker with the fewest active clients.
