@@ -428,15 +428,7 @@ TEST_F(Dashboard, ChromiumShowsChartsThatFollowLoadReloadAndOutage) {
   // draining state during the reload below.
   auto release = std::make_shared<std::atomic<bool>>(false);
   auto holding = std::make_shared<std::atomic<bool>>(false);
-  upstream_.setHandler([standard = TestUpstream::standardHandler(), release, holding](
-                           const UpstreamRequest& req, UpstreamConnection& conn) {
-    if (req.path() != "/hold") return standard(req, conn);
-    *holding = true;
-    const auto deadline = Clock::now() + 20s;
-    while (!*release && Clock::now() < deadline)
-      if (!conn.pause(10ms)) return;
-    conn.respond(200, "released");
-  });
+  upstream_.setHandler(TestUpstream::holdingHandler(release, holding));
   startProxy(2, "pool = { max_idle = 4; };", "shutdown_timeout = 20.0;");
 
   Browser browser(adminUrl());

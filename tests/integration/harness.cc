@@ -768,6 +768,18 @@ bool UpstreamConnection::pause(Millis duration) {
   return !server_.changed_.wait_for(lock, duration, [&] { return server_.stopping(); });
 }
 
+UpstreamHandler TestUpstream::holdingHandler(std::shared_ptr<std::atomic<bool>> release,
+                                             std::shared_ptr<std::atomic<bool>> holding) {
+  return [standard = standardHandler(), release, holding](const UpstreamRequest& req, UpstreamConnection& conn) {
+    if (req.path() != "/hold") return standard(req, conn);
+    *holding = true;
+    const auto deadline = Clock::now() + std::chrono::seconds(20);
+    while (!*release && Clock::now() < deadline)
+      if (!conn.pause(std::chrono::milliseconds(10))) return;
+    conn.respond(200, "released");
+  };
+}
+
 UpstreamHandler TestUpstream::standardHandler() {
   return [](const UpstreamRequest& req, UpstreamConnection& conn) {
     std::string path = req.path();

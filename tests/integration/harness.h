@@ -344,6 +344,10 @@ class TestUpstream {
   // Requests with `Expect: 100-continue` get `100 Continue` before their body is read.
   //   anything    200, JSON {method, target, conn, body_length, body_checksum, headers}
   static UpstreamHandler standardHandler();
+  // The standard handler, except that /hold stays in flight (for at most 20 s)
+  // until *release is set; *holding is set once a /hold request has arrived.
+  static UpstreamHandler holdingHandler(std::shared_ptr<std::atomic<bool>> release,
+                                        std::shared_ptr<std::atomic<bool>> holding);
 
   explicit TestUpstream(UpstreamHandler handler = standardHandler());
   ~TestUpstream();

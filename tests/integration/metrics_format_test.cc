@@ -474,15 +474,7 @@ TEST_F(MetricsFormat, StrictWhileOldWorkersDrain) {
   auto release = std::make_shared<std::atomic<bool>>(false);
   auto holding = std::make_shared<std::atomic<bool>>(false);
   // /hold stays in flight until released, on whichever server of "app" it reaches.
-  auto hold = [standard = TestUpstream::standardHandler(), release, holding](
-                  const UpstreamRequest& req, UpstreamConnection& conn) {
-    if (req.path() != "/hold") return standard(req, conn);
-    *holding = true;
-    const auto deadline = Clock::now() + 20s;
-    while (!*release && Clock::now() < deadline)
-      if (!conn.pause(10ms)) return;
-    conn.respond(200, "released");
-  };
+  auto hold = TestUpstream::holdingHandler(release, holding);
   a_.setHandler(hold);
   b_.setHandler(hold);
   start();
