@@ -34,11 +34,9 @@ constexpr const char* kInheritVariable = "POOLGATE_LISTENERS";
 
 const int kMasterSignals[] = {SIGCHLD, SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2};
 
-AcceptMode effectiveMode(const Config& config) { return config.accept_mode; }
-
 bool handoffMode(const Config& config) { return config.accept_mode == AcceptMode::kHandoff; }
 
-bool perWorkerSockets(const Config& config) { return effectiveMode(config) == AcceptMode::kReuseport; }
+bool perWorkerSockets(const Config& config) { return config.accept_mode == AcceptMode::kReuseport; }
 
 }  // namespace
 
@@ -72,7 +70,7 @@ bool Master::mapSegment() {
   segment_->header.generation.store(generation_, std::memory_order_relaxed);
   segment_->header.started_ms.store(realtimeMs(), std::memory_order_relaxed);
   snprintf(segment_->header.accept_mode, sizeof segment_->header.accept_mode, "%s",
-           toString(effectiveMode(config_)));
+           toString(config_.accept_mode));
   return true;
 }
 
@@ -184,7 +182,7 @@ int Master::run() {
   const uint32_t count = config_.effectiveWorkers();
   workers_.resize(count);
   LOG_INFO("poolgate %s starting %u worker(s), accept_mode %s", POOLGATE_VERSION, count,
-           toString(effectiveMode(config_)));
+           toString(config_.accept_mode));
   warnAboutNames();
   registerSharedServers();
   for (uint32_t i = 0; i < count; ++i) spawn(i);
@@ -335,38 +333,51 @@ void Master::onHandoffAccept(int listen_fd) {
 // To the running worker with the fewest active clients; SCM_RIGHTS over its
 // socket pair. Falls back to the next one if a worker's pair is full.
 bool Master::handOff(int client_fd) {
-  std::vector<std::pair<uint64_t, WorkerProcess*>> order;
-  for (WorkerProcess& worker : workers_) {
-    if (worker.pid <= 0 || !worker.handoff) continue;
-    const WorkerSlot& slot = segment_->workers[worker.slot];
-    if (slot.state.load(std::memory_order_relaxed) != static_cast<uint32_t>(SlotState::kRunning)) continue;
-    // Active clients, plus connections sent that the worker has not picked up
-    // yet (else a burst of accepts would all go to the same worker).
-    uint64_t accepted = ServerCounters::get(slot.accepted);
-    uint64_t in_flight = worker.handed > accepted ? worker.handed - accepted : 0;
-    order.emplace_back(ServerCounters::get(slot.clients_active) + in_flight, &worker);
-  }
-  std::sort(order.begin(), order.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
-  for (const auto& [load, worker] : order) {
-    char byte = 0;
-    iovec iov{&byte, 1};
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-    msghdr message{};
-    message.msg_iov = &iov;
-    message.msg_iovlen = 1;
-    message.msg_control = control;
-    message.msg_controllen = sizeof control;
-    cmsghdr* cmsg = CMSG_FIRSTHDR(&message);
-    cmsg->cmsg_level = SOL_SOCKET;
-    cmsg->cmsg_type = SCM_RIGHTS;
-    cmsg->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(cmsg), &client_fd, sizeof(int));
-    if (sendmsg(worker->handoff.get(), &message, MSG_DONTWAIT | MSG_NOSIGNAL) == 1) {
-      ++worker->handed;
+  // Candidates from the least loaded up; one that cannot take it (its pair is
+  // full) is skipped. No allocation: this runs for every accepted connection.
+  uint64_t skipped = 0;  // bit per worker number (at most 64 workers)
+  for (;;) {
+    WorkerProcess* best = nullptr;
+    uint64_t best_load = 0;
+    for (size_t i = 0; i < workers_.size(); ++i) {
+      WorkerProcess& worker = workers_[i];
+      if ((skipped >> i) & 1 || worker.pid <= 0 || !worker.handoff) continue;
+      const WorkerSlot& slot = segment_->workers[worker.slot];
+      if (slot.state.load(std::memory_order_relaxed) != static_cast<uint32_t>(SlotState::kRunning)) continue;
+      // Active clients, plus connections sent that the worker has not picked up
+      // yet (else a burst of accepts would all go to the same worker).
+      uint64_t accepted = ServerCounters::get(slot.accepted);
+      uint64_t in_flight = worker.handed > accepted ? worker.handed - accepted : 0;
+      uint64_t load = ServerCounters::get(slot.clients_active) + in_flight;
+      if (best == nullptr || load < best_load) {
+        best = &worker;
+        best_load = load;
+      }
+    }
+    if (best == nullptr) return false;
+    if (sendDescriptor(best->handoff.get(), client_fd)) {
+      ++best->handed;
       return true;
     }
+    skipped |= uint64_t{1} << (best - workers_.data());
   }
-  return false;
+}
+
+bool Master::sendDescriptor(int channel, int fd) {
+  char byte = 0;
+  iovec iov{&byte, 1};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+  msghdr message{};
+  message.msg_iov = &iov;
+  message.msg_iovlen = 1;
+  message.msg_control = control;
+  message.msg_controllen = sizeof control;
+  cmsghdr* cmsg = CMSG_FIRSTHDR(&message);
+  cmsg->cmsg_level = SOL_SOCKET;
+  cmsg->cmsg_type = SCM_RIGHTS;
+  cmsg->cmsg_len = CMSG_LEN(sizeof(int));
+  memcpy(CMSG_DATA(cmsg), &fd, sizeof(int));
+  return sendmsg(channel, &message, MSG_DONTWAIT | MSG_NOSIGNAL) == 1;
 }
 
 void Master::reload() {
@@ -395,7 +406,7 @@ void Master::reload() {
   ++generation_;
   segment_->header.generation.store(generation_, std::memory_order_relaxed);
   snprintf(segment_->header.accept_mode, sizeof segment_->header.accept_mode, "%s",
-           toString(effectiveMode(config_)));
+           toString(config_.accept_mode));
   std::vector<WorkerProcess> old = std::move(workers_);
   workers_ = std::vector<WorkerProcess>(config_.effectiveWorkers());
   LOG_INFO("generation %llu: starting %zu worker(s)", static_cast<unsigned long long>(generation_), workers_.size());

@@ -66,6 +66,7 @@ class Master final : private IoHandler {
   void startAcceptors();
   void onHandoffAccept(int listen_fd);
   bool handOff(int client_fd);
+  static bool sendDescriptor(int channel, int fd);  // SCM_RIGHTS, non-blocking
   void upgradeBinary();
   [[noreturn]] void execNewMaster(const std::string& listeners);
   static std::vector<ListenerSockets> inheritedListeners();
