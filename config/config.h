@@ -52,6 +52,8 @@ struct ListenTlsConfig {
 struct ListenConfig {
   HostPort address;
   int backlog = 511;
+  double defer_accept = 0;  // TCP_DEFER_ACCEPT: accept only once data arrives, waiting up to this (0 = off)
+  bool nodelay = true;      // TCP_NODELAY on accepted client connections
   std::optional<ListenTlsConfig> tls;
 };
 

@@ -641,6 +641,8 @@ const Keys<ListenConfig>& listenKeys() {
   static const Keys<ListenConfig> keys = {
       {"address", address(&ListenConfig::address, AddressUse::kListener), true},
       {"backlog", integer(&ListenConfig::backlog, {.min = 1})},
+      {"defer_accept", duration(&ListenConfig::defer_accept)},
+      {"nodelay", flag(&ListenConfig::nodelay)},
       {"tls", readListenTls},
   };
   return keys;

@@ -80,6 +80,19 @@ Fd openListener(const SocketAddress& address, int backlog, bool reuseport, std::
   return fd;
 }
 
+bool setListenOptions(int fd, const ListenOptions& options, std::string* why) {
+  if (listen(fd, options.backlog) != 0) {
+    *why = std::string("listen: ") + strerror(errno);
+    return false;
+  }
+  if (setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &options.defer_accept_seconds,
+                 sizeof options.defer_accept_seconds) != 0) {
+    *why = std::string("TCP_DEFER_ACCEPT: ") + strerror(errno);
+    return false;
+  }
+  return true;
+}
+
 bool localAddress(int fd, SocketAddress* out) {
   out->length = sizeof out->storage;
   return getsockname(fd, out->get(), &out->length) == 0;

@@ -32,6 +32,15 @@ bool makeSocketAddress(const std::string& host, uint16_t port, SocketAddress* ou
 // A bound, listening, non-blocking, close-on-exec socket.
 Fd openListener(const SocketAddress& address, int backlog, bool reuseport, std::string* why);
 
+// Options of a listening socket that may change while it lives (on reload).
+struct ListenOptions {
+  int backlog = 511;
+  int defer_accept_seconds = 0;  // TCP_DEFER_ACCEPT; 0 = off
+};
+// listen() again (a new backlog takes effect on a listening socket) and set
+// TCP_DEFER_ACCEPT.
+bool setListenOptions(int fd, const ListenOptions& options, std::string* why);
+
 // The address a socket is bound to.
 bool localAddress(int fd, SocketAddress* out);
 

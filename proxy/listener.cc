@@ -14,6 +14,7 @@ namespace poolgate {
 
 namespace {
 constexpr int kAcceptBatch = 64;  // accepts per wake-up, so one busy listener cannot starve the loop
+constexpr int kFinalAcceptLimit = 4096;  // bound of the last pass before a graceful close
 }
 
 Listener::Listener(Worker& worker, const ListenSocket& socket, bool exclusive)
@@ -30,6 +31,11 @@ void Listener::pause() {
   if (!registered_) return;
   worker_.loop().remove(socket_.fd);
   registered_ = false;
+}
+
+void Listener::drainAndStop() {
+  acceptSome(kFinalAcceptLimit, /*final=*/true);
+  stop();
 }
 
 void Listener::stop() {
@@ -71,7 +77,15 @@ void Listener::onIoEvent(uint32_t) noexcept {
   if (!registered_) return;
   WorkerSlot& stats = worker_.stats();
   ServerCounters::add(stats.accept_wakeups);
-  for (int i = 0; i < kAcceptBatch && registered_; ++i) {
+  if (acceptSome(kAcceptBatch, /*final=*/false) == 0) ServerCounters::add(stats.accept_empty);
+}
+
+int Listener::acceptSome(int limit, bool final) {
+  WorkerSlot& stats = worker_.stats();
+  int accepted = 0;
+  // A new client may pause us (worker_connections reached); the final pass
+  // before closing ignores that, since whatever it leaves would be reset.
+  for (int attempt = 0; attempt < limit && socket_.fd >= 0 && (registered_ || final); ++attempt) {
     SocketAddress peer;
     peer.length = sizeof peer.storage;
     int fd = socket_.handoff ? receiveHandedOff()
@@ -82,15 +96,16 @@ void Listener::onIoEvent(uint32_t) noexcept {
     }
     if (fd < 0) {
       if (errno == EINTR || errno == ECONNABORTED) continue;
-      if (i == 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) ServerCounters::add(stats.accept_empty);
       if (errno == EMFILE || errno == ENFILE) LOG_ERROR("accept: %s", strerror(errno));
-      return;
+      break;
     }
+    ++accepted;
     ServerCounters::add(stats.accepted);
-    if (socket_.kind == ListenerKind::kProxy) setNoDelay(fd);
+    if (socket_.nodelay && !socket_.handoff) setNoDelay(fd);  // a handed-off one is set by the master
     auto* client = new ClientConnection(worker_, Fd(fd), peer, socket_.kind);
     client->start();
   }
+  return accepted;
 }
 
 }  // namespace poolgate

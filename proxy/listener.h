@@ -18,10 +18,16 @@ class Listener final : private IoHandler {
   void resume();
   void pause();
   void stop();  // for good: close this worker's copy of the socket
+  // Graceful form of stop(): first takes the connections already waiting in
+  // the accept queue (or the hand-off channel), which closing the last copy of
+  // the socket would otherwise reset, then closes.
+  void drainAndStop();
   ListenerKind kind() const { return socket_.kind; }
 
  private:
   void onIoEvent(uint32_t events) noexcept override;
+  // Accepts up to `limit` connections; returns how many. `final`: also while paused.
+  int acceptSome(int limit, bool final);
   int receiveHandedOff();
 
   Worker& worker_;

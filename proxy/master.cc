@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <new>
 
@@ -42,13 +43,16 @@ bool perWorkerSockets(const Config& config) { return config.accept_mode == Accep
 
 class Master::Acceptor final : public IoHandler {
  public:
-  Acceptor(Master& master, int fd) : master_(master), fd_(fd) { master_.loop_.add(fd_, EPOLLIN, this); }
+  Acceptor(Master& master, int fd, bool nodelay) : master_(master), fd_(fd), nodelay_(nodelay) {
+    master_.loop_.add(fd_, EPOLLIN, this);
+  }
   ~Acceptor() { master_.loop_.remove(fd_); }
-  void onIoEvent(uint32_t) noexcept override { master_.onHandoffAccept(fd_); }
+  void onIoEvent(uint32_t) noexcept override { master_.onHandoffAccept(fd_, nodelay_); }
 
  private:
   Master& master_;
   int fd_;  // owned by Master::listeners_
+  bool nodelay_;
 };
 
 Master::Master(Config config, std::string config_path)
@@ -80,15 +84,16 @@ bool Master::mapSegment() {
 // connections waiting in its queue. A larger worker count adds sockets to the
 // same port; with fewer workers than sockets, a worker serves several
 // (see runWorker).
-bool Master::openListener(const std::string& address_text, const HostPort& address, int backlog,
-                          ListenerKind kind, bool tls, uint32_t count,
+bool Master::openListener(const ListenConfig& listen, ListenerKind kind, uint32_t count,
                           const std::vector<ListenerSockets>& current, std::vector<ListenerSockets>* out) {
+  const std::string& address_text = listen.address.text;
+  const bool tls = listen.tls.has_value();
   SocketAddress socket_address;
-  if (!makeSocketAddress(address.host, address.port, &socket_address)) {
+  if (!makeSocketAddress(listen.address.host, listen.address.port, &socket_address)) {
     LOG_ERROR("listen %s: not a numeric address", address_text.c_str());
     return false;
   }
-  ListenerSockets sockets{address_text, kind, tls, {}};
+  ListenerSockets sockets{address_text, kind, tls, listen.nodelay, {}};
   for (const ListenerSockets& existing : current) {
     if (existing.address != address_text || existing.kind != kind || existing.tls != tls) continue;
     for (size_t i = 0; i < existing.fds.size(); ++i) {
@@ -108,7 +113,7 @@ bool Master::openListener(const std::string& address_text, const HostPort& addre
   bool reused = !sockets.fds.empty();
   while (sockets.fds.size() < count) {  // all sockets set SO_REUSEPORT, so more can join later
     std::string why;
-    Fd fd = poolgate::openListener(socket_address, backlog, /*reuseport=*/true, &why);
+    Fd fd = poolgate::openListener(socket_address, listen.backlog, /*reuseport=*/true, &why);
     if (!fd) {
       LOG_ERROR("%s", why.c_str());
       return false;
@@ -120,6 +125,15 @@ bool Master::openListener(const std::string& address_text, const HostPort& addre
       socket_address.setPort(bound.port());
     }
     sockets.fds.push_back(std::move(fd));
+  }
+  // Applied to kept sockets too, so that a reload changes them in place.
+  const ListenOptions options{listen.backlog, static_cast<int>(std::ceil(listen.defer_accept))};
+  for (const Fd& fd : sockets.fds) {
+    std::string why;
+    if (!setListenOptions(fd.get(), options, &why)) {
+      LOG_ERROR("listen %s: %s", address_text.c_str(), why.c_str());
+      return false;
+    }
   }
   if (!reused) {
     LOG_INFO("listening on %s (%s)", socket_address.toString().c_str(),
@@ -138,14 +152,12 @@ bool Master::openListeners(const Config& config, const std::vector<ListenerSocke
       LOG_ERROR("listen %s: TLS listeners are not implemented yet", listen.address.text.c_str());
       return false;
     }
-    if (!openListener(listen.address.text, listen.address, listen.backlog, ListenerKind::kProxy, false, count,
-                      current, out)) {
-      return false;
-    }
+    if (!openListener(listen, ListenerKind::kProxy, count, current, out)) return false;
   }
   if (config.admin) {
-    return openListener(config.admin->address.text, config.admin->address, 511, ListenerKind::kAdmin, false,
-                        count, current, out);
+    ListenConfig admin;
+    admin.address = config.admin->address;
+    return openListener(admin, ListenerKind::kAdmin, count, current, out);
   }
   return true;
 }
@@ -265,7 +277,7 @@ void Master::runWorker(uint32_t number, size_t slot) {
       if (handoffMode(config_) && listener.kind == ListenerKind::kProxy) {
         listener.fds[i].reset();  // the master accepts these
       } else if (!perWorkerSockets(config_) || i % workers_.size() == number) {
-        sockets.push_back({listener.fds[i].release(), listener.kind, listener.tls});
+        sockets.push_back({listener.fds[i].release(), listener.kind, listener.tls, listener.nodelay});
       } else {
         listener.fds[i].reset();  // another worker's socket
       }
@@ -317,14 +329,17 @@ void Master::startAcceptors() {
   if (!handoffMode(config_)) return;
   for (const ListenerSockets& listener : listeners_) {
     if (listener.kind != ListenerKind::kProxy) continue;
-    for (const Fd& fd : listener.fds) acceptors_.push_back(std::make_unique<Acceptor>(*this, fd.get()));
+    for (const Fd& fd : listener.fds) {
+      acceptors_.push_back(std::make_unique<Acceptor>(*this, fd.get(), listener.nodelay));
+    }
   }
 }
 
-void Master::onHandoffAccept(int listen_fd) {
+void Master::onHandoffAccept(int listen_fd, bool nodelay) {
   for (int i = 0; i < 64; ++i) {  // a batch, so that signals are not starved
     int fd = accept4(listen_fd, nullptr, nullptr, SOCK_CLOEXEC);
     if (fd < 0) return;  // EAGAIN (or an error the next wake-up will show again)
+    if (nodelay) setNoDelay(fd);
     if (!handOff(fd)) LOG_WARN("handoff: no worker could take a connection; closed");
     ::close(fd);  // the worker has its own descriptor now
   }

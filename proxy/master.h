@@ -37,6 +37,7 @@ class Master final : private IoHandler {
     std::string address;
     ListenerKind kind = ListenerKind::kProxy;
     bool tls = false;
+    bool nodelay = true;
     std::vector<Fd> fds;  // index = worker number
   };
   // One worker number's process (replaced in place when it dies).
@@ -57,14 +58,13 @@ class Master final : private IoHandler {
   bool mapSegment();
   bool openListeners(const Config& config, const std::vector<ListenerSockets>& current,
                      std::vector<ListenerSockets>* out);
-  bool openListener(const std::string& address_text, const HostPort& address, int backlog, ListenerKind kind,
-                    bool tls, uint32_t count, const std::vector<ListenerSockets>& current,
-                    std::vector<ListenerSockets>* out);
+  bool openListener(const ListenConfig& listen, ListenerKind kind, uint32_t count,
+                    const std::vector<ListenerSockets>& current, std::vector<ListenerSockets>* out);
   void warnAboutNames() const;
   void registerSharedServers();
   void reload();
   void startAcceptors();
-  void onHandoffAccept(int listen_fd);
+  void onHandoffAccept(int listen_fd, bool nodelay);
   bool handOff(int client_fd);
   static bool sendDescriptor(int channel, int fd);  // SCM_RIGHTS, non-blocking
   void upgradeBinary();

@@ -221,7 +221,7 @@ void Worker::beginDrain() {
   draining_ = true;
   slot_.state.store(static_cast<uint32_t>(SlotState::kDraining), std::memory_order_relaxed);
   LOG_INFO("draining: %zu client(s) open", clients_.size());
-  for (auto& listener : listeners_) listener->stop();
+  for (auto& listener : listeners_) listener->drainAndStop();
   // Close idle keep-alive clients now; busy ones close after their response.
   for (size_t i = clients_.size(); i-- > 0;) {
     if (i < clients_.size()) clients_[i]->drain();

@@ -33,6 +33,7 @@ struct ListenSocket {
   int fd = -1;  // owned by the master; the worker closes its copy on exit
   ListenerKind kind = ListenerKind::kProxy;
   bool tls = false;
+  bool nodelay = true;  // TCP_NODELAY on accepted connections
   bool handoff = false;  // a socket pair: connections arrive as SCM_RIGHTS from the master
 };
 

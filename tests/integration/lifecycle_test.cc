@@ -82,6 +82,47 @@ TEST_F(Workers, RecycleUnderLoadLosesNoRequest) {
   EXPECT_TRUE(proxy().waitForRunningWorkers(2, 3s));
 }
 
+// A worker that dies right after it starts, again and again, is restarted
+// after 100, 200, 400... ms (logged), not in a busy loop; once it stays up,
+// service resumes. The "crash" is a SIGKILL as soon as the worker is listed.
+TEST_F(Workers, CrashLoopBacksOffExponentially) {
+  startProxy(1);
+  std::vector<pid_t> killed;
+  for (int round = 0; round < 5; ++round) {
+    pid_t victim = 0;
+    ASSERT_TRUE(waitUntil(
+        [&] {
+          auto pids = proxy().runningWorkerPids();
+          if (pids.size() != 1 || std::count(killed.begin(), killed.end(), pids[0]) != 0) return false;
+          victim = pids[0];
+          return true;
+        },
+        5s))
+        << "no replacement worker after kill " << round;
+    ASSERT_EQ(::kill(victim, SIGKILL), 0);
+    killed.push_back(victim);
+  }
+  // Deaths 2, 3, 4, 5 within 2 s of their start: delays double from 100 ms.
+  std::string log;
+  EXPECT_TRUE(waitUntil(
+      [&] {
+        log = proxy().log();
+        return log.find("restarting in 800 ms") != std::string::npos;
+      },
+      5s))
+      << proxy().logTail();
+  size_t at = 0;
+  for (const char* delay : {"restarting in 100 ms", "restarting in 200 ms", "restarting in 400 ms",
+                            "restarting in 800 ms"}) {
+    size_t found = log.find(delay, at);
+    EXPECT_NE(found, std::string::npos) << "missing or out of order: " << delay;
+    if (found != std::string::npos) at = found;
+  }
+  EXPECT_TRUE(proxy().running()) << "the master died with its workers";
+  EXPECT_TRUE(proxy().waitForRunningWorkers(1, 5s));
+  EXPECT_EQ(connect().get("/after-crash-loop").status, 200);
+}
+
 class Signals : public ProxyTest, public ::testing::WithParamInterface<int> {};
 
 TEST_P(Signals, MasterExitsZero) {

@@ -24,9 +24,11 @@ class Reload : public ProxyTest {
   // Clients requesting without pause until stopped: four keep-alive ones
   // (reconnecting when told Connection: close) and two opening a connection
   // per request. Any status other than 200, reset or early close is a failure.
+  // With `untilRefused`, a refused connect ends a client instead (the
+  // listener has closed for a stop): only what was accepted must be answered.
   class BackgroundLoad {
    public:
-    explicit BackgroundLoad(Reload& test) {
+    explicit BackgroundLoad(Reload& test, bool untilRefused = false) : untilRefused_(untilRefused) {
       result_ = std::async(std::launch::async, [this, &test] {
         return runConcurrently(6, [this, &test](size_t i) { client(test, i); });
       });
@@ -36,6 +38,11 @@ class Reload : public ProxyTest {
       if (result_.valid()) result_.wait();
     }
     int completed() const { return completed_.load(); }
+    int refused() const { return refused_.load(); }
+    // Waits until every client has ended by itself (untilRefused).
+    bool waitAllEnded(Millis timeout) {
+      return result_.wait_for(timeout) == std::future_status::ready;
+    }
     void stopAndExpectNoFailure() {
       done_ = true;
       auto errors = result_.get();
@@ -49,8 +56,19 @@ class Reload : public ProxyTest {
       const bool keepAlive = i < 4;
       std::optional<HttpClient> connection;
       for (int n = 0; !done_; ++n) {
+        if (!connection) {
+          try {
+            connection.emplace(test.connect());
+          } catch (const std::exception& e) {
+            if (untilRefused_ && std::string(e.what()).find("refused") != std::string::npos) {
+              ++refused_;
+              return;
+            }
+            fail(e.what());
+            continue;
+          }
+        }
         try {
-          if (!connection) connection.emplace(test.connect());
           HttpResponse r = connection->get("/load/" + std::to_string(i) + "/" + std::to_string(n));
           if (r.status != 200) fail("status " + std::to_string(r.status));
           ++completed_;
@@ -66,8 +84,10 @@ class Reload : public ProxyTest {
       if (failures_++ == 0) first_failure_ = why;
     }
 
+    const bool untilRefused_;
     std::atomic<bool> done_{false};
     std::atomic<int> completed_{0};
+    std::atomic<int> refused_{0};
     std::mutex mutex_;
     int failures_ = 0;
     std::string first_failure_;
@@ -136,6 +156,20 @@ TEST_F(Reload, TenReloadsUnderLoadLoseNothing) {
   }
   load.stopAndExpectNoFailure();
   EXPECT_GT(load.completed(), 200);
+}
+
+// SIGQUIT under the same load: every request on a connection poolgate
+// accepted is answered; afterwards connects are refused (the listening
+// sockets are closed, not left queueing for nobody) and the master exits 0.
+TEST_F(Reload, GracefulStopUnderLoadAnswersEverythingAccepted) {
+  startProxy(2, "", "shutdown_timeout = 10.0;");
+  BackgroundLoad load(*this, /*untilRefused=*/true);
+  ASSERT_TRUE(waitUntil([&] { return load.completed() >= 200; }, 10s));
+  ExitStatus status = proxy().stop(SIGQUIT);
+  EXPECT_TRUE(status.exited() && status.code() == 0) << status.describe();
+  ASSERT_TRUE(load.waitAllEnded(10s)) << "clients still served after the master exited";
+  load.stopAndExpectNoFailure();
+  EXPECT_EQ(load.refused(), 6) << "every client ends on a refused connect";
 }
 
 TEST_F(Reload, SignalStopThroughPidFile) {
