@@ -37,9 +37,16 @@ struct HostPort {
 // Returns std::nullopt with *why set when the text is not an address.
 std::optional<HostPort> parseHostPort(const std::string& text, std::string* why);
 
+// Where a setting is written, as messages about it start:
+// "file:line: listen[0].tls.certificates[0].key". Checks made after loading
+// (a certificate file that does not load, say) report through it.
+using SettingOrigin = std::string;
+
 struct CertificateConfig {
   std::string cert;  // path, relative paths taken from the config file's folder
   std::string key;
+  SettingOrigin cert_origin;
+  SettingOrigin key_origin;
 };
 
 struct ListenTlsConfig {
@@ -47,6 +54,8 @@ struct ListenTlsConfig {
   std::string ciphers;                          // "" = OpenSSL's default
   std::string min_version = "TLSv1.2";          // TLSv1.2 | TLSv1.3
   double handshake_timeout = 10.0;
+  SettingOrigin origin;          // of the tls group
+  SettingOrigin ciphers_origin;  // of ciphers, when written
 };
 
 struct ListenConfig {
@@ -111,6 +120,8 @@ struct UpstreamTlsConfig {
   bool verify = true;
   std::string ca_file;
   std::string server_name;
+  SettingOrigin origin;          // of the tls group, when written
+  SettingOrigin ca_file_origin;  // of ca_file, when written
 };
 
 struct ServerConfig {

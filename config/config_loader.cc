@@ -497,6 +497,22 @@ bool readGroup(Loader& loader, const Node& node, const Keys<T>& keys, T& out) {
 
 // Readers of one field, to fill the tables.
 
+// "file:line: path" of `node`, the start of a message about it.
+SettingOrigin originOf(Loader& loader, const Node& node) {
+  loader.visit(node);
+  Location where = loader.locate(node.path);
+  return where.file + ":" + std::to_string(where.line) + ": " + node.path;
+}
+
+// A field read by `read`, plus where it is written.
+template <class T>
+ReadFn<T> located(ReadFn<T> read, SettingOrigin T::*origin) {
+  return [=](Loader& l, const Node& n, T& out) {
+    read(l, n, out);
+    out.*origin = originOf(l, n);
+  };
+}
+
 template <class T>
 ReadFn<T> duration(double T::*field, bool positive = false) {
   return [=](Loader& l, const Node& n, T& out) { readDuration(l, n, &(out.*field), positive); };
@@ -613,8 +629,8 @@ const Keys<LogConfig>& logKeys() {
 
 const Keys<CertificateConfig>& certificateKeys() {
   static const Keys<CertificateConfig> keys = {
-      {"cert", path(&CertificateConfig::cert, true), true},
-      {"key", path(&CertificateConfig::key, true), true},
+      {"cert", located(path(&CertificateConfig::cert, true), &CertificateConfig::cert_origin), true},
+      {"key", located(path(&CertificateConfig::key, true), &CertificateConfig::key_origin), true},
   };
   return keys;
 }
@@ -625,7 +641,7 @@ const Keys<ListenTlsConfig>& listenTlsKeys() {
        listOf(&ListenTlsConfig::certificates, groupElement(certificateKeys()),
               "at least one certificate is required"),
        true},
-      {"ciphers", text(&ListenTlsConfig::ciphers)},
+      {"ciphers", located(text(&ListenTlsConfig::ciphers), &ListenTlsConfig::ciphers_origin)},
       {"min_version", oneOf(&ListenTlsConfig::min_version, {"TLSv1.2", "TLSv1.3"})},
       {"handshake_timeout", duration(&ListenTlsConfig::handshake_timeout, true)},
   };
@@ -634,6 +650,7 @@ const Keys<ListenTlsConfig>& listenTlsKeys() {
 
 void readListenTls(Loader& loader, const Node& node, ListenConfig& out) {
   ListenTlsConfig tls;
+  tls.origin = originOf(loader, node);
   if (readGroup(loader, node, listenTlsKeys(), tls)) out.tls = std::move(tls);
 }
 
@@ -734,10 +751,15 @@ const Keys<UpstreamTlsConfig>& upstreamTlsKeys() {
   static const Keys<UpstreamTlsConfig> keys = {
       {"enabled", flag(&UpstreamTlsConfig::enabled)},
       {"verify", flag(&UpstreamTlsConfig::verify)},
-      {"ca_file", path(&UpstreamTlsConfig::ca_file)},
+      {"ca_file", located(path(&UpstreamTlsConfig::ca_file), &UpstreamTlsConfig::ca_file_origin)},
       {"server_name", text(&UpstreamTlsConfig::server_name)},
   };
   return keys;
+}
+
+void readUpstreamTls(Loader& loader, const Node& node, UpstreamConfig& out) {
+  out.tls.origin = originOf(loader, node);
+  readGroup(loader, node, upstreamTlsKeys(), out.tls);
 }
 
 const Keys<UpstreamConfig>& dnsKeys() {
@@ -788,7 +810,7 @@ const Keys<UpstreamConfig>& upstreamKeys() {
       {"pool", group(&UpstreamConfig::pool, poolKeys())},
       {"health", group(&UpstreamConfig::health, healthKeys())},
       {"retries", integer(&UpstreamConfig::retries)},
-      {"tls", group(&UpstreamConfig::tls, upstreamTlsKeys())},
+      {"tls", readUpstreamTls},
       {"dns", flatGroup(dnsKeys())},
   };
   return keys;

@@ -26,6 +26,7 @@ enum class NoReuse : uint8_t {
   kPoolFull,           // max_idle idle connections already pooled
   kYielded,            // at max_conns, and requests of other workers wait for a place
   kClientGone,         // the client went away mid-exchange
+  kRetired,            // the address left the server's DNS answer
   kCount
 };
 const char* toString(NoReuse reason);
@@ -42,6 +43,10 @@ struct ServerCounters {
   std::atomic<uint64_t> requests_total{0};     // requests sent to this server
   std::atomic<uint64_t> queued{0};             // requests waiting for a connection (max_conns)
   std::atomic<uint64_t> queue_timeouts_total{0};  // waits that ended in 503
+  std::atomic<uint64_t> fails_total{0};        // connect failures counted by passive health
+  std::atomic<uint64_t> retries_total{0};      // requests moved on to another attempt
+  std::atomic<uint64_t> tls_handshakes_total{0};  // upstream TLS handshakes completed
+  std::atomic<uint64_t> tls_resumed_total{0};     // ...of which resumed a session
   std::atomic<uint64_t> no_reuse_total[static_cast<int>(NoReuse::kCount)]{};
 
   static void add(std::atomic<uint64_t>& c, uint64_t n = 1) {

@@ -11,6 +11,7 @@ NoReuse reuseVerdict(const ReuseFacts& facts, const PoolConfig& config) {
   if (!facts.request_sent) return NoReuse::kRequestNotSent;
   if (facts.unread_bytes) return NoReuse::kUnreadBytes;
   if (facts.exiting) return NoReuse::kExiting;
+  if (facts.retired) return NoReuse::kRetired;
   if (config.max_requests != 0 && facts.requests_served >= config.max_requests) {
     return NoReuse::kMaxRequests;
   }

@@ -72,6 +72,7 @@ struct ReuseFacts {
   bool request_sent = false;       // the whole request, body included, was written
   bool unread_bytes = false;       // bytes arrived after the response
   bool exiting = false;            // this worker drains or stops
+  bool retired = false;            // the server's address left its DNS answer
   uint64_t requests_served = 0;    // on this connection, including this one
   uint64_t age_ms = 0;
 };

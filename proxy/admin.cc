@@ -27,7 +27,7 @@ size_t runningWorkers(const StatsSegment& segment) {
 
 AdminAnswer answerAdmin(const StatsSegment& segment, std::string_view path) {
   AdminAnswer answer;
-  RenderContext context{POOLGATE_VERSION, realtimeMs()};
+  RenderContext context{POOLGATE_VERSION, realtimeMs(), monotonicMs()};
   if (path == "/stats") {
     answer.content_type = "application/json";
     renderStatsJson(segment, context, answer.body);

@@ -35,6 +35,7 @@ const char* toString(NoReuse reason) {
     case NoReuse::kPoolFull: return "pool_full";
     case NoReuse::kYielded: return "yielded";
     case NoReuse::kClientGone: return "client_gone";
+    case NoReuse::kRetired: return "retired";
     case NoReuse::kCount: break;
   }
   return "unknown";
@@ -72,9 +73,13 @@ struct Conns {  // the figures summed per worker and overall
 
 struct ServerSnap {
   Name address;
+  Name name;  // the configured name it was resolved from ("" for an IP)
   uint32_t upstream;
-  bool healthy;
+  bool in_service, healthy;
+  CheckState check;
   Conns c;
+  uint64_t fails, retries, checks, check_failures;
+  uint64_t tls_handshakes, tls_resumed;
   uint64_t requests, closed_idle;
   uint64_t queued, queue_timeouts;
   uint64_t no_reuse[kReasons];
@@ -111,7 +116,7 @@ struct Snapshot {
   Conns up;
 };
 
-void takeSnapshot(const StatsSegment& seg, Snapshot& s) {
+void takeSnapshot(const StatsSegment& seg, uint64_t monotonic_ms, Snapshot& s) {
   s.master_pid = seg.header.master_pid.load(std::memory_order_relaxed);
   s.generation = load(seg.header.generation);
   s.started_ms = load(seg.header.started_ms);
@@ -163,8 +168,23 @@ void takeSnapshot(const StatsSegment& seg, Snapshot& s) {
         ServerSnap& ss = s.servers.emplace_back();
         copyName(ss.address, src.address);
         ss.upstream = u;
-        ss.healthy = src.healthy.load(std::memory_order_relaxed) != 0;
+        copyName(ss.name, src.name);
+        ss.in_service = src.in_service.load(std::memory_order_relaxed) != 0;
+        // Health is shared by all workers: the verdict lives in the address's shared entry.
+        const SharedServer* shared =
+            src.shared_index >= 0 && static_cast<size_t>(src.shared_index) < kMaxSharedServers
+                ? &seg.shared[src.shared_index]
+                : nullptr;
+        ss.healthy = ss.in_service && (shared == nullptr || shared->health.healthy(monotonic_ms));
+        ss.check = shared != nullptr ? static_cast<CheckState>(shared->health.check.load(std::memory_order_relaxed))
+                                     : CheckState::kNone;
+        ss.checks = shared != nullptr ? load(shared->health.checks_total) : 0;
+        ss.check_failures = shared != nullptr ? load(shared->health.check_failures_total) : 0;
         const ServerCounters& c = src.counters;
+        ss.fails = load(c.fails_total);
+        ss.retries = load(c.retries_total);
+        ss.tls_handshakes = load(c.tls_handshakes_total);
+        ss.tls_resumed = load(c.tls_resumed_total);
         ss.c.idle = load(c.idle);
         ss.c.active = load(c.active);
         ss.c.open = ss.c.idle + ss.c.active;  // derived: the invariant holds in every snapshot
@@ -372,9 +392,27 @@ void server(std::string& out, const ServerSnap& s) {
   key(out, "address");
   appendJsonString(out, s.address.view());
   out.push_back(',');
+  if (!s.name.view().empty()) {
+    key(out, "name");
+    appendJsonString(out, s.name.view());
+    out.push_back(',');
+  }
+  key(out, "in_service");
+  out.append(s.in_service ? "true," : "false,");
   key(out, "healthy");
   out.append(s.healthy ? "true," : "false,");
+  key(out, "check");
+  appendJsonString(out, s.check == CheckState::kPassing   ? "passing"
+                        : s.check == CheckState::kFailing ? "failing"
+                                                          : "none");
+  out.push_back(',');
   conns(out, s.c);
+  field(out, "fails_total", s.fails);
+  field(out, "retries_total", s.retries);
+  field(out, "checks_total", s.checks);
+  field(out, "check_failures_total", s.check_failures);
+  field(out, "tls_handshakes_total", s.tls_handshakes);
+  field(out, "tls_resumed_total", s.tls_resumed);
   field(out, "requests_total", s.requests);
   field(out, "closed_idle_total", s.closed_idle);
   field(out, "queued", s.queued);
@@ -543,7 +581,7 @@ void renderStatsJson(const StatsSegment& seg, const RenderContext& ctx, std::str
   s.workers.reserve(16);
   s.upstreams.reserve(64);
   s.servers.reserve(64);
-  takeSnapshot(seg, s);
+  takeSnapshot(seg, ctx.monotonic_ms, s);
   out.reserve(out.size() + 512 + s.workers.size() * 512 + s.upstreams.size() * 96 +
               s.servers.size() * 512);
 
@@ -597,7 +635,7 @@ void renderMetrics(const StatsSegment& seg, const RenderContext& ctx, std::strin
   s.workers.reserve(16);
   s.upstreams.reserve(64);
   s.servers.reserve(64);
-  takeSnapshot(seg, s);
+  takeSnapshot(seg, ctx.monotonic_ms, s);
   Labels l;
   buildLabels(s, l);
   // ~19 worker samples and ~22 server samples (with the no-reuse reasons),
@@ -697,8 +735,21 @@ void renderMetrics(const StatsSegment& seg, const RenderContext& ctx, std::strin
   serverFamily(out, s, l, "poolgate_upstream_queue_timeouts_total", "counter",
                "Requests answered 503 after waiting queue_timeout for a connection.",
                [](const ServerSnap& v) { return v.queue_timeouts; });
+  serverFamily(out, s, l, "poolgate_upstream_fails_total", "counter",
+               "Connect failures counted toward health.max_fails.",
+               [](const ServerSnap& v) { return v.fails; });
+  serverFamily(out, s, l, "poolgate_upstream_retries_total", "counter",
+               "Requests moved on to another attempt after a failure on this server.",
+               [](const ServerSnap& v) { return v.retries; });
+  serverFamily(out, s, l, "poolgate_upstream_tls_handshakes_total", "counter",
+               "TLS handshakes completed on new connections to the server (upstreams[].tls).",
+               [](const ServerSnap& v) { return v.tls_handshakes; });
+  serverFamily(out, s, l, "poolgate_upstream_tls_resumed_total", "counter",
+               "Upstream TLS handshakes that resumed a session.",
+               [](const ServerSnap& v) { return v.tls_resumed; });
   serverFamily(out, s, l, "poolgate_upstream_server_healthy", "gauge",
-               "1 while the worker considers the server healthy, else 0.",
+               "1 while the server is in rotation (shared by all workers: passive failures, active "
+               "check, DNS), else 0.",
                [](const ServerSnap& v) { return v.healthy ? 1u : 0u; });
 
   std::string reason_labels[kReasons];

@@ -20,11 +20,13 @@ namespace poolgate {
 struct RenderContext {
   std::string version;  // e.g. POOLGATE_VERSION
   uint64_t now_ms = 0;  // CLOCK_REALTIME, ms (uptime = now_ms - header.started_ms)
+  uint64_t monotonic_ms = 0;  // CLOCK_MONOTONIC, ms (health verdicts are kept in it)
 };
 
 // One line of compact JSON followed by "\n". Fields as in SPEC "Admin listener",
 // plus: per worker accept_wakeups, accept_empty, started_seconds_ago; per
-// upstream max_idle; per server requests_total, closed_idle_total, no_reuse
+// upstream max_idle; per server requests_total, closed_idle_total,
+// tls_handshakes_total, tls_resumed_total (upstream TLS), no_reuse
 // {reason: count} (all reasons but "reusable"); in totals
 // upstream_opened_total, upstream_reused_total, upstream_failed_total,
 // reuse_ratio = reused / (reused + opened) (0 when both are 0), workers (count)

@@ -17,6 +17,7 @@
 #include "config/config.h"
 #include "core/log.h"
 #include "proxy/master.h"
+#include "proxy/tls_server.h"
 #include "version.h"
 
 namespace poolgate {
@@ -115,6 +116,13 @@ int runCli(int argc, char** argv) {
     return 1;
   }
   if (test_only) {
+    // Files named by the configuration: certificates, keys, CA files.
+    std::vector<std::string> errors = checkTlsFiles(config);
+    if (!errors.empty()) {
+      for (const std::string& message : errors) fprintf(stderr, "%s\n", message.c_str());
+      fprintf(stderr, "configuration has errors\n");
+      return 1;
+    }
     printf("configuration ok\n");
     return 0;
   }

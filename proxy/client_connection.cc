@@ -12,6 +12,7 @@
 #include "proxy/admin.h"
 #include "proxy/forwarding.h"
 #include "proxy/request_rules.h"
+#include "proxy/tls_server.h"
 
 namespace poolgate {
 
@@ -23,6 +24,8 @@ constexpr uint32_t kEvents = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
 constexpr size_t kHighWatermark = 64 * 1024;
 constexpr size_t kLowWatermark = 16 * 1024;
 constexpr uint64_t kDrainIdleGraceMs = 1000;
+constexpr uint64_t kLingerMs = 2000;              // lingeringClose(): how long input is dropped
+constexpr size_t kMaxLingerBytes = 256 * 1024;    // ...and how much of it
 
 bool midHead(const HttpParser& parser) {
   return parser.stage() == HeadStage::kStartLine || parser.stage() == HeadStage::kHeaders;
@@ -39,10 +42,12 @@ bool isIdempotent(llhttp_method_t method) {
 
 }  // namespace
 
-ClientConnection::ClientConnection(Worker& worker, Fd fd, const SocketAddress& peer, ListenerKind kind)
+ClientConnection::ClientConnection(Worker& worker, Fd fd, const SocketAddress& peer, ListenerKind kind,
+                                   const TlsServer* tls)
     : worker_(worker),
       config_(worker.config()),
       fd_(std::move(fd)),
+      tls_server_(tls),
       peer_(peer),
       kind_(kind),
       timer_(worker.loop().timers(), [this] { onClientTimer(); }),
@@ -57,7 +62,14 @@ ClientConnection::~ClientConnection() = default;
 
 void ClientConnection::start() {
   worker_.onClientOpened(*this);
+  if (tls_server_ != nullptr && !tls_.start(tls_server_->context(), fd_.get(), /*server=*/true)) {
+    LOG_ERROR("client %s: %s", peer_ip_, tls_.failure().c_str());
+    ServerCounters::add(worker_.stats().clients_idle);  // close() takes it off again
+    close();
+    return;
+  }
   if (!worker_.loop().add(fd_.get(), kEvents, this)) {
+    ServerCounters::add(worker_.stats().clients_idle);
     close();
     return;
   }
@@ -86,7 +98,11 @@ void ClientConnection::armClientTimer() {
   }
   switch (state_) {
     case State::kIdle: {
-      uint64_t ms = secondsToMs(first_request_ ? t.client_header : t.client_keepalive);
+      if (lingering_) return;  // its own timer runs
+      // The TLS handshake has tls.handshake_timeout; the first request's head
+      // then has client_header from its first byte, like on a plain connection.
+      uint64_t ms = tls_ && !tls_.established() ? tls_server_->handshakeTimeoutMs()
+                    : secondsToMs(first_request_ ? t.client_header : t.client_keepalive);
       // Draining: a keep-alive client gets a short grace to send its next
       // request (answered with Connection: close) before we close it. Closing
       // at once would race with a request already on its way.
@@ -114,6 +130,10 @@ void ClientConnection::armClientTimer() {
 }
 
 void ClientConnection::onClientTimer() {
+  if (lingering_) {
+    close();
+    return;
+  }
   if (!out_.empty() && !writable_) {
     LOG_DEBUG("client %s: send timeout", peer_ip_);
     close();
@@ -149,6 +169,20 @@ void ClientConnection::onClientTimer() {
 
 void ClientConnection::onIoEvent(uint32_t events) noexcept {
   if (state_ == State::kClosed) return;
+  if (lingering_) {
+    discardInput();
+    return;
+  }
+  if (tls_) {
+    // The TLS layer may wait for the other direction than the one it serves:
+    // a read that must first write, a write that must first read.
+    if ((events & EPOLLIN) && tls_.writeWantsRead()) events |= EPOLLOUT;
+    if ((events & EPOLLOUT) && tls_.readWantsWrite()) events |= EPOLLIN;
+    if (!tls_.established()) {
+      if (!handshakeClient()) return;
+      events |= EPOLLIN;  // the first request may have come with the handshake's last flight
+    }
+  }
   if (events & EPOLLOUT) {
     writable_ = true;
     flushClient();
@@ -157,6 +191,56 @@ void ClientConnection::onIoEvent(uint32_t events) noexcept {
     readable_ = true;
     readClient();
   }
+}
+
+bool ClientConnection::handshakeClient() {
+  switch (tls_.handshake()) {
+    case TlsResult::kDone:
+      LOG_DEBUG("client %s: %s%s, ALPN \"%s\"", peer_ip_, tls_.version(), tls_.resumed() ? " (resumed)" : "",
+                tls_.alpn().c_str());
+      armClientTimer();  // client_header from now on
+      return true;
+    case TlsResult::kWantRead:
+    case TlsResult::kWantWrite:
+      return false;
+    case TlsResult::kFailed:
+      break;
+  }
+  LOG_DEBUG("client %s: TLS handshake failed: %s", peer_ip_, tls_.failure().c_str());
+  lingeringClose();
+  return false;
+}
+
+void ClientConnection::lingeringClose() {
+  if (state_ == State::kClosed || lingering_) return;
+  lingering_ = true;
+  ::shutdown(fd_.get(), SHUT_WR);
+  timer_.arm(kLingerMs);
+  discardInput();
+}
+
+void ClientConnection::discardInput() {
+  char scrap[4096];
+  size_t dropped = 0;
+  while (dropped < kMaxLingerBytes) {
+    ssize_t n = ::recv(fd_.get(), scrap, sizeof scrap, 0);
+    if (n > 0) {
+      dropped += static_cast<size_t>(n);
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;  // more may come: wait
+    break;  // EOF or error: done
+  }
+  close();
+}
+
+ssize_t ClientConnection::receive(void* buffer, size_t size) {
+  return tls_ ? tls_.read(buffer, size) : ::recv(fd_.get(), buffer, size, 0);
+}
+
+ssize_t ClientConnection::transmit(const void* buffer, size_t size) {
+  return tls_ ? tls_.write(buffer, size) : ::send(fd_.get(), buffer, size, MSG_NOSIGNAL);
 }
 
 void ClientConnection::readClient() {
@@ -174,7 +258,7 @@ void ClientConnection::readClient() {
       respondError(parser_.stage() == HeadStage::kStartLine ? 414 : 431, true);
       return;
     }
-    ssize_t n = ::recv(fd_.get(), in_.writePtr(), in_.writable(), 0);
+    ssize_t n = receive(in_.writePtr(), in_.writable());
     if (n > 0) {
       in_.commit(static_cast<size_t>(n));
       if (state_ == State::kIdle) {
@@ -279,7 +363,7 @@ bool ClientConnection::checkHeadLimits() {
 
 void ClientConnection::flushClient() {
   while (writable_ && !out_.empty()) {
-    ssize_t n = ::send(fd_.get(), out_.data(), out_.size(), MSG_NOSIGNAL);
+    ssize_t n = transmit(out_.data(), out_.size());
     if (n > 0) {
       out_.consume(static_cast<size_t>(n));
       record_.bytes_sent += static_cast<uint64_t>(n);
@@ -369,6 +453,10 @@ void ClientConnection::close() {
   state_ = State::kClosed;
   timer_.cancel();
   worker_.loop().remove(fd_.get());
+  if (tls_) {
+    tls_.shutdown();  // close_notify, if it can leave at once
+    tls_.reset();
+  }
   fd_.reset();
   worker_.onClientClosed(*this);
   worker_.loop().deferDelete(static_cast<Deletable*>(this));
@@ -429,7 +517,7 @@ void ClientConnection::startExchange() {
   if (sink == nullptr) return;  // an error response is on its way
   // (Queued for max_conns, the head and body wait in held_ until a connection comes.)
   Server& server = group_->server(static_cast<size_t>(upstream_ != nullptr ? server_index_ : queued_server_));
-  ForwardContext context{peer_ip_, "http", host.empty() ? std::string_view(server.name()) : host,
+  ForwardContext context{peer_ip_, tls_ ? "https" : "http", host.empty() ? std::string_view(server.name()) : host,
                          target_.forward};
   writeForwardedRequestHead(*sink, parser_, in_.base(), context);
   if (expect_continue_ && parser_.versionMinor() >= 1) {
@@ -560,12 +648,13 @@ void ClientConnection::connectUpstream(bool woken) {
       continue;
     }
     LOG_WARN("connect to %s: %s", server.name().c_str(), strerror(error));
-    server.noteFailure(now, group_->size() == 1);
+    server.noteFailure(now, group_->inServiceCount() == 1);
     tried_.add(static_cast<size_t>(server_index_));
     if (++attempts_ > group_->config().retries) {
       respondError(502, requestPending());
       return;
     }
+    ServerCounters::add(server.counters().retries_total);  // on to the next server
   }
 }
 
@@ -643,13 +732,14 @@ bool ClientConnection::retryAfter(UpstreamError error) {
   if (response_started_ || failed == nullptr) return false;
   const bool stale = failed->reused() && !failed->responseStarted() &&
                      (error == UpstreamError::kClosedEarly || error == UpstreamError::kSendFailed);
-  const bool connect_failed = error == UpstreamError::kConnectFailed || error == UpstreamError::kConnectTimeout;
+  const bool connect_failed = error == UpstreamError::kConnectFailed || error == UpstreamError::kConnectTimeout ||
+                              error == UpstreamError::kTlsFailed;
   if (!stale && !connect_failed) return false;
   if (stale && !idempotent_ && body_started_) return false;
   Server& server = failed->server();
   if (connect_failed) {
     LOG_WARN("upstream %s: %s", server.name().c_str(), toString(error));
-    server.noteFailure(worker_.loop().now(), group_->size() == 1);
+    server.noteFailure(worker_.loop().now(), group_->inServiceCount() == 1);
     tried_.add(static_cast<size_t>(server_index_));
     if (++attempts_ > group_->config().retries) return false;
   } else {
@@ -658,6 +748,7 @@ bool ClientConnection::retryAfter(UpstreamError error) {
     if (stale_retried_) return false;
     stale_retried_ = true;
   }
+  ServerCounters::add(server.counters().retries_total);
   Buffer replay(worker_.buffers());
   if (!failed->takeReplay(replay)) return false;
   if (stale) {

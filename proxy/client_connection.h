@@ -15,6 +15,7 @@
 #include "core/event_loop.h"
 #include "core/fd.h"
 #include "core/socket.h"
+#include "core/tls.h"
 #include "proxy/access_log.h"
 #include "proxy/forwarding.h"
 #include "proxy/request_rules.h"
@@ -39,7 +40,9 @@ class ClientConnection final : public IoHandler,
     kClosed,
   };
 
-  ClientConnection(Worker& worker, Fd fd, const SocketAddress& peer, ListenerKind kind);
+  // `tls`: the listener's TLS contexts, nullptr for a plain listener.
+  ClientConnection(Worker& worker, Fd fd, const SocketAddress& peer, ListenerKind kind,
+                   const TlsServer* tls = nullptr);
   ~ClientConnection() override;
 
   void start();
@@ -55,6 +58,15 @@ class ClientConnection final : public IoHandler,
 
  private:
   // Client side.
+  // TLS: drives the handshake; true once it is done (false: wait, or closed).
+  bool handshakeClient();
+  // Closes without an answer, but gracefully: our FIN first, then what the
+  // client still sends is read and dropped for a moment, so that unread bytes
+  // do not turn the close into a reset (a plain HTTP request to a TLS port).
+  void lingeringClose();
+  void discardInput();
+  ssize_t receive(void* buffer, size_t size);      // recv(), or through TLS
+  ssize_t transmit(const void* buffer, size_t size);  // send(), or through TLS
   void readClient();
   void parseClient();
   bool checkHeadLimits();
@@ -108,6 +120,8 @@ class ClientConnection final : public IoHandler,
   Worker& worker_;
   const Config& config_;
   Fd fd_;
+  const TlsServer* tls_server_;  // null: plain
+  TlsSession tls_;
   SocketAddress peer_;
   char peer_ip_[46] = {};
   ListenerKind kind_;
@@ -124,6 +138,7 @@ class ClientConnection final : public IoHandler,
   bool first_request_ = true;
   bool in_parser_ = false;       // inside llhttp_execute(): no re-entry
   bool finish_pending_ = false;  // finishExchange() asked for while parsing
+  bool lingering_ = false;       // see lingeringClose()
 
   // The current exchange.
   UpstreamGroup* group_ = nullptr;

@@ -45,7 +45,7 @@ void Listener::stop() {
 }
 
 // accept_mode handoff: the next connection the master passed us, or -1.
-int Listener::receiveHandedOff() {
+int Listener::receiveHandedOff(uint8_t* tag) {
   char byte;
   iovec iov{&byte, 1};
   alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
@@ -68,6 +68,7 @@ int Listener::receiveHandedOff() {
   }
   int fd;
   memcpy(&fd, CMSG_DATA(cmsg), sizeof fd);
+  *tag = static_cast<uint8_t>(byte);
   int flags = fcntl(fd, F_GETFL);
   fcntl(fd, F_SETFL, flags | O_NONBLOCK);
   return fd;
@@ -88,7 +89,8 @@ int Listener::acceptSome(int limit, bool final) {
   for (int attempt = 0; attempt < limit && socket_.fd >= 0 && (registered_ || final); ++attempt) {
     SocketAddress peer;
     peer.length = sizeof peer.storage;
-    int fd = socket_.handoff ? receiveHandedOff()
+    uint8_t tag = 0;
+    int fd = socket_.handoff ? receiveHandedOff(&tag)
                              : accept4(socket_.fd, peer.get(), &peer.length, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd >= 0 && socket_.handoff) {
       peer.length = sizeof peer.storage;
@@ -102,7 +104,9 @@ int Listener::acceptSome(int limit, bool final) {
     ++accepted;
     ServerCounters::add(stats.accepted);
     if (socket_.nodelay && !socket_.handoff) setNoDelay(fd);  // a handed-off one is set by the master
-    auto* client = new ClientConnection(worker_, Fd(fd), peer, socket_.kind);
+    const TlsServer* tls = socket_.tls_server;
+    if (socket_.handoff) tls = tag > 0 && tag <= socket_.handoff_tls.size() ? socket_.handoff_tls[tag - 1] : nullptr;
+    auto* client = new ClientConnection(worker_, Fd(fd), peer, socket_.kind, tls);
     client->start();
   }
   return accepted;

@@ -28,7 +28,7 @@ class Listener final : private IoHandler {
   void onIoEvent(uint32_t events) noexcept override;
   // Accepts up to `limit` connections; returns how many. `final`: also while paused.
   int acceptSome(int limit, bool final);
-  int receiveHandedOff();
+  int receiveHandedOff(uint8_t* tag);
 
   Worker& worker_;
   ListenSocket socket_;

@@ -19,6 +19,7 @@
 #include "core/clock.h"
 #include "core/log.h"
 #include "core/socket.h"
+#include "upstream/upstream_tls.h"
 #include "version.h"
 
 namespace poolgate {
@@ -39,26 +40,45 @@ bool handoffMode(const Config& config) { return config.accept_mode == AcceptMode
 
 bool perWorkerSockets(const Config& config) { return config.accept_mode == AcceptMode::kReuseport; }
 
+// Each worker builds its own upstream TLS contexts; the master loads them
+// once first, so that a CA file that does not load stops a start or a reload.
+bool checkUpstreamTls(const Config& config) {
+  bool ok = true;
+  for (const UpstreamConfig& upstream : config.upstreams) {
+    if (!upstream.tls.enabled) continue;
+    std::string why;
+    if (!UpstreamTls::create(upstream.tls, &why)) {
+      LOG_ERROR("%s", why.c_str());
+      ok = false;
+    }
+  }
+  return ok;
+}
+
 }  // namespace
 
 class Master::Acceptor final : public IoHandler {
  public:
-  Acceptor(Master& master, int fd, bool nodelay) : master_(master), fd_(fd), nodelay_(nodelay) {
+  Acceptor(Master& master, int fd, bool nodelay, uint8_t tag)
+      : master_(master), fd_(fd), nodelay_(nodelay), tag_(tag) {
     master_.loop_.add(fd_, EPOLLIN, this);
   }
   ~Acceptor() { master_.loop_.remove(fd_); }
-  void onIoEvent(uint32_t) noexcept override { master_.onHandoffAccept(fd_, nodelay_); }
+  void onIoEvent(uint32_t) noexcept override { master_.onHandoffAccept(fd_, nodelay_, tag_); }
 
  private:
   Master& master_;
   int fd_;  // owned by Master::listeners_
   bool nodelay_;
+  uint8_t tag_;
 };
 
 Master::Master(Config config, std::string config_path)
     : config_(std::move(config)), config_path_(std::move(config_path)) {}
 
 Master::~Master() {
+  monitor_.reset();     // while the loop it registered with and the segment exist
+  loop_.runDeferred();
   removePidFile();
   if (segment_ != nullptr) munmap(segment_, sizeof(StatsSegment));
 }
@@ -93,7 +113,14 @@ bool Master::openListener(const ListenConfig& listen, ListenerKind kind, uint32_
     LOG_ERROR("listen %s: not a numeric address", address_text.c_str());
     return false;
   }
-  ListenerSockets sockets{address_text, kind, tls, listen.nodelay, {}};
+  ListenerSockets sockets{address_text, kind, tls, listen.nodelay, {}, nullptr};
+  if (tls) {
+    // Certificates and keys are (re-)read here, at start and on every reload.
+    std::vector<std::string> errors;
+    sockets.tls_server = TlsServer::create(*listen.tls, &ticket_keys_, &errors);
+    for (const std::string& error : errors) LOG_ERROR("%s", error.c_str());
+    if (!sockets.tls_server) return false;
+  }
   for (const ListenerSockets& existing : current) {
     if (existing.address != address_text || existing.kind != kind || existing.tls != tls) continue;
     for (size_t i = 0; i < existing.fds.size(); ++i) {
@@ -137,7 +164,7 @@ bool Master::openListener(const ListenConfig& listen, ListenerKind kind, uint32_
   }
   if (!reused) {
     LOG_INFO("listening on %s (%s)", socket_address.toString().c_str(),
-             kind == ListenerKind::kAdmin ? "admin" : "proxy");
+             kind == ListenerKind::kAdmin ? "admin" : tls ? "proxy, tls" : "proxy");
   }
   out->push_back(std::move(sockets));
   return true;
@@ -148,10 +175,6 @@ bool Master::openListeners(const Config& config, const std::vector<ListenerSocke
   // reuseport: a socket per worker; the other modes share one socket.
   const uint32_t count = perWorkerSockets(config) ? config.effectiveWorkers() : 1;
   for (const ListenConfig& listen : config.listen) {
-    if (listen.tls) {
-      LOG_ERROR("listen %s: TLS listeners are not implemented yet", listen.address.text.c_str());
-      return false;
-    }
     if (!openListener(listen, ListenerKind::kProxy, count, current, out)) return false;
   }
   if (config.admin) {
@@ -160,17 +183,6 @@ bool Master::openListeners(const Config& config, const std::vector<ListenerSocke
     return openListener(admin, ListenerKind::kAdmin, count, current, out);
   }
   return true;
-}
-
-void Master::warnAboutNames() const {
-  for (const UpstreamConfig& upstream : config_.upstreams) {
-    for (const ServerConfig& server : upstream.servers) {
-      if (!server.address.numeric) {
-        LOG_WARN("upstream %s: server %s is a name; name resolution is not implemented yet, "
-                 "so it is never used", upstream.name.c_str(), server.address.text.c_str());
-      }
-    }
-  }
 }
 
 int Master::run() {
@@ -186,8 +198,11 @@ int Master::run() {
     LOG_ERROR("cannot set up the master's event loop: %s", strerror(errno));
     return 1;
   }
+  if (!ticket_keys_.generate()) LOG_WARN("no random bytes for TLS session tickets: TLS sessions will not resume");
   // After a binary upgrade the old master's sockets arrive as inherited descriptors.
-  if (!mapSegment() || !openListeners(config_, inheritedListeners(), &listeners_)) return 1;
+  if (!checkUpstreamTls(config_) || !mapSegment() || !openListeners(config_, inheritedListeners(), &listeners_)) {
+    return 1;
+  }
   unsetenv(kInheritVariable);
   writePidFile();
 
@@ -195,8 +210,15 @@ int Master::run() {
   workers_.resize(count);
   LOG_INFO("poolgate %s starting %u worker(s), accept_mode %s", POOLGATE_VERSION, count,
            toString(config_.accept_mode));
-  warnAboutNames();
-  registerSharedServers();
+  // Names resolved before the first workers start (bounded by the resolver's
+  // timeout), so that they start with addresses to send requests to.
+  monitor_ = std::make_unique<UpstreamMonitor>(loop_, *segment_);
+  monitor_->configure(config_);
+  const uint64_t resolve_deadline = loop_.now() + 2 * secondsToMs(config_.resolver.timeout) + 100;
+  while (!monitor_->settled() && !stopping_ && loop_.now() < resolve_deadline) {
+    loop_.runOnce(static_cast<int>(resolve_deadline - loop_.now()));
+  }
+  if (stopping_) return 0;
   for (uint32_t i = 0; i < count; ++i) spawn(i);
   startAcceptors();
   loop_.run();
@@ -259,6 +281,7 @@ void Master::runWorker(uint32_t number, size_t slot) {
   if (getppid() != master) _exit(1);
   loop_.closeAfterFork();
   signal_fd_.reset();
+  monitor_.reset();  // closes the master's lookup and probe sockets in this process
   char role[32];
   snprintf(role, sizeof role, "worker %u", number);
   Log::setRole(role);
@@ -270,6 +293,7 @@ void Master::runWorker(uint32_t number, size_t slot) {
   if (handoff_fd_for_child_ >= 0) {
     ListenSocket handoff{handoff_fd_for_child_, ListenerKind::kProxy, false};
     handoff.handoff = true;
+    handoff.handoff_tls = tlsTags();
     sockets.push_back(handoff);
   }
   for (ListenerSockets& listener : listeners_) {
@@ -278,6 +302,7 @@ void Master::runWorker(uint32_t number, size_t slot) {
         listener.fds[i].reset();  // the master accepts these
       } else if (!perWorkerSockets(config_) || i % workers_.size() == number) {
         sockets.push_back({listener.fds[i].release(), listener.kind, listener.tls, listener.nodelay});
+        sockets.back().tls_server = listener.tls_server.get();
       } else {
         listener.fds[i].reset();  // another worker's socket
       }
@@ -327,27 +352,38 @@ void Master::onIoEvent(uint32_t) noexcept {
 void Master::startAcceptors() {
   acceptors_.clear();
   if (!handoffMode(config_)) return;
+  size_t tls_number = 0;
   for (const ListenerSockets& listener : listeners_) {
     if (listener.kind != ListenerKind::kProxy) continue;
+    if (listener.tls_server) ++tls_number;  // the numbering of tlsTags()
+    const auto tag = static_cast<uint8_t>(listener.tls_server && tls_number < 256 ? tls_number : 0);
     for (const Fd& fd : listener.fds) {
-      acceptors_.push_back(std::make_unique<Acceptor>(*this, fd.get(), listener.nodelay));
+      acceptors_.push_back(std::make_unique<Acceptor>(*this, fd.get(), listener.nodelay, tag));
     }
   }
 }
 
-void Master::onHandoffAccept(int listen_fd, bool nodelay) {
+std::vector<const TlsServer*> Master::tlsTags() const {
+  std::vector<const TlsServer*> tags;
+  for (const ListenerSockets& listener : listeners_) {
+    if (listener.kind == ListenerKind::kProxy && listener.tls_server) tags.push_back(listener.tls_server.get());
+  }
+  return tags;
+}
+
+void Master::onHandoffAccept(int listen_fd, bool nodelay, uint8_t tag) {
   for (int i = 0; i < 64; ++i) {  // a batch, so that signals are not starved
     int fd = accept4(listen_fd, nullptr, nullptr, SOCK_CLOEXEC);
     if (fd < 0) return;  // EAGAIN (or an error the next wake-up will show again)
     if (nodelay) setNoDelay(fd);
-    if (!handOff(fd)) LOG_WARN("handoff: no worker could take a connection; closed");
+    if (!handOff(fd, tag)) LOG_WARN("handoff: no worker could take a connection; closed");
     ::close(fd);  // the worker has its own descriptor now
   }
 }
 
 // To the running worker with the fewest active clients; SCM_RIGHTS over its
 // socket pair. Falls back to the next one if a worker's pair is full.
-bool Master::handOff(int client_fd) {
+bool Master::handOff(int client_fd, uint8_t tag) {
   // Candidates from the least loaded up; one that cannot take it (its pair is
   // full) is skipped. No allocation: this runs for every accepted connection.
   uint64_t skipped = 0;  // bit per worker number (at most 64 workers)
@@ -370,7 +406,7 @@ bool Master::handOff(int client_fd) {
       }
     }
     if (best == nullptr) return false;
-    if (sendDescriptor(best->handoff.get(), client_fd)) {
+    if (sendDescriptor(best->handoff.get(), client_fd, tag)) {
       ++best->handed;
       return true;
     }
@@ -378,8 +414,8 @@ bool Master::handOff(int client_fd) {
   }
 }
 
-bool Master::sendDescriptor(int channel, int fd) {
-  char byte = 0;
+bool Master::sendDescriptor(int channel, int fd, uint8_t tag) {
+  char byte = static_cast<char>(tag);
   iovec iov{&byte, 1};
   alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
   msghdr message{};
@@ -407,7 +443,7 @@ void Master::reload() {
     return;
   }
   std::vector<ListenerSockets> next_listeners;
-  if (!openListeners(next, listeners_, &next_listeners)) {
+  if (!checkUpstreamTls(next) || !openListeners(next, listeners_, &next_listeners)) {
     LOG_ERROR("reload failed: generation %llu keeps running unchanged", static_cast<unsigned long long>(generation_));
     return;
   }
@@ -425,8 +461,7 @@ void Master::reload() {
   std::vector<WorkerProcess> old = std::move(workers_);
   workers_ = std::vector<WorkerProcess>(config_.effectiveWorkers());
   LOG_INFO("generation %llu: starting %zu worker(s)", static_cast<unsigned long long>(generation_), workers_.size());
-  warnAboutNames();
-  registerSharedServers();
+  monitor_->configure(config_);  // before the workers: the shared entries they look up exist
   for (uint32_t i = 0; i < workers_.size(); ++i) spawn(i);
   startAcceptors();
   for (WorkerProcess& worker : old) {
@@ -449,18 +484,6 @@ void Master::onRecycleRequest(pid_t pid) {
     worker.quick_deaths = 0;
     spawn(number);
     return;
-  }
-}
-
-void Master::registerSharedServers() {
-  for (const UpstreamConfig& upstream : config_.upstreams) {
-    if (upstream.pool.max_conns == 0) continue;
-    for (const ServerConfig& server : upstream.servers) {
-      if (addSharedServer(*segment_, upstream.name, server.address.text) < 0) {
-        LOG_ERROR("upstream %s: no room to share a connection count for %s: max_conns not enforced",
-                  upstream.name.c_str(), server.address.text.c_str());
-      }
-    }
   }
 }
 
@@ -594,6 +617,7 @@ std::vector<Master::ListenerSockets> Master::inheritedListeners() {
     if (bar1 == std::string_view::npos || bar2 == std::string_view::npos) continue;
     ListenerSockets sockets;
     sockets.kind = entry.substr(0, bar1) == "admin" ? ListenerKind::kAdmin : ListenerKind::kProxy;
+    sockets.tls = entry.substr(0, bar1) == "tls";
     sockets.address = std::string(entry.substr(bar1 + 1, bar2 - bar1 - 1));
     std::string_view fds = entry.substr(bar2 + 1);
     while (!fds.empty()) {
@@ -621,7 +645,7 @@ void Master::upgradeBinary() {
   std::string listeners;
   for (const ListenerSockets& sockets : listeners_) {
     if (!listeners.empty()) listeners += ';';
-    listeners += sockets.kind == ListenerKind::kAdmin ? "admin|" : "proxy|";
+    listeners += sockets.kind == ListenerKind::kAdmin ? "admin|" : sockets.tls ? "tls|" : "proxy|";
     listeners += sockets.address + '|';
     for (size_t i = 0; i < sockets.fds.size(); ++i) {
       if (i > 0) listeners += ',';

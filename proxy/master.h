@@ -14,6 +14,8 @@
 #include "core/event_loop.h"
 #include "core/fd.h"
 #include "proxy/stats_segment.h"
+#include "proxy/upstream_monitor.h"
+#include "proxy/tls_server.h"
 #include "proxy/worker.h"
 
 namespace poolgate {
@@ -39,6 +41,8 @@ class Master final : private IoHandler {
     bool tls = false;
     bool nodelay = true;
     std::vector<Fd> fds;  // index = worker number
+    // TLS listeners: certificates and keys as read by this generation's config.
+    std::shared_ptr<TlsServer> tls_server;
   };
   // One worker number's process (replaced in place when it dies).
   struct WorkerProcess {
@@ -60,13 +64,16 @@ class Master final : private IoHandler {
                      std::vector<ListenerSockets>* out);
   bool openListener(const ListenConfig& listen, ListenerKind kind, uint32_t count,
                     const std::vector<ListenerSockets>& current, std::vector<ListenerSockets>* out);
-  void warnAboutNames() const;
-  void registerSharedServers();
   void reload();
   void startAcceptors();
-  void onHandoffAccept(int listen_fd, bool nodelay);
-  bool handOff(int client_fd);
-  static bool sendDescriptor(int channel, int fd);  // SCM_RIGHTS, non-blocking
+  // `tag`: which listener the connection came from, for the worker: 0 for a
+  // plain one, else the TLS listener's number (see tlsTags()).
+  void onHandoffAccept(int listen_fd, bool nodelay, uint8_t tag);
+  bool handOff(int client_fd, uint8_t tag);
+  static bool sendDescriptor(int channel, int fd, uint8_t tag);  // SCM_RIGHTS, non-blocking
+  // accept_mode handoff: the TLS servers of the proxy listeners, in order;
+  // listener i's connections carry tag i + 1.
+  std::vector<const TlsServer*> tlsTags() const;
   void upgradeBinary();
   [[noreturn]] void execNewMaster(const std::string& listeners);
   static std::vector<ListenerSockets> inheritedListeners();
@@ -84,7 +91,11 @@ class Master final : private IoHandler {
   void removePidFile();
 
   Config config_;
+  std::unique_ptr<UpstreamMonitor> monitor_;  // DNS and active health checks (master only)
   std::string config_path_;
+  // Session ticket secret: drawn once, before the first fork, kept across
+  // reloads, so that every worker of every generation resumes every session.
+  TicketKeys ticket_keys_;
   EventLoop loop_;
   Fd signal_fd_;
   StatsSegment* segment_ = nullptr;

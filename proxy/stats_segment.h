@@ -6,9 +6,12 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <string>
 #include <string_view>
+#include <vector>
 
 #include "pool/counters.h"
+#include "upstream/health.h"
 
 namespace poolgate {
 
@@ -27,9 +30,10 @@ const char* toString(SlotState state);
 
 struct ServerSlot {
   char address[kNameBytes];     // "127.0.0.1:5000", NUL-terminated
+  char name[kNameBytes];        // the configured name it was resolved from, "" for an IP
   uint32_t upstream;            // index into WorkerSlot::upstreams
-  int32_t shared_index;         // its SharedServer entry (max_conns), or -1
-  std::atomic<uint32_t> healthy{1};
+  int32_t shared_index;         // its SharedServer entry (health, max_conns), or -1
+  std::atomic<uint32_t> in_service{1};  // 0: retired (its address left the DNS answer)
   ServerCounters counters;
 };
 
@@ -52,7 +56,8 @@ struct WorkerSlot {
   std::atomic<uint64_t> accept_wakeups{0};
   std::atomic<uint64_t> accept_empty{0};
 
-  // Written once by the worker before it sets state = running.
+  // Written by the worker before it sets state = running; server_count grows
+  // (release) after a new entry is filled in, when DNS adds an address.
   std::atomic<uint32_t> upstream_count{0};
   std::atomic<uint32_t> server_count{0};
   UpstreamSlot upstreams[kMaxUpstreams];
@@ -68,8 +73,9 @@ struct StatsHeader {
   std::atomic<int32_t> accept_lock{0};
 };
 
-// One upstream server's connection count across ALL workers, for
-// pool.max_conns. The master adds the entries (one writer, before forking);
+// One upstream address as ALL workers share it: its health verdict, and its
+// connection count for pool.max_conns. The master adds the entries (the one
+// writer of the table, before forking or before publishing a DNS answer);
 // workers only look them up, then count with compare-and-swap.
 inline constexpr size_t kMaxSharedServers = 512;
 struct SharedServer {
@@ -77,11 +83,33 @@ struct SharedServer {
   char key[2 * kNameBytes];  // "upstream name" NUL "address"
   std::atomic<int32_t> conns{0};
   std::atomic<int32_t> waiters{0};  // requests queued for a place, all workers
+  SharedHealth health;
+};
+
+// The addresses one configured server name resolves to, written by the
+// master's resolver, read by the workers. A sequence lock: `version` is odd
+// while the master writes; a reader copies, then checks it did not move.
+inline constexpr size_t kMaxSharedNames = 128;
+inline constexpr size_t kMaxNameAddresses = 16;
+enum class NameState : uint32_t { kPending = 0, kResolved = 1, kFailing = 2 };
+struct SharedName {
+  std::atomic<uint32_t> used{0};
+  char key[2 * kNameBytes];  // "upstream name" NUL "name:port" as configured
+  std::atomic<uint64_t> version{0};
+  uint32_t count;                                // addresses valid below
+  char addresses[kMaxNameAddresses][kNameBytes];  // "10.0.0.1:5000"
+  // Outside the lock (each read on its own):
+  std::atomic<uint32_t> state{0};                // NameState: kFailing keeps the last good addresses
+  std::atomic<uint64_t> resolutions_total{0};
+  std::atomic<uint64_t> failures_total{0};
+  std::atomic<uint64_t> next_refresh_ms{0};      // CLOCK_REALTIME of the next lookup
+  char error[kNameBytes];                        // the last failure (written before state = kFailing)
 };
 
 struct StatsSegment {
   StatsHeader header;
   SharedServer shared[kMaxSharedServers];
+  SharedName names[kMaxSharedNames];
   WorkerSlot workers[kMaxWorkerSlots];
 };
 
@@ -89,5 +117,14 @@ struct StatsSegment {
 // missing (master only) and returns -1 when the table is full.
 int findSharedServer(const StatsSegment& segment, std::string_view upstream, std::string_view address);
 int addSharedServer(StatsSegment& segment, std::string_view upstream, std::string_view address);
+
+// The same for configured names (master adds, workers find).
+int findSharedName(const StatsSegment& segment, std::string_view upstream, std::string_view name);
+int addSharedName(StatsSegment& segment, std::string_view upstream, std::string_view name);
+
+// Sequence-locked access to a SharedName's address list.
+void publishAddresses(SharedName& entry, const std::vector<std::string>& addresses);
+// Copies a consistent list; returns the version it read (even).
+uint64_t readAddresses(const SharedName& entry, std::vector<std::string>* addresses);
 
 }  // namespace poolgate

@@ -5,7 +5,9 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
+#include <optional>
 
 #include "core/clock.h"
 #include "core/log.h"
@@ -43,46 +45,40 @@ Worker::Worker(const Config& config, StatsSegment& segment, size_t slot_index, u
       drain_deadline_(loop_.timers(), [this] {
         LOG_WARN("shutdown_timeout reached with %zu client(s) left; exiting", clients_.size());
         loop_.stop();
+      }),
+      names_timer_(loop_.timers(), [this] {
+        syncNames();
+        names_timer_.arm(kNamePollMs);
       }) {
   slot_.pid.store(getpid(), std::memory_order_relaxed);
   slot_.slot.store(worker_number, std::memory_order_relaxed);
   slot_.generation.store(generation, std::memory_order_relaxed);
   slot_.started_ms.store(realtimeMs(), std::memory_order_relaxed);
 
-  // Describe our upstreams and servers in the slot, then build the groups
-  // whose pools count into it.
-  size_t server_index = 0;
+  // Describe our upstreams in the slot and build the groups: IP addresses
+  // at once, names with the addresses the master's resolver has published
+  // (and again whenever it publishes new ones).
   size_t upstream_count = std::min(config.upstreams.size(), kMaxUpstreams);
   for (size_t u = 0; u < upstream_count; ++u) {
     const UpstreamConfig& upstream = config.upstreams[u];
     copyName(slot_.upstreams[u].name, upstream.name);
     slot_.upstreams[u].max_idle = upstream.pool.max_idle;
-    std::vector<ServerCounters*> counters;
-    std::vector<std::atomic<uint32_t>*> healthy;
-    std::vector<std::atomic<int32_t>*> shared;
-    std::vector<std::atomic<int32_t>*> waiting;
-    for (const ServerConfig& server : upstream.servers) {
-      ServerSlot& entry = slot_.servers[server_index < kMaxServers ? server_index : kMaxServers - 1];
-      int shared_index = upstream.pool.max_conns != 0
-                             ? findSharedServer(segment, upstream.name, server.address.text)
-                             : -1;
-      if (server_index < kMaxServers) {
-        copyName(entry.address, server.address.text);
-        entry.upstream = static_cast<uint32_t>(u);
-        entry.shared_index = shared_index;
+    upstreams_.push_back(std::make_unique<UpstreamGroup>(upstream, loop_.timers()));
+    for (size_t i = 0; i < upstream.servers.size(); ++i) {
+      const ServerConfig& server = upstream.servers[i];
+      if (server.address.numeric) {
+        SocketAddress address;
+        if (makeSocketAddress(server.address.host, server.address.port, &address)) {
+          addServer(u, server.address.text, address, "", server.weight);
+        }
+      } else {
+        names_.push_back({u, i, findSharedName(segment, upstream.name, server.address.text)});
       }
-      counters.push_back(&entry.counters);
-      healthy.push_back(&entry.healthy);
-      shared.push_back(shared_index >= 0 ? &segment.shared[shared_index].conns : nullptr);
-      waiting.push_back(shared_index >= 0 ? &segment.shared[shared_index].waiters : nullptr);
-      ++server_index;
     }
-    upstreams_.push_back(std::make_unique<UpstreamGroup>(upstream, loop_.timers(), counters.data(),
-                                                         healthy.data(), shared.data(), waiting.data()));
   }
-  if (server_index > kMaxServers) LOG_WARN("more than %zu servers: stats show the first ones", kMaxServers);
   slot_.upstream_count.store(static_cast<uint32_t>(upstream_count), std::memory_order_relaxed);
-  slot_.server_count.store(static_cast<uint32_t>(std::min(server_index, kMaxServers)), std::memory_order_relaxed);
+  syncNames();
+  if (!names_.empty()) names_timer_.arm(kNamePollMs);
 
   if (config.max_requests_per_worker != 0) {
     // Up to 10% more, so that workers started together do not recycle together.
@@ -106,6 +102,81 @@ Worker::~Worker() {
   listeners_.clear();
   loop_.runDeferred();
   access_log_.reset();  // flushes  // while the buffer pool and the servers they use still exist
+}
+
+void Worker::addServer(size_t group_index, const std::string& address_text, const SocketAddress& address,
+                       const std::string& name, uint32_t weight) {
+  UpstreamGroup& group = *upstreams_[group_index];
+  const size_t count = slot_.server_count.load(std::memory_order_relaxed);
+  const bool own_entry = count < kMaxServers;
+  if (!own_entry) {
+    LOG_WARN("more than %zu upstream addresses: %s counts into the last stats entry", kMaxServers,
+             address_text.c_str());
+  }
+  const size_t index = own_entry ? count : kMaxServers - 1;
+  int shared_index = findSharedServer(segment_, group.name(), address_text);
+  ServerSlot& entry = slot_.servers[index];
+  SharedServer* shared = shared_index >= 0 ? &segment_.shared[shared_index] : nullptr;
+  if (own_entry) {  // filled in before the count that makes it visible
+    copyName(entry.address, address_text);
+    copyName(entry.name, name);
+    entry.upstream = static_cast<uint32_t>(group_index);
+    entry.shared_index = shared_index;
+    entry.in_service.store(1, std::memory_order_relaxed);
+    slot_.server_count.store(static_cast<uint32_t>(index + 1), std::memory_order_release);
+  }
+  ServerStorage storage;
+  storage.counters = &entry.counters;
+  storage.health = shared != nullptr ? &shared->health : nullptr;
+  storage.shared_conns = shared != nullptr ? &shared->conns : nullptr;
+  storage.shared_waiters = shared != nullptr ? &shared->waiters : nullptr;
+  size_t server_index = group.addServer(address_text, address, weight, storage, name);
+  if (stats_index_.size() < upstreams_.size()) stats_index_.resize(upstreams_.size());
+  auto& indexes = stats_index_[group_index];
+  if (indexes.size() <= server_index) indexes.resize(server_index + 1);
+  indexes[server_index] = index;
+}
+
+void Worker::syncNames() {
+  std::vector<std::string> addresses;
+  for (NameWatch& watch : names_) {
+    if (watch.shared_name < 0) {  // registered by the master after we started (a reload is on its way)
+      const UpstreamConfig& upstream = config_.upstreams[watch.group];
+      watch.shared_name = findSharedName(segment_, upstream.name, upstream.servers[watch.server].address.text);
+      if (watch.shared_name < 0) continue;
+    }
+    const SharedName& shared = segment_.names[watch.shared_name];
+    if (shared.version.load(std::memory_order_acquire) == watch.version) continue;
+    watch.version = readAddresses(shared, &addresses);
+    applyAddresses(watch, addresses);
+  }
+}
+
+// Brings the group in line with a name's current addresses: new ones are
+// added, those that dropped out retire (idle connections closed now, busy
+// ones when their exchange ends), those that came back are reinstated.
+void Worker::applyAddresses(NameWatch& watch, const std::vector<std::string>& addresses) {
+  UpstreamGroup& group = *upstreams_[watch.group];
+  const ServerConfig& server = config_.upstreams[watch.group].servers[watch.server];
+  for (size_t index : watch.servers) {
+    const std::string& name = group.server(index).name();
+    const bool listed = std::find(addresses.begin(), addresses.end(), name) != addresses.end();
+    if (group.server(index).inService() == listed) continue;
+    group.setInService(index, listed);
+    slot_.servers[stats_index_[watch.group][index]].in_service.store(listed ? 1 : 0, std::memory_order_relaxed);
+    LOG_DEBUG("upstream %s: %s (%s) %s", group.name().c_str(), name.c_str(), server.address.text.c_str(),
+              listed ? "is back in the DNS answer" : "left the DNS answer; retired");
+  }
+  for (const std::string& text : addresses) {
+    if (group.find(text) >= 0) continue;  // ours already, or the same address configured another way
+    std::string why;
+    std::optional<HostPort> parsed = parseHostPort(text, &why);
+    SocketAddress address;
+    if (!parsed || !makeSocketAddress(parsed->host, parsed->port, &address)) continue;
+    addServer(watch.group, text, address, server.address.text, server.weight);
+    watch.servers.push_back(group.size() - 1);
+    LOG_DEBUG("upstream %s: %s resolved to %s", group.name().c_str(), server.address.text.c_str(), text.c_str());
+  }
 }
 
 void Worker::setupSignals() {

@@ -21,6 +21,7 @@ namespace poolgate {
 
 class ClientConnection;
 class Listener;
+class TlsServer;
 
 // A worker asks the master for its replacement (max_requests_per_worker).
 // SIGRTMIN is not a constant in glibc, hence a function.
@@ -35,6 +36,10 @@ struct ListenSocket {
   bool tls = false;
   bool nodelay = true;  // TCP_NODELAY on accepted connections
   bool handoff = false;  // a socket pair: connections arrive as SCM_RIGHTS from the master
+  const TlsServer* tls_server = nullptr;  // set for TLS listeners (owned by the master)
+  // A hand-off socket: the TLS servers by tag (a handed connection's tag n > 0
+  // means handoff_tls[n - 1]; 0 means plain).
+  std::vector<const TlsServer*> handoff_tls = {};
 };
 
 class Worker final : private IoHandler, private LoopObserver {
@@ -77,6 +82,21 @@ class Worker final : private IoHandler, private LoopObserver {
   void setupSignals();
   void checkDrained();
 
+  // A server of the configuration given by name: its addresses come from
+  // the master's resolver through shared memory.
+  struct NameWatch {
+    size_t group;                // index in upstreams_
+    size_t server;               // index in the group's configured servers
+    int shared_name;             // its SharedName entry, or -1 until the master adds it
+    uint64_t version = 0;        // of the address list last applied (0 = none yet)
+    std::vector<size_t> servers = {};  // indexes in the group of the addresses it gave
+  };
+  static constexpr uint64_t kNamePollMs = 100;
+  void addServer(size_t group_index, const std::string& address_text, const SocketAddress& address,
+                 const std::string& name, uint32_t weight);
+  void syncNames();
+  void applyAddresses(NameWatch& watch, const std::vector<std::string>& addresses);
+
   const Config& config_;
   StatsSegment& segment_;
   WorkerSlot& slot_;
@@ -89,6 +109,9 @@ class Worker final : private IoHandler, private LoopObserver {
   std::unique_ptr<AccessLog> access_log_;
   std::vector<ClientConnection*> clients_;  // every open client, for draining
   Timer drain_deadline_;
+  std::vector<NameWatch> names_;
+  std::vector<std::vector<size_t>> stats_index_;  // [group][server] -> index in slot_.servers
+  Timer names_timer_;
   bool draining_ = false;
   uint64_t recycle_after_ = 0;  // max_requests_per_worker plus jitter; 0 = never
   uint64_t served_ = 0;

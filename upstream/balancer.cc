@@ -15,7 +15,7 @@ namespace {
 // ---- what one pick may choose from ------------------------------------------
 
 // The servers of a group as one pick sees them: a server is eligible when its
-// address is resolved, it is not marked down and it was not tried already.
+// address is in service, it is not marked down and it was not tried already.
 class Candidates {
  public:
   Candidates(const ServerList& servers, const TriedSet& tried, uint64_t now_ms)
@@ -26,7 +26,7 @@ class Candidates {
 
   bool eligible(size_t index) const {
     const Server& s = *servers_[index];
-    return !tried_.contains(index) && s.resolved() && s.available(now_ms_);
+    return !tried_.contains(index) && s.inService() && s.available(now_ms_);
   }
 
   bool any() const {
@@ -226,7 +226,7 @@ class RandomTwoBalancer final : public Balancer {
 // on (or used to land on) that server's points: about 1/N of them. Many points
 // per server smooth out the arcs so the key space is shared evenly.
 //
-// When the owner is not eligible (down, unresolved or already tried), the
+// When the owner is not eligible (down, retired or already tried), the
 // walk continues clockwise to the next point of a different server, so a
 // key's fallback is stable too.
 //

@@ -5,52 +5,87 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "config/config.h"
 #include "core/socket.h"
 #include "core/timer.h"
+#include "core/tls.h"
 #include "pool/pool.h"
 #include "upstream/balancer.h"
+#include "upstream/health.h"
+#include "upstream/upstream_tls.h"
 
 namespace poolgate {
 
+// Where a server's figures live: the worker's stats slot and the shared
+// segment in the proxy, plain objects in unit tests.
+struct ServerStorage {
+  ServerCounters* counters = nullptr;
+  SharedHealth* health = nullptr;                 // null: the server keeps its own
+  std::atomic<int32_t>* shared_conns = nullptr;   // max_conns count across workers, or null
+  std::atomic<int32_t>* shared_waiters = nullptr;
+};
+
+// One upstream address (a configured IP, or one address a name resolved to).
 class Server {
  public:
-  Server(const ServerConfig& config, const PoolConfig& pool_config, const HealthConfig& health,
-         TimerQueue& timers, ServerCounters& counters, std::atomic<uint32_t>& healthy,
-         std::atomic<int32_t>* shared_conns = nullptr, std::atomic<int32_t>* shared_waiters = nullptr);
+  Server(std::string name, const SocketAddress& address, uint32_t weight, const UpstreamConfig& upstream,
+         TimerQueue& timers, const ServerStorage& storage);
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
 
-  const std::string& name() const { return config_.address.text; }
+  const std::string& name() const { return name_; }  // "10.0.0.1:5000", "[::1]:5000"
   const SocketAddress& address() const { return address_; }
-  bool resolved() const { return resolved_; }
-  uint32_t weight() const { return config_.weight; }
+  uint32_t weight() const { return weight_; }
   Pool& pool() { return pool_; }
   ServerCounters& counters() { return counters_; }
 
-  // Passive health: `max_fails` failures within `fail_timeout` take the server
-  // out of rotation for `fail_timeout`.
-  bool available(uint64_t now_ms) const { return now_ms >= down_until_ms_; }
+  // In service: part of the group's current address set. An address that
+  // dropped out of DNS is retired: never picked, its idle connections
+  // closed, its busy ones finish their exchange and are not pooled.
+  bool inService() const { return in_service_; }
+  void setInService(bool in_service);
+
+  // Shared health (see upstream/health.h): passive failures and the active check.
+  bool available(uint64_t now_ms) const { return health_.healthy(now_ms); }
+  const SharedHealth& health() const { return health_; }
   void noteFailure(uint64_t now_ms, bool only_server);
-  void noteSuccess();
+  void noteSuccess() { health_.noteSuccess(); }
 
   // Requests this worker has in flight on this server. The proxy raises it
   // around each exchange; least_conn and random_two read it.
   uint32_t active_requests = 0;
 
+  // Upstream TLS (upstreams[].tls.enabled): the group's client context (null
+  // for plain HTTP, or when it failed to load: connections then fail), the
+  // host to send as SNI and to verify unless tls.server_name is set, and the
+  // newest session the server issued, offered by the next new connection.
+  bool tlsEnabled() const { return tls_enabled_; }
+  const UpstreamTls* tls() const { return tls_; }
+  const std::string& tlsHost() const { return tls_host_; }
+  SslSessionPtr& tlsSession() { return tls_session_; }
+  void setTls(const UpstreamTls* tls, std::string host) {
+    tls_enabled_ = true;
+    tls_ = tls;
+    tls_host_ = std::move(host);
+  }
+
  private:
-  const ServerConfig& config_;
-  const HealthConfig& health_;
+  bool tls_enabled_ = false;
+  const UpstreamTls* tls_ = nullptr;
+  std::string tls_host_;
+  SslSessionPtr tls_session_;
+  std::string name_;
   SocketAddress address_;
-  bool resolved_ = false;
+  uint32_t weight_;
+  const HealthConfig& health_config_;
   Pool pool_;
   ServerCounters& counters_;
-  std::atomic<uint32_t>& healthy_;
-  uint32_t fails_ = 0;
-  uint64_t first_fail_ms_ = 0;
-  uint64_t down_until_ms_ = 0;
+  SharedHealth own_health_;  // used when the storage has none
+  SharedHealth& health_;
+  bool in_service_ = true;
 };
 
 // Servers already tried for one request (retries move on to the next).
@@ -68,18 +103,27 @@ class TriedSet {
 
 class UpstreamGroup {
  public:
-  // `counters` and `healthy` point at one entry per server, in order.
-  // `shared_conns` (may be null): one cross-worker connection count per server, for max_conns.
-  UpstreamGroup(const UpstreamConfig& config, TimerQueue& timers, ServerCounters* const* counters,
-                std::atomic<uint32_t>* const* healthy, std::atomic<int32_t>* const* shared_conns = nullptr,
-                std::atomic<int32_t>* const* shared_waiters = nullptr);
+  // An empty group; the owner adds servers (numeric ones at once, resolved
+  // ones as DNS answers arrive).
+  UpstreamGroup(const UpstreamConfig& config, TimerQueue& timers);
 
   const std::string& name() const { return config_.name; }
   const UpstreamConfig& config() const { return config_; }
-  size_t size() const { return servers_.size(); }
+  size_t size() const { return servers_.size(); }  // including retired ones
   Server& server(size_t index) { return *servers_[index]; }
+  size_t inServiceCount() const;
 
-  // Picks a server with the group's `balance` among those that are resolved,
+  // Adds an address in service and returns its index (indexes never change:
+  // a retired server stays in the list). `configured`: the name:port it was
+  // resolved from ("" for a configured IP address), for TLS names.
+  size_t addServer(std::string name, const SocketAddress& address, uint32_t weight,
+                   const ServerStorage& storage, std::string_view configured = "");
+  // The index of the server with this name, or -1.
+  int find(std::string_view name) const;
+  // Retires or reinstates a server; the balancer is rebuilt when that changes anything.
+  void setInService(size_t index, bool in_service);
+
+  // Picks a server with the group's `balance` among those in service,
   // available and not yet tried. Returns its index, or -1 when none is left.
   // `context` carries the request's hash key (used by `balance = "hash"` only).
   int pick(const TriedSet& tried, uint64_t now_ms, const PickContext& context);
@@ -94,9 +138,11 @@ class UpstreamGroup {
 
  private:
   const UpstreamConfig& config_;
+  TimerQueue& timers_;
   ServerList servers_;
   std::unique_ptr<Balancer> balancer_;
   std::string hash_header_;
+  std::unique_ptr<UpstreamTls> tls_;  // tls.enabled: the client context of this worker
 };
 
 }  // namespace poolgate

@@ -29,6 +29,7 @@ const char* toString(UpstreamError error) {
     case UpstreamError::kClosedEarly: return "closed_early";
     case UpstreamError::kTruncated: return "truncated";
     case UpstreamError::kBadResponse: return "bad_response";
+    case UpstreamError::kTlsFailed: return "tls_failed";
   }
   return "unknown";
 }
@@ -97,9 +98,18 @@ void UpstreamConnection::beginRequest(bool head_request) {
 void UpstreamConnection::onIoEvent(uint32_t events) noexcept {
   switch (state_) {
     case State::kConnecting:
-      if (events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) onConnectDone();
+      if (tls_) {
+        continueHandshake();
+      } else if (events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) {
+        onConnectDone();
+      }
       return;
     case State::kIdle:
+      // TLS: a session ticket may come late; anything else closes (below).
+      if (tls_ && (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) == EPOLLIN) {
+        readable_ = true;
+        if (settleTls()) return;
+      }
       // Readable, hung up or in error while idle: EOF or bytes nobody asked for.
       if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
         ServerCounters::add(server_.counters().closed_idle_total);
@@ -107,6 +117,11 @@ void UpstreamConnection::onIoEvent(uint32_t events) noexcept {
       }
       return;
     case State::kActive:
+      if (tls_) {
+        // The TLS layer may wait for the other direction than the one it serves.
+        if ((events & EPOLLIN) && tls_.writeWantsRead()) events |= EPOLLOUT;
+        if ((events & EPOLLOUT) && tls_.readWantsWrite()) events |= EPOLLIN;
+      }
       if (events & EPOLLOUT) {
         writable_ = true;
         flush();
@@ -128,6 +143,14 @@ void UpstreamConnection::onConnectDone() {
     fail(UpstreamError::kConnectFailed);
     return;
   }
+  if (server_.tlsEnabled()) {
+    startTls();
+    return;
+  }
+  onConnected();
+}
+
+void UpstreamConnection::onConnected() {
   state_ = State::kActive;
   writable_ = true;
   server_.pool().noteConnected();
@@ -135,10 +158,68 @@ void UpstreamConnection::onConnectDone() {
   user_->onUpstreamConnected();
 }
 
+void UpstreamConnection::startTls() {
+  const UpstreamTls* tls = server_.tls();
+  if (tls == nullptr) {  // the context did not load (logged when the worker started)
+    fail(UpstreamError::kTlsFailed);
+    return;
+  }
+  SslSessionPtr& session = server_.tlsSession();
+  if (!tls_.start(tls->context(), fd_.get(), /*server=*/false) ||
+      !tls->prepare(tls_, server_.tlsHost(), session.get(), &session)) {
+    LOG_ERROR("upstream %s: cannot start TLS: %s", server_.name().c_str(), tls_.failure().c_str());
+    fail(UpstreamError::kTlsFailed);
+    return;
+  }
+  continueHandshake();
+}
+
+void UpstreamConnection::continueHandshake() {
+  switch (tls_.handshake()) {
+    case TlsResult::kWantRead:
+    case TlsResult::kWantWrite:
+      return;  // the next event (or the upstream_connect timer) brings us back
+    case TlsResult::kFailed:
+      LOG_WARN("upstream %s: TLS handshake failed: %s", server_.name().c_str(), tls_.failure().c_str());
+      fail(UpstreamError::kTlsFailed);
+      return;
+    case TlsResult::kDone:
+      break;
+  }
+  ServerCounters& counters = server_.counters();
+  ServerCounters::add(counters.tls_handshakes_total);
+  if (tls_.resumed()) ServerCounters::add(counters.tls_resumed_total);
+  LOG_DEBUG("upstream %s: %s%s", server_.name().c_str(), tls_.version(), tls_.resumed() ? " (resumed)" : "");
+  // Records (a session ticket, say) may already wait behind the handshake:
+  // their readiness edge has passed, so read until the TLS layer waits.
+  readable_ = true;
+  onConnected();
+  if (state_ == State::kActive) readResponse();
+}
+
+bool UpstreamConnection::settleTls() {
+  if (!tls_ || !readable_) return true;
+  char byte;
+  ssize_t n = tls_.read(&byte, 1);
+  if (n < 0 && errno == EAGAIN && !tls_.readWantsWrite()) {
+    readable_ = false;
+    return true;
+  }
+  return false;  // response bytes nobody asked for, close_notify, EOF or an error
+}
+
+ssize_t UpstreamConnection::receive(void* buffer, size_t size) {
+  return tls_ ? tls_.read(buffer, size) : ::recv(fd_.get(), buffer, size, 0);
+}
+
+ssize_t UpstreamConnection::transmit(const void* buffer, size_t size) {
+  return tls_ ? tls_.write(buffer, size) : ::send(fd_.get(), buffer, size, MSG_NOSIGNAL);
+}
+
 void UpstreamConnection::flush() {
   if (state_ != State::kActive) return;
   while (writable_ && sent_ < out_.size()) {
-    ssize_t n = ::send(fd_.get(), out_.data() + sent_, out_.size() - sent_, MSG_NOSIGNAL);
+    ssize_t n = transmit(out_.data() + sent_, out_.size() - sent_);
     if (n > 0) {
       sent_ += static_cast<size_t>(n);
       continue;
@@ -215,7 +296,7 @@ void UpstreamConnection::readResponse() {
       fail(UpstreamError::kBadResponse);
       return;
     }
-    ssize_t n = ::recv(fd_.get(), in_.writePtr(), in_.writable(), 0);
+    ssize_t n = receive(in_.writePtr(), in_.writable());
     if (n > 0) {
       in_.commit(static_cast<size_t>(n));
       response_started_ = true;
@@ -328,8 +409,9 @@ void UpstreamConnection::release(bool request_complete, bool exiting) {
   facts.length_delimited = !needs_eof_;
   facts.upstream_keep_alive = parser_.keepAlive();
   facts.request_sent = request_complete && pendingOutput() == 0;
-  facts.unread_bytes = !in_.empty();
+  facts.unread_bytes = !in_.empty() || !settleTls() || tls_.hasBuffered();
   facts.exiting = exiting;
+  facts.retired = !server_.inService();
   facts.requests_served = requests_served_;
   facts.age_ms = loop_.now() - createdMs();
   NoReuse verdict = reuseVerdict(facts, server_.pool().config());
@@ -355,6 +437,9 @@ void UpstreamConnection::endRequest() {
 }
 
 bool UpstreamConnection::probeIdle() noexcept {
+  // With TLS the socket carries records: any byte at all (a close_notify
+  // alert, a stray record) means the connection is not fit for a request.
+  if (tls_.hasBuffered()) return false;
   char byte;
   ssize_t n = ::recv(fd_.get(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
   return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
@@ -369,6 +454,10 @@ void UpstreamConnection::close() {
   endRequest();
   timer_.cancel();
   loop_.remove(fd_.get());
+  if (tls_) {
+    tls_.shutdown();  // close_notify, if it can leave at once
+    tls_.reset();
+  }
   fd_.reset();
   server_.pool().noteClosed(*this);
   loop_.deferDelete(static_cast<Deletable*>(this));

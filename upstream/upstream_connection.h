@@ -13,6 +13,7 @@
 #include "core/buffer.h"
 #include "core/event_loop.h"
 #include "core/fd.h"
+#include "core/tls.h"
 #include "pool/pool.h"
 #include "upstream/http.h"
 
@@ -30,6 +31,7 @@ enum class UpstreamError : uint8_t {
   kClosedEarly,     // EOF or reset before any response byte
   kTruncated,       // EOF or reset in the middle of a response
   kBadResponse,     // the response does not parse
+  kTlsFailed,       // upstreams[].tls: the handshake failed (verification, protocol)
 };
 const char* toString(UpstreamError error);
 
@@ -95,6 +97,17 @@ class UpstreamConnection final : public IoHandler, public PoolMember, public Del
   ~UpstreamConnection() override = default;
 
   void onConnectDone();
+  // upstreams[].tls: after the TCP connect, the handshake (still in
+  // kConnecting, under the upstream_connect timer).
+  void startTls();
+  void continueHandshake();
+  void onConnected();
+  // TLS: reads the records that came after the response (a session ticket,
+  // a close_notify...). True while the connection stays fit for the pool:
+  // nothing but TLS housekeeping arrived.
+  bool settleTls();
+  ssize_t receive(void* buffer, size_t size);         // recv(), or through TLS
+  ssize_t transmit(const void* buffer, size_t size);  // send(), or through TLS
   void readResponse();
   void parseInput();
   void onEof();
@@ -113,6 +126,7 @@ class UpstreamConnection final : public IoHandler, public PoolMember, public Del
   Server& server_;
   const TimeoutsConfig& timeouts_;
   Fd fd_;
+  TlsSession tls_;  // empty for plain HTTP
   Timer timer_;
   Buffer in_;
   Buffer out_;

@@ -98,6 +98,30 @@ sockaddr_in loopback(uint16_t port) {
   return addr;
 }
 
+// A numeric IPv4 or IPv6 address and a port as a socket address; throws on a bad address.
+socklen_t numericAddress(const std::string& host, uint16_t port, sockaddr_storage* out) {
+  *out = {};
+  auto* v4 = reinterpret_cast<sockaddr_in*>(out);
+  if (::inet_pton(AF_INET, host.c_str(), &v4->sin_addr) == 1) {
+    v4->sin_family = AF_INET;
+    v4->sin_port = htons(port);
+    return sizeof(sockaddr_in);
+  }
+  auto* v6 = reinterpret_cast<sockaddr_in6*>(out);
+  if (::inet_pton(AF_INET6, host.c_str(), &v6->sin6_addr) == 1) {
+    v6->sin6_family = AF_INET6;
+    v6->sin6_port = htons(port);
+    return sizeof(sockaddr_in6);
+  }
+  throw HarnessError("not a numeric IP address: '" + host + "'");
+}
+
+uint16_t portOf(const sockaddr_storage& addr) {
+  return ntohs(addr.ss_family == AF_INET6
+                   ? reinterpret_cast<const sockaddr_in6&>(addr).sin6_port
+                   : reinterpret_cast<const sockaddr_in&>(addr).sin_port);
+}
+
 const char* reasonPhrase(int status) {
   switch (status) {
     case 100: return "Continue";
@@ -581,6 +605,24 @@ HttpClient::HttpClient(uint16_t port, Millis ioTimeout) : timeout_(ioTimeout) {
   reader_ = std::make_unique<SocketReader>(fd_, timeout_);
 }
 
+HttpClient::HttpClient(const std::string& host, uint16_t port, Millis ioTimeout)
+    : timeout_(ioTimeout) {
+  sockaddr_storage addr{};
+  socklen_t len = numericAddress(host, port, &addr);
+  fd_ = ::socket(addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd_ < 0) throw HarnessError(errnoText("socket"));
+  setIoTimeouts(fd_, timeout_);
+  if (::connect(fd_, reinterpret_cast<sockaddr*>(&addr), len) != 0) {
+    std::string why = errnoText("connect to " + host + " port " + std::to_string(port));
+    ::close(fd_);
+    fd_ = -1;
+    throw HarnessError(why);
+  }
+  int one = 1;
+  ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  reader_ = std::make_unique<SocketReader>(fd_, timeout_);
+}
+
 HttpClient::~HttpClient() {
   if (fd_ >= 0) ::close(fd_);
 }
@@ -687,6 +729,49 @@ size_t countEstablished(uint16_t port) {
       if (colon == std::string::npos) continue;
       unsigned long remotePort = std::strtoul(remote.c_str() + colon + 1, nullptr, 16);
       if (remotePort == port && state == "01") ++count;
+    }
+  }
+  return count;
+}
+
+size_t countEstablished(const std::string& ip, uint16_t port) {
+  in6_addr want{};  // IPv4 as IPv4-mapped IPv6, so that both tables compare alike
+  in_addr want4{};
+  if (::inet_pton(AF_INET, ip.c_str(), &want4) == 1) {
+    want.s6_addr[10] = want.s6_addr[11] = 0xff;
+    std::memcpy(&want.s6_addr[12], &want4, 4);
+  } else if (::inet_pton(AF_INET6, ip.c_str(), &want) != 1) {
+    throw HarnessError("countEstablished: not a numeric IP address: '" + ip + "'");
+  }
+  size_t count = 0;
+  for (const char* file : {"/proc/net/tcp", "/proc/net/tcp6"}) {
+    std::ifstream in(file);
+    std::string line;
+    std::getline(in, line);  // header
+    while (std::getline(in, line)) {
+      std::istringstream ss(line);
+      std::string slot, local, remote, state;
+      ss >> slot >> local >> remote >> state;
+      size_t colon = remote.rfind(':');
+      if (colon == std::string::npos || state != "01") continue;
+      if (std::strtoul(remote.c_str() + colon + 1, nullptr, 16) != port) continue;
+      // The kernel prints the address as 32-bit words in host byte order.
+      std::string hex = remote.substr(0, colon);
+      in6_addr got{};
+      if (hex.size() == 8) {
+        auto word = static_cast<uint32_t>(std::strtoul(hex.c_str(), nullptr, 16));
+        got.s6_addr[10] = got.s6_addr[11] = 0xff;
+        std::memcpy(&got.s6_addr[12], &word, 4);
+      } else if (hex.size() == 32) {
+        for (size_t i = 0; i < 4; ++i) {
+          std::string part = hex.substr(i * 8, 8);
+          auto word = static_cast<uint32_t>(std::strtoul(part.c_str(), nullptr, 16));
+          std::memcpy(&got.s6_addr[i * 4], &word, 4);
+        }
+      } else {
+        continue;
+      }
+      if (std::memcmp(&got, &want, sizeof got) == 0) ++count;
     }
   }
   return count;
@@ -816,16 +901,31 @@ UpstreamHandler TestUpstream::standardHandler() {
   };
 }
 
-TestUpstream::TestUpstream(UpstreamHandler handler) : handler_(std::move(handler)) {
-  listenFd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+TestUpstream::TestUpstream(UpstreamHandler handler, std::string bindAddress, uint16_t port)
+    : bindAddress_(std::move(bindAddress)), handler_(std::move(handler)) {
+  sockaddr_storage addr{};
+  socklen_t len = numericAddress(bindAddress_, port, &addr);
+  listenFd_ = ::socket(addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (listenFd_ < 0) throw HarnessError(errnoText("socket"));
   int one = 1;
   ::setsockopt(listenFd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  sockaddr_in addr = loopback(0);
-  if (::bind(listenFd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
-      ::listen(listenFd_, 512) != 0)
-    throw HarnessError(errnoText("TestUpstream bind/listen"));
-  port_ = localPortOf(listenFd_);
+  if (addr.ss_family == AF_INET6)
+    ::setsockopt(listenFd_, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+  if (::bind(listenFd_, reinterpret_cast<sockaddr*>(&addr), len) != 0 ||
+      ::listen(listenFd_, 512) != 0) {
+    std::string why = errnoText("TestUpstream bind/listen " + bindAddress_ + " port " +
+                                std::to_string(port));
+    ::close(listenFd_);
+    throw HarnessError(why);
+  }
+  sockaddr_storage bound{};
+  socklen_t boundLen = sizeof bound;
+  if (::getsockname(listenFd_, reinterpret_cast<sockaddr*>(&bound), &boundLen) != 0) {
+    std::string why = errnoText("getsockname");
+    ::close(listenFd_);
+    throw HarnessError(why);
+  }
+  port_ = portOf(bound);
   acceptThread_ = std::thread([this] { acceptLoop(); });
 }
 
@@ -1034,6 +1134,265 @@ bool TestUpstream::waitClosedByPeer(uint64_t id, Millis timeout) const {
     auto it = connections_.find(id);
     return it != connections_.end() && !it->second.open && it->second.closedByPeer;
   });
+}
+
+// ---------------------------------------------------------------------------------------
+// DNS
+
+namespace {
+
+void putU16(std::string& out, uint16_t v) {
+  out.push_back(static_cast<char>(v >> 8));
+  out.push_back(static_cast<char>(v & 0xff));
+}
+
+uint16_t getU16(const std::string& in, size_t pos) {
+  if (pos + 2 > in.size()) throw HarnessError("DNS answer truncated");
+  return static_cast<uint16_t>((static_cast<uint8_t>(in[pos]) << 8) |
+                               static_cast<uint8_t>(in[pos + 1]));
+}
+
+uint32_t getU32(const std::string& in, size_t pos) {
+  return (static_cast<uint32_t>(getU16(in, pos)) << 16) | getU16(in, pos + 2);
+}
+
+// Skips a (possibly compressed) name; returns the position after it.
+size_t skipName(const std::string& in, size_t pos) {
+  for (;;) {
+    if (pos >= in.size()) throw HarnessError("DNS answer truncated in a name");
+    auto len = static_cast<uint8_t>(in[pos]);
+    if (len == 0) return pos + 1;
+    if ((len & 0xc0) == 0xc0) return pos + 2;  // a pointer ends the name
+    if ((len & 0xc0) != 0) throw HarnessError("DNS answer: bad label");
+    pos += 1 + len;
+  }
+}
+
+}  // namespace
+
+DnsAnswer dnsQuery(uint16_t port, const std::string& name, bool aaaa, Millis timeout) {
+  static std::atomic<uint16_t> nextId{0x5a00};
+  const uint16_t id = nextId++;
+  const uint16_t type = aaaa ? 28 : 1;
+  std::string query;
+  putU16(query, id);
+  putU16(query, 0x0100);  // standard query, recursion desired
+  putU16(query, 1);       // one question
+  putU16(query, 0);
+  putU16(query, 0);
+  putU16(query, 0);
+  size_t start = 0;
+  while (start <= name.size()) {
+    size_t dot = name.find('.', start);
+    if (dot == std::string::npos) dot = name.size();
+    size_t len = dot - start;
+    if (len == 0 && dot == name.size()) break;  // trailing dot
+    if (len == 0 || len > 63) throw HarnessError("dnsQuery: bad name '" + name + "'");
+    query.push_back(static_cast<char>(len));
+    query.append(name, start, len);
+    start = dot + 1;
+  }
+  query.push_back('\0');
+  putU16(query, type);
+  putU16(query, 1);  // class IN
+
+  int fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) throw HarnessError(errnoText("socket"));
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{fd};
+  sockaddr_in addr = loopback(port);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0)
+    throw HarnessError(errnoText("dnsQuery connect"));
+  if (::send(fd, query.data(), query.size(), 0) != static_cast<ssize_t>(query.size()))
+    throw HarnessError(errnoText("dnsQuery send"));
+
+  const auto deadline = Clock::now() + timeout;
+  std::string in(4096, '\0');
+  for (;;) {
+    auto left = std::chrono::duration_cast<Millis>(deadline - Clock::now());
+    if (left.count() <= 0 || pollFor(fd, POLLIN, left) == 0)
+      throw HarnessError("dnsQuery " + name + ": no answer from 127.0.0.1:" +
+                         std::to_string(port) + " within " + std::to_string(timeout.count()) +
+                         " ms");
+    ssize_t n = ::recv(fd, in.data(), in.size(), 0);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      throw HarnessError(errnoText("dnsQuery recv from 127.0.0.1:" + std::to_string(port)));
+    }
+    std::string msg = in.substr(0, static_cast<size_t>(n));
+    if (msg.size() < 12 || getU16(msg, 0) != id || (getU16(msg, 2) & 0x8000) == 0) continue;
+
+    DnsAnswer answer;
+    answer.rcode = getU16(msg, 2) & 0x000f;
+    size_t questions = getU16(msg, 4), answers = getU16(msg, 6);
+    size_t pos = 12;
+    for (size_t i = 0; i < questions; ++i) pos = skipName(msg, pos) + 4;
+    bool first = true;
+    for (size_t i = 0; i < answers; ++i) {
+      pos = skipName(msg, pos);
+      uint16_t rrType = getU16(msg, pos), rrClass = getU16(msg, pos + 2);
+      uint32_t ttl = getU32(msg, pos + 4);
+      uint16_t rdLength = getU16(msg, pos + 8);
+      pos += 10;
+      if (pos + rdLength > msg.size()) throw HarnessError("DNS answer truncated in a record");
+      if (rrClass == 1 && rrType == type && rdLength == (aaaa ? 16 : 4)) {
+        char text[INET6_ADDRSTRLEN] = {};
+        ::inet_ntop(aaaa ? AF_INET6 : AF_INET, msg.data() + pos, text, sizeof text);
+        answer.addresses.emplace_back(text);
+        answer.ttl = first ? ttl : std::min(answer.ttl, ttl);
+        first = false;
+      }
+      pos += rdLength;
+    }
+    std::sort(answer.addresses.begin(), answer.addresses.end());
+    return answer;
+  }
+}
+
+std::string Dnsmasq::binary() {
+  std::vector<std::string> candidates;
+  if (const char* path = std::getenv("PATH")) {
+    std::istringstream dirs(path);
+    std::string dir;
+    while (std::getline(dirs, dir, ':'))
+      if (!dir.empty()) candidates.push_back(dir + "/dnsmasq");
+  }
+  candidates.insert(candidates.end(), {"/usr/sbin/dnsmasq", "/sbin/dnsmasq"});
+  for (const auto& c : candidates)
+    if (::access(c.c_str(), X_OK) == 0) return c;
+  return {};
+}
+
+Dnsmasq::Dnsmasq(const Records& records, int ttlSeconds)
+    : hostsPath_(dir_.file("hosts")), logPath_(dir_.file("dnsmasq.log")), ttl_(ttlSeconds),
+      records_(records) {
+  const std::string exe = binary();
+  if (exe.empty())
+    throw HarnessError("dnsmasq is not installed (Debian package dnsmasq-base; "
+                       "tools/install-deps installs it)");
+  writeHosts(records_);
+
+  // A port free for both UDP and TCP on 127.0.0.1. Another process may take it before
+  // dnsmasq binds it: then dnsmasq exits at once, and we try another.
+  auto pickPort = []() -> uint16_t {
+    for (int attempt = 0; attempt < 20; ++attempt) {
+      int udp = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+      sockaddr_in addr = loopback(0);
+      if (udp < 0 || ::bind(udp, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+        if (udp >= 0) ::close(udp);
+        throw HarnessError(errnoText("Dnsmasq: bind UDP"));
+      }
+      uint16_t port = localPortOf(udp);
+      int tcp = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      addr = loopback(port);
+      bool ok = tcp >= 0 && ::bind(tcp, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+      if (tcp >= 0) ::close(tcp);
+      ::close(udp);
+      if (ok) return port;
+    }
+    throw HarnessError("Dnsmasq: found no port free for both UDP and TCP");
+  };
+
+  std::string lastFailure;
+  for (int attempt = 0; attempt < 5; ++attempt) {
+    port_ = pickPort();
+    std::vector<std::string> argv = {
+        exe,
+        "--keep-in-foreground",
+        "--conf-file=/dev/null",  // no system configuration
+        "--no-resolv",            // no upstream servers from /etc/resolv.conf...
+        "--no-poll",
+        "--no-hosts",             // ...and no /etc/hosts
+        "--local=/#/",            // every name not in the hosts file: NXDOMAIN, not REFUSED
+        "--no-negcache",
+        "--bind-interfaces",
+        "--listen-address=127.0.0.1",
+        "--port=" + std::to_string(port_),
+        "--addn-hosts=" + hostsPath_,
+        "--local-ttl=" + std::to_string(ttl_),
+        "--pid-file=" + dir_.file("dnsmasq.pid"),
+        "--log-facility=-",  // stderr, i.e. the log file
+        "--log-queries",
+    };
+    // As root dnsmasq would drop to `nobody`, which cannot read our private temp dir.
+    if (::geteuid() == 0) argv.push_back("--user=root");
+    process_ = std::make_unique<Process>(argv, logPath_, logPath_);
+    bool ready = waitUntil(
+        [&] {
+          if (!process_->running()) return true;
+          return dnsQuery(port_, "ready.invalid", false, 200ms).rcode >= 0;
+        },
+        5s, 20ms);
+    if (ready && process_->running()) return;
+    lastFailure = process_->running() ? "no answer within 5 s"
+                                      : "exited (" + process_->wait(0ms)->describe() + ")";
+    process_->killGroup();
+  }
+  throw HarnessError("dnsmasq did not start on 127.0.0.1 (" + lastFailure +
+                     ")\n---- dnsmasq log ----\n" + tailLines(log(), 30));
+}
+
+Dnsmasq::~Dnsmasq() {
+  if (::testing::Test::HasFailure())
+    std::cerr << "---- dnsmasq log tail (port " << port_ << ") ----\n"
+              << tailLines(log(), 30) << "\n----\n";
+  stop();
+}
+
+void Dnsmasq::stop() {
+  if (process_ && process_->running()) process_->killGroup();
+}
+
+void Dnsmasq::writeHosts(const Records& records) const {
+  std::string text = "# written by the poolgate test harness\n";
+  for (const auto& [name, addresses] : records)
+    for (const auto& address : addresses) text += address + " " + name + "\n";
+  // Written aside and renamed, so that dnsmasq never reads half a file.
+  std::string tmp = dir_.write("hosts.new", text);
+  if (::rename(tmp.c_str(), hostsPath_.c_str()) != 0)
+    throw HarnessError(errnoText("rename " + tmp));
+}
+
+bool Dnsmasq::answers(const Records& want, const Records& gone) const {
+  for (const auto& [name, addresses] : want) {
+    std::vector<std::string> v4, v6;
+    for (const auto& a : addresses) (a.find(':') == std::string::npos ? v4 : v6).push_back(a);
+    std::sort(v4.begin(), v4.end());
+    std::sort(v6.begin(), v6.end());
+    DnsAnswer a = dnsQuery(port_, name, false, 500ms);
+    DnsAnswer aaaa = dnsQuery(port_, name, true, 500ms);
+    bool known = !addresses.empty();
+    if (known && (a.rcode != 0 || aaaa.rcode != 0)) return false;
+    if (!known && a.rcode != 3) return false;
+    if (a.addresses != v4 || aaaa.addresses != v6) return false;
+  }
+  for (const auto& [name, addresses] : gone)
+    if (!want.contains(name) && dnsQuery(port_, name, false, 500ms).rcode != 3) return false;
+  return true;
+}
+
+void Dnsmasq::setRecords(const Records& records) {
+  if (!running()) throw HarnessError("Dnsmasq::setRecords: dnsmasq is not running");
+  Records previous = std::exchange(records_, records);
+  writeHosts(records_);
+  process_->signal(SIGHUP);  // re-reads the addn-hosts file and clears the cache
+  if (!waitUntil([&] { return answers(records_, previous); }, 5s, 20ms)) {
+    std::string got;
+    for (const auto& [name, addresses] : records_) {
+      try {
+        DnsAnswer a = dnsQuery(port_, name, false, 500ms);
+        got += " " + name + ": rcode " + std::to_string(a.rcode) + " [";
+        for (const auto& x : a.addresses) got += " " + x;
+        got += " ]";
+      } catch (const std::exception& e) {
+        got += " " + name + ": " + e.what();
+      }
+    }
+    throw HarnessError("dnsmasq did not answer the new records within 5 s after SIGHUP:" + got +
+                       "\n---- dnsmasq log ----\n" + tailLines(log(), 30));
+  }
 }
 
 // ---------------------------------------------------------------------------------------

@@ -213,6 +213,8 @@ struct HttpResponse {
 class HttpClient {
  public:
   explicit HttpClient(uint16_t port, Millis ioTimeout = kIoTimeout);
+  // To another loopback address, IPv4 ("127.0.0.2") or IPv6 ("::1").
+  HttpClient(const std::string& host, uint16_t port, Millis ioTimeout = kIoTimeout);
   ~HttpClient();
   HttpClient(HttpClient&& other) noexcept;
   HttpClient& operator=(HttpClient&& other) noexcept;
@@ -252,6 +254,9 @@ HttpResponse httpGet(uint16_t port, std::string_view target, const Headers& head
 // ESTABLISHED TCP connections (IPv4 and IPv6) whose remote port is `port`: the
 // client-side sockets connected to a local server on that port, as `ss -tn` shows them.
 size_t countEstablished(uint16_t port);
+// The same, only those whose remote address is `ip` ("127.0.0.3", "::1"): the
+// connections to one of several servers sharing a port on different loopback addresses.
+size_t countEstablished(const std::string& ip, uint16_t port);
 
 // A port bound on 127.0.0.1 but not listening: connecting to it is refused, and nobody
 // else can take it while this object lives.
@@ -333,7 +338,9 @@ class UpstreamConnection {
 using UpstreamHandler = std::function<void(const UpstreamRequest&, UpstreamConnection&)>;
 
 // An HTTP/1.1 server on 127.0.0.1:0, one thread per connection, scripted by a handler.
-// Records every request and how each connection ended.
+// Records every request and how each connection ended. It can bind another loopback
+// address (all of 127/8 reaches lo on Linux; "::1" for IPv6) and a given port, so that
+// two upstreams can share a port on different addresses (what one DNS name gives).
 class TestUpstream {
  public:
   // The standard handler answers:
@@ -349,13 +356,20 @@ class TestUpstream {
   static UpstreamHandler holdingHandler(std::shared_ptr<std::atomic<bool>> release,
                                         std::shared_ptr<std::atomic<bool>> holding);
 
-  explicit TestUpstream(UpstreamHandler handler = standardHandler());
+  // Throws HarnessError when `bindAddress`:`port` cannot be bound (e.g. the port is taken).
+  explicit TestUpstream(UpstreamHandler handler = standardHandler(),
+                        std::string bindAddress = "127.0.0.1", uint16_t port = 0);
   ~TestUpstream();
   TestUpstream(const TestUpstream&) = delete;
   TestUpstream& operator=(const TestUpstream&) = delete;
 
   uint16_t port() const { return port_; }
-  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+  const std::string& bindAddress() const { return bindAddress_; }
+  // "127.0.0.2:PORT", or "[::1]:PORT" for IPv6.
+  std::string address() const {
+    bool v6 = bindAddress_.find(':') != std::string::npos;
+    return (v6 ? "[" + bindAddress_ + "]" : bindAddress_) + ":" + std::to_string(port_);
+  }
 
   void setHandler(UpstreamHandler handler);
   // Close connections that stay idle (between requests) longer than this; 0 = never.
@@ -394,6 +408,7 @@ class TestUpstream {
   void finishConnection(uint64_t id, bool byPeer);
   bool stopping() const { return stopping_.load(); }
 
+  std::string bindAddress_;
   int listenFd_ = -1;
   uint16_t port_ = 0;
   std::atomic<bool> stopping_{false};
@@ -410,6 +425,61 @@ class TestUpstream {
   std::vector<std::string> errors_;
   uint64_t nextId_ = 1;
   uint64_t bytesReceived_ = 0;
+};
+
+// ---------------------------------------------------------------------------------------
+// DNS: a real dnsmasq on loopback, and a minimal query client
+
+// The answer to one DNS question over UDP.
+struct DnsAnswer {
+  int rcode = -1;                      // 0 NOERROR, 2 SERVFAIL, 3 NXDOMAIN, 5 REFUSED
+  std::vector<std::string> addresses;  // of the A or AAAA answers, textual, sorted
+  uint32_t ttl = 0;                    // smallest TTL among those answers
+};
+// Asks 127.0.0.1:`port` for the A (or AAAA) records of `name`. Throws HarnessError when
+// no answer arrives within `timeout` or the answer is malformed.
+DnsAnswer dnsQuery(uint16_t port, const std::string& name, bool aaaa = false,
+                   Millis timeout = 1s);
+
+// `dnsmasq` (Debian package dnsmasq-base) in the foreground on 127.0.0.1:PORT (UDP and
+// TCP, a free port picked at start), with no system configuration: it answers only the
+// records given here, from an addn-hosts file, with TTL `ttlSeconds`; every other name
+// gets NXDOMAIN. Records map a name to IPv4 and/or IPv6 addresses (A and AAAA records).
+class Dnsmasq {
+ public:
+  using Records = std::map<std::string, std::vector<std::string>>;
+
+  // Starts it and waits (bounded) until it answers. Throws HarnessError if dnsmasq is
+  // not installed or does not start.
+  explicit Dnsmasq(const Records& records = {}, int ttlSeconds = 1);
+  ~Dnsmasq();  // kills it; prints its log tail if the test has failed
+  Dnsmasq(const Dnsmasq&) = delete;
+  Dnsmasq& operator=(const Dnsmasq&) = delete;
+
+  uint16_t port() const { return port_; }
+  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+  const Records& records() const { return records_; }
+  // Rewrites the hosts file, sends SIGHUP (dnsmasq re-reads it and clears its cache) and
+  // waits (bounded) until queries answer exactly the new records, and NXDOMAIN for the
+  // names dropped. Throws HarnessError otherwise.
+  void setRecords(const Records& records);
+  // Stops the server (SIGKILL, reaped): queries to its port go unanswered from then on.
+  void stop();
+  bool running() const { return process_ && process_->running(); }
+  std::string log() const { return readFile(logPath_); }
+  // The dnsmasq executable (PATH, then /usr/sbin, /sbin), "" when not installed.
+  static std::string binary();
+
+ private:
+  void writeHosts(const Records& records) const;
+  bool answers(const Records& want, const Records& gone) const;
+  TempDir dir_;
+  std::string hostsPath_;
+  std::string logPath_;
+  int ttl_;
+  uint16_t port_ = 0;
+  Records records_;
+  std::unique_ptr<Process> process_;
 };
 
 // ---------------------------------------------------------------------------------------

@@ -37,11 +37,18 @@ struct ServerSpec {
   uint64_t reason_count;
 };
 
-void setServer(WorkerSlot& w, uint32_t index, const ServerSpec& s) {
+// An unhealthy server gets a shared entry whose active check fails: health
+// is rendered from the shared verdict, not from the worker's slot.
+void setServer(StatsSegment& seg, WorkerSlot& w, uint32_t index, const ServerSpec& s) {
   ServerSlot& slot = w.servers[index];
   setName(slot.address, s.address);
   slot.upstream = s.upstream;
-  slot.healthy = s.healthy ? 1 : 0;
+  slot.shared_index = -1;
+  if (!s.healthy) {
+    slot.shared_index = addSharedServer(seg, "test", s.address);
+    ASSERT_GE(slot.shared_index, 0);
+    seg.shared[slot.shared_index].health.check = static_cast<uint32_t>(CheckState::kFailing);
+  }
   ServerCounters& c = slot.counters;
   EXPECT_EQ(s.open, s.idle + s.active) << "open is derived from idle + active";
   c.idle = s.idle;
@@ -86,7 +93,7 @@ std::unique_ptr<StatsSegment> makeSegment() {
     w.upstream_count = 1;
     w.server_count = 1;
     setName(w.upstreams[0].name, "stale");
-    setServer(w, 0, {"10.9.9.9:1", 0, true, 50, 50, 0, 1, 1, 1, 1, 1, NoReuse::kError, 1});
+    setServer(*seg, w, 0, {"10.9.9.9:1", 0, true, 50, 50, 0, 1, 1, 1, 1, 1, NoReuse::kError, 1});
   }
   {
     WorkerSlot& w = seg->workers[2];
@@ -95,7 +102,7 @@ std::unique_ptr<StatsSegment> makeSegment() {
     w.server_count = 1;
     setName(w.upstreams[0].name, "app");
     w.upstreams[0].max_idle = 32;
-    setServer(w, 0, {"127.0.0.1:5000", 0, true, 3, 2, 1, 5, 895, 1, 900, 4,
+    setServer(*seg, w, 0, {"127.0.0.1:5000", 0, true, 3, 2, 1, 5, 895, 1, 900, 4,
                      NoReuse::kExiting, 2});
   }
   {
@@ -107,10 +114,10 @@ std::unique_ptr<StatsSegment> makeSegment() {
     w.upstreams[0].max_idle = 32;
     setName(w.upstreams[1].name, kOddName);
     w.upstreams[1].max_idle = 4;
-    setServer(w, 0, {"127.0.0.1:5000", 0, true, 8, 6, 2, 9, 4991, 0, 5000, 7,
+    setServer(*seg, w, 0, {"127.0.0.1:5000", 0, true, 8, 6, 2, 9, 4991, 0, 5000, 7,
                      NoReuse::kUpstreamClose, 5});
-    setServer(w, 1, {"[::1]:7000", 1, false, 1, 0, 1, 2, 10, 3, 12, 0, NoReuse::kPoolFull, 6});
-    setServer(w, 2, {"127.0.0.1:5001", 0, true, 4, 4, 0, 4, 100, 0, 104, 1,
+    setServer(*seg, w, 1, {"[::1]:7000", 1, false, 1, 0, 1, 2, 10, 3, 12, 0, NoReuse::kPoolFull, 6});
+    setServer(*seg, w, 2, {"127.0.0.1:5001", 0, true, 4, 4, 0, 4, 100, 0, 104, 1,
                      NoReuse::kMaxRequests, 1});
   }
   {  // starting: not yet serving, not listed
@@ -140,7 +147,7 @@ TEST(AdminRender, NoReuseNames) {
   const std::vector<std::string> expected = {
       "reusable",     "response_not_done", "upstream_close", "request_not_sent", "error",
       "max_requests", "max_lifetime",      "exiting",        "unread_bytes",     "pool_full",
-      "yielded",      "client_gone"};
+      "yielded",      "client_gone",       "retired"};
   ASSERT_EQ(expected.size(), static_cast<size_t>(NoReuse::kCount));
   for (size_t i = 0; i < expected.size(); ++i) {
     EXPECT_EQ(toString(static_cast<NoReuse>(i)), expected[i]) << i;
@@ -342,7 +349,7 @@ TEST(AdminRenderJson, EscapesControlAndInvalidUtf8) {
   w.upstream_count = 1;
   w.server_count = 1;
   setName(w.upstreams[0].name, "tab\there\x01\xC3\xA9");  // control chars + valid é
-  setServer(w, 0, {"bad\xFF\xC3", 0, true, 0, 0, 0, 0, 0, 0, 0, 0, NoReuse::kError, 0});
+  setServer(*seg, w, 0, {"bad\xFF\xC3", 0, true, 0, 0, 0, 0, 0, 0, 0, 0, NoReuse::kError, 0});
   std::string raw;
   const json j = renderJson(*seg, &raw);
   EXPECT_NE(raw.find("tab\\there\\u0001\xC3\xA9"), std::string::npos) << raw;

@@ -47,13 +47,15 @@ class TestGroup {
     config_.servers = servers;
     config_.health.max_fails = 1;
     config_.health.fail_timeout = 10.0;
-    std::vector<ServerCounters*> counters;
-    std::vector<std::atomic<uint32_t>*> healthy;
-    for (size_t i = 0; i < servers.size(); ++i) {
-      counters.push_back(&counters_.emplace_back());
-      healthy.push_back(&healthy_.emplace_back(0));
+    group_ = std::make_unique<UpstreamGroup>(config_, timers_);
+    for (const ServerConfig& server : config_.servers) {
+      SocketAddress address;
+      EXPECT_TRUE(makeSocketAddress(server.address.host, server.address.port, &address)) << server.address.text;
+      ServerStorage storage;
+      storage.counters = &counters_.emplace_back();
+      storage.health = &health_.emplace_back();
+      group_->addServer(server.address.text, address, server.weight, storage);
     }
-    group_ = std::make_unique<UpstreamGroup>(config_, timers_, counters.data(), healthy.data());
   }
 
   // Servers 1..count with the given weights (1 when not given).
@@ -101,7 +103,7 @@ class TestGroup {
   UpstreamConfig config_;
   TimerQueue timers_;
   std::deque<ServerCounters> counters_;
-  std::deque<std::atomic<uint32_t>> healthy_;
+  std::deque<SharedHealth> health_;
   std::unique_ptr<UpstreamGroup> group_;
 };
 
@@ -166,11 +168,14 @@ TEST(BalancerRoundRobin, UnavailableServersSkippedUntilTheyRecover) {
   EXPECT_TRUE(seen);
 }
 
-TEST(BalancerRoundRobin, UnresolvedServersSkipped) {
-  std::vector<ServerConfig> servers = {serverAt("backend.invalid:80"), serverAt(addressOf(2))};
-  TestGroup group(Balance::kRoundRobin, servers);
-  EXPECT_FALSE(group->server(0).resolved());
+TEST(BalancerRoundRobin, RetiredServersSkipped) {
+  TestGroup group(Balance::kRoundRobin, TestGroup::servers(2));
+  group->setInService(0, false);  // its address left the DNS answer
+  EXPECT_FALSE(group->server(0).inService());
+  EXPECT_EQ(group->inServiceCount(), 1u);
   EXPECT_EQ(group.histogram(10), (std::vector<int>{0, 10}));
+  group->setInService(0, true);
+  EXPECT_EQ(group.histogram(10), (std::vector<int>{5, 5}));
 }
 
 TEST(BalancerRoundRobin, AllDownGivesMinusOne) {

@@ -58,7 +58,17 @@ def main():
     parser.add_argument("--count", type=int, required=True)
     parser.add_argument("--path", default="/100b")
     parser.add_argument("--hold", type=float, default=600.0)
+    parser.add_argument("--tls", action="store_true",
+                        help="speak TLS to the port (the certificate is not checked)")
+    parser.add_argument("--sni", default="bench", help="server name sent with --tls")
     args = parser.parse_args()
+
+    context = None
+    if args.tls:
+        import ssl
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
 
     raise_fd_limit(args.count + 64)
     request = (f"GET {args.path} HTTP/1.1\r\nHost: bench\r\n"
@@ -69,6 +79,8 @@ def main():
     for _ in range(args.count):
         try:
             sock = socket.create_connection((args.host, args.port), timeout=5)
+            if context is not None:
+                sock = context.wrap_socket(sock, server_hostname=args.sni)
             sock.sendall(request)
             if 200 <= read_response(sock) < 300:
                 ok += 1
