@@ -253,8 +253,11 @@ void ClientConnection::readClient() {
       if (request_complete_) return;
       if (pendingRequestBytes() >= kHighWatermark) return;
     }
-    bool head = midHead(parser_) || state_ == State::kIdle;
-    if (!in_.ensureWritable(4096, head ? head_limit : 0, !midHead(parser_))) {
+    // A head may hold up to head_limit bytes; whatever the limits, a read
+    // asks for no more room than that leaves.
+    const bool head = midHead(parser_) || state_ == State::kIdle;
+    const size_t room = !head ? 4096 : in_.size() < head_limit ? std::min<size_t>(4096, head_limit - in_.size()) : 0;
+    if (room == 0 || !in_.ensureWritable(room, 0, !midHead(parser_))) {
       respondError(parser_.stage() == HeadStage::kStartLine ? 414 : 431, true);
       return;
     }
@@ -336,8 +339,6 @@ void ClientConnection::parseClient() {
     }
     if (parser_.head().header_overflow) {
       respondError(431, true);
-    } else if (err == HPE_INVALID_TRANSFER_ENCODING) {
-      respondError(501, true);
     } else {
       LOG_DEBUG("client %s: bad request: %s (%s)", peer_ip_, llhttp_errno_name(err),
                 parser_.errorReason() ? parser_.errorReason() : "");
@@ -525,7 +526,8 @@ void ClientConnection::startExchange() {
     out_.append("HTTP/1.1 100 Continue\r\n\r\n");
     flushClient();
   }
-  if (upstream_ != nullptr) upstream_->flush();
+  // Not sent yet: parseClient() flushes once llhttp has taken all it read, so
+  // a framing error later in the same bytes (a bad chunk) sends nothing.
 }
 
 Buffer* ClientConnection::requestSink() {

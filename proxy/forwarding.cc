@@ -86,7 +86,7 @@ void writeForwardedRequestHead(Buffer& out, const HttpParser& request, const cha
     out.append("Transfer-Encoding: chunked\r\n");
   } else if (p.flags & F_CONTENT_LENGTH) {
     out.append("Content-Length: ");
-    appendNumber(out, p.content_length);
+    appendNumber(out, request.declaredLength());
     out.append("\r\n");
   }
   out.append("\r\n");
@@ -103,14 +103,25 @@ void writeClientResponseHead(Buffer& out, const HttpParser& response, const char
                              bool keep_alive, bool client_http11) {
   const HttpHead& head = response.head();
   appendStatusLine(out, response.raw().status_code, head.status_text.view(base));
-  const bool own_length = framing == Framing::kChunked || framing == Framing::kClose;
+  // The framing is ours: Content-Length is written from the parsed value (one
+  // header, even if the upstream repeated it, and kept even if its
+  // Connection header lists it), or left out when we frame otherwise.
   for (const HeaderSlice& h : head.headers) {
     std::string_view name = h.name.view(base);
+    if (equalsIgnoreCase(name, "content-length")) {
+      if (framing == Framing::kNone) appendHeader(out, name, h.value.view(base));  // HEAD, 304: as sent
+      continue;
+    }
     if (isHopByHop(name) || listedInConnection(head, base, name)) continue;
-    if (own_length && equalsIgnoreCase(name, "content-length")) continue;
     appendHeader(out, name, h.value.view(base));
   }
-  if (framing == Framing::kChunked) out.append("Transfer-Encoding: chunked\r\n");
+  if (framing == Framing::kLength) {
+    out.append("Content-Length: ");
+    appendNumber(out, response.declaredLength());
+    out.append("\r\n");
+  } else if (framing == Framing::kChunked) {
+    out.append("Transfer-Encoding: chunked\r\n");
+  }
   if (!keep_alive) {
     out.append("Connection: close\r\n");
   } else if (!client_http11) {

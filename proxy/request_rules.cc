@@ -74,10 +74,18 @@ std::string_view hostWithoutPort(std::string_view host) {
   return colon == std::string_view::npos ? host : host.substr(0, colon);
 }
 
+// Transfer-Encoding, every header of that name taken as one list (RFC 9110 5.3):
+//   400  malformed (an empty element, something that is not a token, the
+//        obsolete "identity"), in an HTTP/1.0 request, or framing we cannot
+//        trust: the final coding is not chunked, or chunked appears twice;
+//   501  well framed (final chunked) but with another coding before it, which
+//        we do not implement (we would have to carry it through re-chunking);
+//   0    exactly "chunked".
 int checkTransferEncoding(const HttpHead& head, const char* base, bool http11) {
   int chunked = 0;
   int others = 0;
   bool seen = false;
+  bool last_is_chunked = false;
   for (const HeaderSlice& h : head.headers) {
     if (!equalsIgnoreCase(h.name.view(base), "transfer-encoding")) continue;
     seen = true;
@@ -85,17 +93,39 @@ int checkTransferEncoding(const HttpHead& head, const char* base, bool http11) {
     for (;;) {
       size_t comma = list.find(',');
       std::string_view coding = trim(list.substr(0, comma));
-      if (coding.empty() || equalsIgnoreCase(coding, "identity")) return 400;
-      (equalsIgnoreCase(coding, "chunked") ? chunked : others) += 1;
+      if (!isToken(coding) || equalsIgnoreCase(coding, "identity")) return 400;  // identity: gone in RFC 9112
+      last_is_chunked = equalsIgnoreCase(coding, "chunked");
+      (last_is_chunked ? chunked : others) += 1;
       if (comma == std::string_view::npos) break;
       list.remove_prefix(comma + 1);
     }
   }
   if (!seen) return 0;
   if (!http11) return 400;  // RFC 9112 6.1: a 1.0 peer cannot frame it
-  if (chunked > 1) return 400;
-  if (others > 0) return 501;  // a coding we do not implement
+  if (chunked != 1 || !last_is_chunked) return 400;
+  if (others > 0) return 501;
   return 0;
+}
+
+bool isToken(std::string_view text) {
+  if (text.empty()) return false;
+  for (char c : text) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u <= 0x20 || u >= 0x7f) return false;
+    if (std::string_view("\"(),/:;<=>?@[\\]{}").find(c) != std::string_view::npos) return false;
+  }
+  return true;
+}
+
+// RFC 9112 3.2 / RFC 3986: Host = uri-host [ ":" port ]; no whitespace,
+// no path, query, fragment or userinfo delimiters.
+bool isValidHost(std::string_view host) {
+  for (char c : host) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u <= 0x20 || u >= 0x7f) return false;
+    if (std::string_view("/?#@\"<>\\^`{|}").find(c) != std::string_view::npos) return false;
+  }
+  return true;
 }
 
 bool linesEndWithCrlf(const HttpHead& head, const char* base, size_t head_end) {
@@ -118,22 +148,32 @@ int checkRequestHead(const HttpParser& request, const char* base, size_t head_en
                      const LimitsConfig& limits, RequestTarget* target) {
   const llhttp_t& p = request.raw();
   const HttpHead& head = request.head();
-  const bool http11 = request.versionMajor() == 1 && request.versionMinor() == 1;
   if (head.target.length > limits.max_request_line) return 414;
   if (headBytes(head) > limits.max_header_bytes) return 431;
+  // HTTP/1.0 and 1.1 only: llhttp also takes a version-less (0.9) request
+  // line, whose "head" is then whatever follows, and other digits.
+  if (request.versionMajor() != 1 || request.versionMinor() > 1) return 400;
+  const bool http11 = request.versionMinor() == 1;
+  // One space between method and target (the other one is checked below).
+  if (head.target.offset != head.method.offset + head.method.length + 1) return 400;
   if (!linesEndWithCrlf(head, base, head_end)) return 400;  // llhttp lets a bare LF through here
   if (int status = checkTransferEncoding(head, base, http11); status != 0) return status;
+  // Our reading of Transfer-Encoding and llhttp's framing must agree (e.g.
+  // "chunked" followed by a tab is chunked to us but not to llhttp).
+  if (findHeader(head, base, "transfer-encoding").data() != nullptr && !(p.flags & F_CHUNKED)) return 400;
 
   std::string_view host;
   int hosts = 0;
   for (const HeaderSlice& h : head.headers) {
+    if (h.name.empty()) return 400;  // ": value"
     if (equalsIgnoreCase(h.name.view(base), "host")) {
-      host = h.value.view(base);
+      host = trim(h.value.view(base));
       ++hosts;
     }
   }
   if (hosts > 1) return 400;
   if (http11 && hosts == 0) return 400;  // RFC 9112 3.2
+  if (!isValidHost(host)) return 400;
 
   *target = RequestTarget{};
   if (int status = parseTarget(p, head.target.view(base), target); status != 0) return status;

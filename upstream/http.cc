@@ -19,6 +19,7 @@ void HttpParser::reset() {
   head_.header_overflow = false;
   stage_ = HeadStage::kIdle;
   in_value_ = false;
+  declared_length_ = 0;
 }
 
 const llhttp_settings_t* HttpParser::settings() {
@@ -70,6 +71,7 @@ int HttpParser::onMessageBegin(llhttp_t* p) {
   s.head_.header_overflow = false;
   s.stage_ = HeadStage::kStartLine;
   s.in_value_ = false;
+  s.declared_length_ = 0;
   return 0;
 }
 
@@ -132,9 +134,29 @@ int HttpParser::onHeaderValueComplete(llhttp_t* p) {
 int HttpParser::onHeadersCompleteCb(llhttp_t* p) {
   HttpParser& s = self(p);
   s.stage_ = HeadStage::kBody;
+  s.declared_length_ = (p->flags & F_CONTENT_LENGTH) != 0 ? p->content_length : 0;
   int result = s.handler_.onHeadersComplete();
-  if (result == 0 && s.no_body_expected_) return 1;
-  return result;
+  if (result != 0) return result;
+  if (s.no_body_expected_) return 1;
+  // RFC 9110 6.4.1: 1xx, 204 and 304 responses have no body, whatever their
+  // framing headers say (llhttp would read a chunked one).
+  const unsigned status = p->status_code;
+  if (s.type_ == HTTP_RESPONSE && ((status >= 100 && status < 200 && status != 101) || status == 204 || status == 304)) {
+    return 1;
+  }
+  return 0;
+}
+
+bool acceptableResponseHead(const HttpParser& response, const char* base) {
+  const llhttp_t& p = response.raw();
+  if (p.status_code < 100 || p.status_code > 599) return false;
+  for (char c : response.head().status_text.view(base)) {
+    const auto u = static_cast<unsigned char>(c);
+    if ((u < 0x20 && c != '\t') || u == 0x7f) return false;
+  }
+  const bool interim = p.status_code < 200 && p.status_code != 101;
+  if (interim && (p.flags & (F_CONTENT_LENGTH | F_CHUNKED)) != 0) return false;
+  return true;
 }
 
 int HttpParser::onBodyCb(llhttp_t* p, const char* at, size_t length) {

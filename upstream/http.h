@@ -70,6 +70,9 @@ class HttpParser {
   const llhttp_t& raw() const { return parser_; }
   const char* errorReason() const { return llhttp_get_error_reason(&parser_); }
 
+  // Content-Length as declared (llhttp counts parser_.content_length down
+  // while it reads the body).
+  uint64_t declaredLength() const { return declared_length_; }
   uint8_t versionMajor() const { return parser_.http_major; }
   uint8_t versionMinor() const { return parser_.http_minor; }
   bool keepAlive() const { return llhttp_should_keep_alive(&parser_) != 0; }
@@ -104,9 +107,15 @@ class HttpParser {
   HeadStage stage_ = HeadStage::kIdle;
   bool in_value_ = false;
   bool no_body_expected_ = false;
+  uint64_t declared_length_ = 0;
 };
 
 // ---- Header rules -------------------------------------------------------
+
+// What llhttp leaves to us in a response head: a status of 100..599, a
+// reason phrase without control characters, and no body framing on an
+// interim (1xx other than 101) response.
+bool acceptableResponseHead(const HttpParser& response, const char* base);
 
 bool equalsIgnoreCase(std::string_view a, std::string_view b);
 bool containsTokenIgnoreCase(std::string_view list, std::string_view token);

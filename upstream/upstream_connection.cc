@@ -370,6 +370,10 @@ void UpstreamConnection::onEof() {
 
 int UpstreamConnection::onHeadersComplete() {
   status_ = parser_.raw().status_code;
+  if (!acceptableResponseHead(parser_, in_.base())) {
+    LOG_WARN("upstream %s: malformed response head (status %d)", server_.name().c_str(), status_);
+    return -1;  // a parse error: 502, the connection closed, never pooled
+  }
   if (status_ >= 200 || status_ == 101) needs_eof_ = llhttp_message_needs_eof(&parser_.raw()) != 0;
   int result = user_->onUpstreamHead(parser_, in_.base());
   // The user may have closed us from its callback (its client went away).

@@ -107,7 +107,7 @@ TEST(ClientResponse, LengthIsPassedAndHopByHopDropped) {
       "X-Drop: 1\r\nX-App: a\r\n\r\nabc",
       false, true, true, &framing);
   EXPECT_EQ(framing, Framing::kLength);
-  EXPECT_EQ(out, "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nX-App: a\r\n\r\n");
+  EXPECT_EQ(out, "HTTP/1.1 200 OK\r\nX-App: a\r\nContent-Length: 3\r\n\r\n");
 }
 
 TEST(ClientResponse, ChunkedUpstreamIsRechunkedFor11AndCloseDelimitedFor10) {
