@@ -80,7 +80,8 @@ void ClientConnection::start() {
 // ---- State and timers ------------------------------------------------------
 
 void ClientConnection::setState(State state) {
-  bool active = state == State::kHead || state == State::kExchange || state == State::kClosing;
+  bool active = state == State::kHead || state == State::kExchange || state == State::kTunnel ||
+                state == State::kClosing;
   if (state_ != State::kClosed && active != counted_active_) {
     WorkerSlot& stats = worker_.stats();
     ServerCounters::sub(active ? stats.clients_idle : stats.clients_active);
@@ -122,6 +123,7 @@ void ClientConnection::armClientTimer() {
         timer_.cancel();  // the upstream side has its own timeouts
       }
       return;
+    case State::kTunnel:   // the upstream's read timeout bounds an idle tunnel
     case State::kClosing:
     case State::kClosed:
       timer_.cancel();
@@ -245,6 +247,10 @@ ssize_t ClientConnection::transmit(const void* buffer, size_t size) {
 
 void ClientConnection::readClient() {
   if (in_parser_) return;
+  if (state_ == State::kTunnel) {
+    relayClientBytes();
+    return;
+  }
   const LimitsConfig& limits = config_.limits;
   const size_t head_limit = std::max(limits.max_request_line, limits.max_header_bytes) + size_t{1024};
   while (readable_ && (state_ == State::kIdle || state_ == State::kHead || state_ == State::kExchange)) {
@@ -292,6 +298,37 @@ void ClientConnection::readClient() {
   if (state_ == State::kIdle && in_.empty()) in_.releaseIfEmpty();
 }
 
+void ClientConnection::relayClientBytes() {
+  if (in_relay_) return;  // flush() below calls back through onUpstreamDrained()
+  in_relay_ = true;
+  relayLoop();
+  in_relay_ = false;
+}
+
+void ClientConnection::relayLoop() {
+  while (readable_ && state_ == State::kTunnel && upstream_ != nullptr) {
+    if (upstream_->pendingOutput() >= kHighWatermark) return;  // onUpstreamDrained() resumes
+    Buffer& sink = upstream_->output();
+    if (!sink.ensureWritable(16 * 1024)) {
+      close();
+      return;
+    }
+    ssize_t n = receive(sink.writePtr(), sink.writable());
+    if (n > 0) {
+      sink.commit(static_cast<size_t>(n));
+      upstream_->flush();
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      readable_ = false;
+      return;
+    }
+    close();  // the client closed (or failed): the tunnel ends
+    return;
+  }
+}
+
 void ClientConnection::parseClient() {
   if (in_parser_) return;
   while (state_ == State::kHead || (state_ == State::kExchange && !request_complete_)) {
@@ -312,6 +349,14 @@ void ClientConnection::parseClient() {
       return;
     }
     if (state_ == State::kClosing) return;
+    if (err == HPE_PAUSED_UPGRADE) {
+      // The upgrade this request asked for was refused (no 101): plain HTTP
+      // goes on with the next request.
+      llhttp_resume_after_upgrade(&parser_.raw());
+      in_.consume(parsed_ + consumed);
+      parsed_ = 0;
+      continue;
+    }
     if (err == HPE_OK) {
       if (midHead(parser_)) {
         parsed_ = in_.size();
@@ -417,7 +462,7 @@ void ClientConnection::finishExchange() {
   attempts_ = 0;
   stale_retried_ = false;
   head_request_ = idempotent_ = request_chunked_ = request_complete_ = body_started_ = in_chunk_ = false;
-  response_started_ = response_complete_ = keep_alive_ = expect_continue_ = false;
+  response_started_ = response_complete_ = keep_alive_ = expect_continue_ = upgrade_ = false;
   framing_ = Framing::kNone;
   body_bytes_ = 0;
   held_.clear();
@@ -476,6 +521,7 @@ int ClientConnection::onHeadersComplete() {
   idempotent_ = isIdempotent(static_cast<llhttp_method_t>(p.method));
   request_chunked_ = (p.flags & F_CHUNKED) != 0;
   keep_alive_ = parser_.keepAlive();
+  upgrade_ = p.upgrade != 0;
 
   const size_t head_end = in_.beginOffset() + in_.size();
   if (int status = checkRequestHead(parser_, base, head_end, config_.limits, &target_); status != 0) {
@@ -519,7 +565,7 @@ void ClientConnection::startExchange() {
   // (Queued for max_conns, the head and body wait in held_ until a connection comes.)
   Server& server = group_->server(static_cast<size_t>(upstream_ != nullptr ? server_index_ : queued_server_));
   ForwardContext context{peer_ip_, tls_ ? "https" : "http", host.empty() ? std::string_view(server.name()) : host,
-                         target_.forward};
+                         target_.forward, upgrade_ ? findHeader(parser_.head(), base, "upgrade") : std::string_view()};
   writeForwardedRequestHead(*sink, parser_, in_.base(), context);
   if (expect_continue_ && parser_.versionMinor() >= 1) {
     // We answer the expectation ourselves and stream the body when it comes.
@@ -721,6 +767,10 @@ void ClientConnection::onUpstreamConnected() noexcept {
 }
 
 void ClientConnection::onUpstreamDrained() noexcept {
+  if (state_ == State::kTunnel) {
+    if (readable_) relayClientBytes();
+    return;
+  }
   // The upstream took everything: read more of the request body.
   if (state_ == State::kExchange && !request_complete_) {
     armClientTimer();
@@ -799,7 +849,11 @@ void ClientConnection::onUpstreamError(UpstreamError error) noexcept {
 
 int ClientConnection::onUpstreamHead(const HttpParser& parser, const char* base) noexcept {
   int status = parser.raw().status_code;
-  if (status == 101) return -1;  // no Upgrade was forwarded, so none may be accepted
+  if (status == 101) {
+    if (!upgrade_ || !request_complete_) return -1;  // a switch nobody asked for: 502
+    startTunnel(parser, base);
+    return 0;
+  }
   if (status < 200) {
     writeInterimResponse(parser, base);
     return 0;
@@ -807,6 +861,25 @@ int ClientConnection::onUpstreamHead(const HttpParser& parser, const char* base)
   writeResponseHead(parser, base);
   flushClient();
   return 0;
+}
+
+void ClientConnection::startTunnel(const HttpParser& response, const char* base) {
+  writeSwitchingProtocolsHead(out_, response, base);
+  record_.status = 101;
+  response_started_ = true;
+  keep_alive_ = false;
+  framing_ = Framing::kClose;  // raw bytes from here on
+  if (kind_ == ListenerKind::kProxy) worker_.onRequestDone();  // counted now: a tunnel may last hours
+  setState(State::kTunnel);
+  timer_.cancel();
+  // Bytes the client sent after its request already belong to the new protocol.
+  if (!in_.empty()) {
+    upstream_->output().append(in_.data(), in_.size());
+    in_.consume(in_.size());
+    upstream_->flush();
+  }
+  flushClient();
+  if (state_ == State::kTunnel && readable_) relayClientBytes();
 }
 
 void ClientConnection::writeInterimResponse(const HttpParser& parser, const char* base) {
@@ -843,6 +916,13 @@ void ClientConnection::onUpstreamBody(const char* at, size_t length) noexcept {
 
 void ClientConnection::onUpstreamComplete() noexcept {
   record_.upstream_done_ms = worker_.loop().now();
+  if (state_ == State::kTunnel) {  // the upstream closed the tunnel: flush what it sent, then close
+    abandonUpstream(NoReuse::kUpstreamClose);
+    response_complete_ = true;  // (counted in requests when the tunnel began)
+    setState(State::kClosing);
+    flushClient();
+    return;
+  }
   if (framing_ == Framing::kChunked) out_.append("0\r\n\r\n");
   completeResponse();
   if (!request_complete_) keep_alive_ = false;

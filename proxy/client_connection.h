@@ -36,6 +36,7 @@ class ClientConnection final : public IoHandler,
     kIdle,      // keep-alive, waiting for the next request's first byte
     kHead,      // reading a request head
     kExchange,  // a request is being forwarded / answered
+    kTunnel,    // after a 101: bytes relayed both ways until either side closes
     kClosing,   // flushing the last response, then close
     kClosed,
   };
@@ -69,6 +70,10 @@ class ClientConnection final : public IoHandler,
   ssize_t transmit(const void* buffer, size_t size);  // send(), or through TLS
   void readClient();
   void parseClient();
+  // Upgrade (WebSocket...): the 101 went to the client; relay raw bytes.
+  void startTunnel(const HttpParser& response, const char* base);
+  void relayClientBytes();
+  void relayLoop();
   bool checkHeadLimits();
   void flushClient();
   void armClientTimer();
@@ -139,6 +144,7 @@ class ClientConnection final : public IoHandler,
   bool in_parser_ = false;       // inside llhttp_execute(): no re-entry
   bool finish_pending_ = false;  // finishExchange() asked for while parsing
   bool lingering_ = false;       // see lingeringClose()
+  bool in_relay_ = false;        // inside relayClientBytes(): no re-entry
 
   // The current exchange.
   UpstreamGroup* group_ = nullptr;
@@ -158,6 +164,7 @@ class ClientConnection final : public IoHandler,
   bool response_complete_ = false;
   bool keep_alive_ = false;
   bool expect_continue_ = false;
+  bool upgrade_ = false;  // the request asked to switch protocols (Connection: upgrade + Upgrade)
   Framing framing_ = Framing::kNone;
   RequestTarget target_;  // slices of the current request head
   std::string hash_value_;  // balance = hash, hash_key = header:NAME: that header's value

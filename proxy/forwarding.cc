@@ -81,6 +81,11 @@ void writeForwardedRequestHead(Buffer& out, const HttpParser& request, const cha
   out.append("\r\nVia: ");
   if (has_via) appendValues(out, head, base, "via");
   out.append("1.1 poolgate\r\n");
+  if (!context.upgrade.empty()) {  // hop-by-hop, so forwarded only as the upgrade itself
+    out.append("Connection: upgrade\r\nUpgrade: ");
+    out.append(context.upgrade);
+    out.append("\r\n");
+  }
 
   if (p.flags & F_CHUNKED) {
     out.append("Transfer-Encoding: chunked\r\n");
@@ -138,6 +143,19 @@ void writeInterimResponseHead(Buffer& out, const HttpParser& response, const cha
     if (!isHopByHop(name)) appendHeader(out, name, h.value.view(base));
   }
   out.append("\r\n");
+}
+
+void writeSwitchingProtocolsHead(Buffer& out, const HttpParser& response, const char* base) {
+  const HttpHead& head = response.head();
+  appendStatusLine(out, 101, head.status_text.view(base));
+  for (const HeaderSlice& h : head.headers) {
+    std::string_view name = h.name.view(base);
+    if (isHopByHop(name) || listedInConnection(head, base, name)) continue;
+    appendHeader(out, name, h.value.view(base));
+  }
+  out.append("Connection: upgrade\r\nUpgrade: ");
+  out.append(findHeader(head, base, "upgrade"));
+  out.append("\r\n\r\n");
 }
 
 }  // namespace poolgate

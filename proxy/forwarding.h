@@ -19,6 +19,7 @@ struct ForwardContext {
   std::string_view proto;          // X-Forwarded-Proto: "http" or "https"
   std::string_view fallback_host;  // Host for requests that had none (HTTP/1.0)
   std::string_view target;         // the request target to send ("" = as received)
+  std::string_view upgrade = {};   // the client asked to switch to this protocol ("" = no)
 };
 
 // The request line (always HTTP/1.1 upstream), the client's end-to-end
@@ -46,5 +47,9 @@ void writeClientResponseHead(Buffer& out, const HttpParser& response, const char
 
 // A 1xx interim response (103 Early Hints...) passed to an HTTP/1.1 client.
 void writeInterimResponseHead(Buffer& out, const HttpParser& response, const char* base);
+
+// A 101 answering an upgrade the client asked for: its end-to-end headers,
+// then Connection: upgrade and the upstream's Upgrade.
+void writeSwitchingProtocolsHead(Buffer& out, const HttpParser& response, const char* base);
 
 }  // namespace poolgate

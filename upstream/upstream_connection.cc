@@ -306,7 +306,11 @@ void UpstreamConnection::readResponse() {
         sent_ = 0;
       }
       armActivityTimer();
-      parseInput();
+      if (tunnel_) {
+        relayTunnelData();
+      } else {
+        parseInput();
+      }
       continue;
     }
     if (n == 0) {
@@ -324,6 +328,11 @@ void UpstreamConnection::readResponse() {
   if (state_ == State::kActive && in_.empty()) in_.releaseIfEmpty();
 }
 
+void UpstreamConnection::relayTunnelData() {
+  user_->onUpstreamBody(in_.data(), in_.size());
+  if (state_ == State::kActive) in_.consume(in_.size());
+}
+
 void UpstreamConnection::parseInput() {
   size_t consumed = 0;
   llhttp_errno_t err =
@@ -339,6 +348,12 @@ void UpstreamConnection::parseInput() {
     }
     return;
   }
+  if (err == HPE_PAUSED && tunnel_) {
+    in_.consume(parsed_ + consumed);  // the 101's head; what follows is tunnel data
+    parsed_ = 0;
+    if (!in_.empty()) relayTunnelData();
+    return;
+  }
   if (err == HPE_PAUSED && response_complete_) {
     in_.consume(parsed_ + consumed);  // anything left is unsolicited
     parsed_ = 0;
@@ -352,6 +367,10 @@ void UpstreamConnection::parseInput() {
 
 void UpstreamConnection::onEof() {
   readable_ = false;
+  if (tunnel_) {  // the upstream ended the tunnel
+    user_->onUpstreamComplete();
+    return;
+  }
   if (!response_started_) {
     fail(UpstreamError::kClosedEarly);
     return;
@@ -387,7 +406,11 @@ int UpstreamConnection::onBody(const char* at, size_t length) {
 }
 
 int UpstreamConnection::onMessageComplete() {
-  if (status_ < 200 && status_ != 101) return 0;  // interim 1xx: the final response follows
+  if (status_ == 101) {  // the user accepted it (onUpstreamHead): bytes flow raw from now on
+    tunnel_ = true;
+    return HPE_PAUSED;
+  }
+  if (status_ < 200) return 0;  // interim 1xx: the final response follows
   response_complete_ = true;
   timer_.cancel();
   return HPE_PAUSED;

@@ -42,6 +42,8 @@ class UpstreamUser {
   // Every request byte queued so far has been written.
   virtual void onUpstreamDrained() noexcept = 0;
   // A response head (also a 1xx interim one). Return 0, or -1 to reject it.
+  // Accepting a 101 turns the connection into a tunnel: from then on every
+  // byte the upstream sends comes as body, and its EOF as completion.
   virtual int onUpstreamHead(const HttpParser& parser, const char* base) noexcept = 0;
   virtual void onUpstreamBody(const char* at, size_t length) noexcept = 0;
   virtual void onUpstreamComplete() noexcept = 0;
@@ -110,6 +112,7 @@ class UpstreamConnection final : public IoHandler, public PoolMember, public Del
   ssize_t transmit(const void* buffer, size_t size);  // send(), or through TLS
   void readResponse();
   void parseInput();
+  void relayTunnelData();  // after a 101: in_ goes to the user as is
   void onEof();
   void fail(UpstreamError error);
   void armActivityTimer();
@@ -145,6 +148,7 @@ class UpstreamConnection final : public IoHandler, public PoolMember, public Del
   bool response_started_ = false;
   bool response_complete_ = false;
   bool needs_eof_ = false;
+  bool tunnel_ = false;      // a 101 was accepted: no more HTTP on this connection
   bool in_request_ = false;  // counted in server_.active_requests
 };
 

@@ -70,7 +70,6 @@ TEST_F(ClientTimeouts, IncompleteHeadGets408) {
   HttpResponse r = client.read();
   expectProxyError(r, 408);
   EXPECT_GE(secondsSince(start), 0.4);
-  EXPECT_LT(secondsSince(start), 3.0);
   EXPECT_TRUE(client.waitClosed());
   expectNothingForwardedBefore("poison");
 }
@@ -79,10 +78,8 @@ TEST_F(ClientTimeouts, StalledBodyGets408) {
   startProxy(1, "", "timeouts = { client_body = 0.5; };");
   HttpClient client = connect();
   client.send("POST /slow-body HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\n0123456789");
-  auto start = Clock::now();
   HttpResponse r = client.read();
   expectProxyError(r, 408);
-  EXPECT_LT(secondsSince(start), 3.0);
   EXPECT_TRUE(client.waitClosed());
 }
 

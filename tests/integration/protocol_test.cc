@@ -1,4 +1,9 @@
 // Expect: 100-continue, Upgrade tunnels and HTTP/1.0 keep-alive.
+#include <sys/socket.h>
+
+#include <atomic>
+#include <memory>
+
 #include "tests/integration/harness.h"
 
 namespace pgtest {
@@ -19,11 +24,10 @@ TEST_F(Protocol, ExpectContinueIsHonoured) {
   EXPECT_EQ(r.json().at("body_length"), 5);
 }
 
-// Disabled until issue #3 builds this; enable it there.
-TEST_F(Protocol, DISABLED_UpgradeWith101BecomesTunnel) {
+TEST_F(Protocol, UpgradeWith101BecomesTunnel) {
   upstream_.setHandler([](const UpstreamRequest& req, UpstreamConnection& conn) {
     auto upgrade = req.header("Upgrade");
-    if (!upgrade) {
+    if (!upgrade || req.header("Connection").value_or("") != "upgrade") {
       conn.respond(400, "no Upgrade header arrived", {{"Content-Type", "text/plain"}});
       return;
     }
@@ -43,6 +47,63 @@ TEST_F(Protocol, DISABLED_UpgradeWith101BecomesTunnel) {
   client.send("abc");
   EXPECT_EQ(client.readRaw(8), "pong:abc");
   EXPECT_TRUE(client.waitClosed()) << "tunnel not closed after the upstream closed";
+  // Counted once, and the tunnelled connection never went back to the pool.
+  EXPECT_TRUE(waitUntil([&] { return sumOverWorkers(proxy().stats(), "/upstream/open") == 0; }, 5s));
+  EXPECT_EQ(sumOverWorkers(proxy().stats(), "/requests"), 1u);
+}
+
+// Bytes flow both ways for as long as both ends want, in both directions at once;
+// the client's close ends the tunnel and closes the upstream side.
+TEST_F(Protocol, TunnelRelaysBothWaysUntilTheClientCloses) {
+  auto upstreamClosed = std::make_shared<std::atomic<bool>>(false);
+  upstream_.setHandler([upstreamClosed](const UpstreamRequest&, UpstreamConnection& conn) {
+    conn.sendRaw("HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: echo\r\n\r\n");
+    for (;;) {  // echo until the peer closes
+      std::string bytes;
+      try {
+        bytes = conn.readRaw(1);
+      } catch (const std::exception&) {
+        *upstreamClosed = true;
+        return;
+      }
+      conn.sendRaw(bytes);
+    }
+  });
+  startProxy();
+  HttpClient client = connect();
+  client.send(serializeRequest("GET", "/echo", {{"Connection", "Upgrade"}, {"Upgrade", "echo"}}));
+  ASSERT_EQ(client.read().status, 101);
+  const std::string big = patternBody(256 * 1024, 7);  // more than any buffer on the way
+  client.send(big);
+  EXPECT_EQ(checksum(client.readRaw(big.size())), checksum(big)) << "the echo came back altered";
+  client.send("tail");
+  EXPECT_EQ(client.readRaw(4), "tail");
+  ::shutdown(client.fd(), SHUT_RDWR);
+  EXPECT_TRUE(waitUntil([&] { return upstreamClosed->load(); }, 5s)) << "the upstream side stayed open";
+}
+
+// An upgrade the upstream does not take: a normal response, and the connection
+// goes on with plain HTTP.
+TEST_F(Protocol, RefusedUpgradeKeepsHttp) {
+  startProxy();
+  HttpClient client = connect();
+  client.send(serializeRequest("GET", "/no-ws", {{"Connection", "Upgrade"}, {"Upgrade", "websocket"}}));
+  HttpResponse r = client.read();
+  ASSERT_EQ(r.status, 200);
+  EXPECT_EQ(r.json().at("headers").at("upgrade"), "websocket") << "the upgrade was not forwarded";
+  HttpResponse next = client.get("/after-refused-upgrade");
+  EXPECT_EQ(next.status, 200);
+  EXPECT_EQ(next.json().at("target"), "/after-refused-upgrade");
+}
+
+// A 101 to a request that asked for no upgrade is a protocol error: 502.
+TEST_F(Protocol, UnaskedSwitchingProtocolsIs502) {
+  upstream_.setHandler([](const UpstreamRequest&, UpstreamConnection& conn) {
+    conn.sendRaw("HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n");
+    conn.closeWithoutResponse();
+  });
+  startProxy();
+  expectProxyError(connect().get("/plain"), 502);
 }
 
 TEST_F(Protocol, Http10KeepAliveIsHonoured) {
