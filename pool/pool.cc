@@ -46,7 +46,7 @@ PoolMember* Pool::checkout() {
     ServerCounters::add(counters_.active);
     bool too_old = config_.max_lifetime > 0 &&
                    timers_.now() - member.created_ms_ >= secondsToMs(config_.max_lifetime);
-    if (!too_old && member.probeIdle()) return &member;
+    if (!too_old && member.probeIdle(timers_.now() - member.idle_since_ms_)) return &member;
     ServerCounters::add(counters_.closed_idle_total);
     member.evictFromPool();  // calls noteClosed(): active--
   }

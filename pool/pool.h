@@ -37,8 +37,10 @@ class PoolWaiter {
 // What a connection must offer to be pooled.
 class PoolMember {
  public:
-  // Is the idle socket still usable? (no EOF, no stray bytes: recv MSG_PEEK)
-  virtual bool probeIdle() noexcept = 0;
+  // Is the idle socket still usable? (no EOF, no stray bytes). `idle_ms`:
+  // how long it sat in the pool, so that a member may skip a costly check
+  // (a recv(MSG_PEEK)) when it was idle only a moment.
+  virtual bool probeIdle(uint64_t idle_ms) noexcept = 0;
   // The pool drops this idle member (timeout, failed probe, pool shutdown):
   // close the socket, call Pool::noteClosed(), schedule own deletion.
   virtual void evictFromPool() noexcept = 0;

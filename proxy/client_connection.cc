@@ -48,14 +48,13 @@ ClientConnection::ClientConnection(Worker& worker, Fd fd, const SocketAddress& p
       config_(worker.config()),
       fd_(std::move(fd)),
       tls_server_(tls),
-      peer_(peer),
       kind_(kind),
       timer_(worker.loop().timers(), [this] { onClientTimer(); }),
       in_(worker.buffers()),
       out_(worker.buffers()),
       held_(worker.buffers()),
-      parser_(HTTP_REQUEST, *this, worker.config().limits.max_headers) {
-  peer_.ipString(peer_ip_, sizeof peer_ip_);
+      parser_(HTTP_REQUEST, *this, worker.config().limits.max_headers, &worker.headerStore()) {
+  peer.ipString(peer_ip_, sizeof peer_ip_);
 }
 
 ClientConnection::~ClientConnection() = default;
@@ -185,12 +184,20 @@ void ClientConnection::onIoEvent(uint32_t events) noexcept {
       events |= EPOLLIN;  // the first request may have come with the handshake's last flight
     }
   }
+  if ((events & (EPOLLHUP | EPOLLERR)) && state_ == State::kExchange) {
+    // Reset (or shut both ways) while its request is upstream: nobody will
+    // read the answer, so stop the upstream work now (a half-close, RDHUP
+    // alone, is a client that finished sending, and still waits).
+    close();
+    return;
+  }
   if (events & EPOLLOUT) {
     writable_ = true;
     flushClient();
   }
   if (state_ != State::kClosed && (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))) {
     readable_ = true;
+    if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) hung_up_ = true;
     readClient();
   }
 }
@@ -267,9 +274,14 @@ void ClientConnection::readClient() {
       respondError(parser_.stage() == HeadStage::kStartLine ? 414 : 431, true);
       return;
     }
-    ssize_t n = receive(in_.writePtr(), in_.writable());
+    const size_t asked = in_.writable();
+    ssize_t n = receive(in_.writePtr(), asked);
     if (n > 0) {
       in_.commit(static_cast<size_t>(n));
+      // A short plain read drained the socket: the next bytes bring a new
+      // edge, so no recv() is spent just to hear EAGAIN. (Not with TLS,
+      // which may hold decrypted bytes, nor once the peer has hung up.)
+      if (static_cast<size_t>(n) < asked && !tls_ && !hung_up_) readable_ = false;
       if (state_ == State::kIdle) {
         timer_.cancel();  // keep-alive wait over: client_header runs from this first byte
         setState(State::kHead);
@@ -472,6 +484,7 @@ void ClientConnection::finishExchange() {
   if (state_ == State::kHead) record_.started_ms = worker_.loop().now();
   parser_.resume();
   parseClient();  // pipelined requests already buffered
+  if (state_ == State::kIdle) parser_.releaseHeaders();  // nothing pipelined: an idle client holds none
   if (state_ == State::kIdle || state_ == State::kHead) {
     armClientTimer();
     readClient();
@@ -685,7 +698,7 @@ void ClientConnection::connectUpstream(bool woken) {
     }
     int error = 0;
     UpstreamConnection* conn =
-        UpstreamConnection::open(worker_.loop(), worker_.buffers(), server, config_.timeouts, *this, &error);
+        UpstreamConnection::open(worker_.loop(), worker_.buffers(), &worker_.headerStore(), server, config_.timeouts, *this, &error);
     if (conn != nullptr) {
       useConnection(conn);
       return;
@@ -806,7 +819,7 @@ bool ClientConnection::retryAfter(UpstreamError error) {
   if (stale) {
     int err = 0;
     UpstreamConnection* conn =
-        UpstreamConnection::open(worker_.loop(), worker_.buffers(), server, config_.timeouts, *this, &err);
+        UpstreamConnection::open(worker_.loop(), worker_.buffers(), &worker_.headerStore(), server, config_.timeouts, *this, &err);
     if (conn == nullptr) return false;
     useConnection(conn);
   } else {
@@ -859,8 +872,7 @@ int ClientConnection::onUpstreamHead(const HttpParser& parser, const char* base)
     return 0;
   }
   writeResponseHead(parser, base);
-  flushClient();
-  return 0;
+  return 0;  // sent with the first body bytes, by onUpstreamInputDone()
 }
 
 void ClientConnection::startTunnel(const HttpParser& response, const char* base) {
@@ -910,8 +922,14 @@ void ClientConnection::onUpstreamBody(const char* at, size_t length) noexcept {
   } else {
     out_.append(at, length);
   }
-  if (out_.size() >= kHighWatermark && upstream_ != nullptr) upstream_->pauseReading(true);
-  flushClient();
+  if (out_.size() >= kHighWatermark) {
+    if (upstream_ != nullptr) upstream_->pauseReading(true);
+    flushClient();
+  }
+}
+
+void ClientConnection::onUpstreamInputDone() noexcept {
+  if (!out_.empty()) flushClient();
 }
 
 void ClientConnection::onUpstreamComplete() noexcept {

@@ -116,6 +116,7 @@ class ClientConnection final : public IoHandler,
   void onUpstreamDrained() noexcept override;
   int onUpstreamHead(const HttpParser& parser, const char* base) noexcept override;
   void onUpstreamBody(const char* at, size_t length) noexcept override;
+  void onUpstreamInputDone() noexcept override;
   void onUpstreamComplete() noexcept override;
   void onUpstreamError(UpstreamError error) noexcept override;
   void writeResponseHead(const HttpParser& parser, const char* base);
@@ -127,7 +128,6 @@ class ClientConnection final : public IoHandler,
   Fd fd_;
   const TlsServer* tls_server_;  // null: plain
   TlsSession tls_;
-  SocketAddress peer_;
   char peer_ip_[46] = {};
   ListenerKind kind_;
   State state_ = State::kIdle;
@@ -138,6 +138,7 @@ class ClientConnection final : public IoHandler,
   HttpParser parser_;
   size_t parsed_ = 0;  // bytes of in_ already fed to the parser
   bool readable_ = false;
+  bool hung_up_ = false;  // EPOLLRDHUP/HUP/ERR seen: read to EOF, never trust a short read
   bool writable_ = true;
   bool counted_active_ = false;
   bool first_request_ = true;

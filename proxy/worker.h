@@ -15,6 +15,7 @@
 #include "core/fd.h"
 #include "proxy/access_log.h"
 #include "proxy/stats_segment.h"
+#include "upstream/http.h"
 #include "upstream/upstream.h"
 
 namespace poolgate {
@@ -53,6 +54,7 @@ class Worker final : private IoHandler, private LoopObserver {
 
   EventLoop& loop() { return loop_; }
   BufferPool& buffers() { return buffers_; }
+  HeaderStore& headerStore() { return headers_; }
   const Config& config() const { return config_; }
   WorkerSlot& stats() { return slot_; }
   const StatsSegment& segment() const { return segment_; }
@@ -101,6 +103,7 @@ class Worker final : private IoHandler, private LoopObserver {
   StatsSegment& segment_;
   WorkerSlot& slot_;
   const int32_t pid_;
+  HeaderStore headers_;  // before loop_: what the loop deletes late may still give arrays back
   EventLoop loop_;
   BufferPool buffers_;
   Fd signal_fd_;

@@ -4,10 +4,35 @@
 
 namespace poolgate {
 
-HttpParser::HttpParser(llhttp_type_t type, HttpHandler& handler, uint32_t max_headers)
-    : type_(type), handler_(handler), max_headers_(max_headers) {
-  head_.headers.reserve(max_headers < 32 ? max_headers : 32);
+std::vector<HeaderSlice> HeaderStore::take() {
+  if (spare_.empty()) {
+    std::vector<HeaderSlice> fresh;
+    fresh.reserve(kInitialCapacity);
+    return fresh;
+  }
+  std::vector<HeaderSlice> headers = std::move(spare_.back());
+  spare_.pop_back();
+  return headers;
+}
+
+void HeaderStore::give(std::vector<HeaderSlice>&& headers) {
+  if (headers.capacity() == 0) return;
+  headers.clear();
+  if (spare_.size() < kMaxSpare) spare_.push_back(std::move(headers));
+}
+
+HttpParser::HttpParser(llhttp_type_t type, HttpHandler& handler, uint32_t max_headers, HeaderStore* store)
+    : type_(type), handler_(handler), max_headers_(max_headers), store_(store) {
+  if (store_ == nullptr) head_.headers.reserve(max_headers < HeaderStore::kInitialCapacity ? max_headers : HeaderStore::kInitialCapacity);
   reset();
+}
+
+HttpParser::~HttpParser() { releaseHeaders(); }
+
+void HttpParser::releaseHeaders() {
+  if (store_ == nullptr) return;
+  store_->give(std::move(head_.headers));
+  head_.headers = {};
 }
 
 void HttpParser::reset() {
@@ -68,6 +93,7 @@ int HttpParser::onMessageBegin(llhttp_t* p) {
   HttpParser& s = self(p);
   s.head_.method = s.head_.target = s.head_.status_text = Slice{};
   s.head_.headers.clear();
+  if (s.head_.headers.capacity() == 0 && s.store_ != nullptr) s.head_.headers = s.store_->take();
   s.head_.header_overflow = false;
   s.stage_ = HeadStage::kStartLine;
   s.in_value_ = false;

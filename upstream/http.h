@@ -40,6 +40,22 @@ class HttpHandler {
 
 enum class HeadStage : uint8_t { kIdle, kStartLine, kHeaders, kBody };
 
+// A worker's spare header-slice arrays. A parser holds one only while a
+// message head is read and used, so an idle keep-alive connection (client or
+// pooled upstream) owns none, and the steady state allocates nothing: the
+// arrays go round between the connections that are busy.
+class HeaderStore {
+ public:
+  static constexpr size_t kInitialCapacity = 32;
+  std::vector<HeaderSlice> take();
+  void give(std::vector<HeaderSlice>&& headers);
+  size_t spare() const { return spare_.size(); }
+
+ private:
+  static constexpr size_t kMaxSpare = 4096;
+  std::vector<std::vector<HeaderSlice>> spare_;
+};
+
 struct HttpHead {
   Slice method;       // requests
   Slice target;       // requests
@@ -51,7 +67,10 @@ struct HttpHead {
 
 class HttpParser {
  public:
-  HttpParser(llhttp_type_t type, HttpHandler& handler, uint32_t max_headers);
+  // `store`: where the header array comes from and goes back to (see
+  // HeaderStore); null: the parser keeps its own for its whole life.
+  HttpParser(llhttp_type_t type, HttpHandler& handler, uint32_t max_headers, HeaderStore* store = nullptr);
+  ~HttpParser();
   HttpParser(const HttpParser&) = delete;
   HttpParser& operator=(const HttpParser&) = delete;
 
@@ -63,6 +82,9 @@ class HttpParser {
   llhttp_errno_t finish();
   void resume() { llhttp_resume(&parser_); }
   void reset();
+  // Between messages: the header array goes back to the store (the head's
+  // slices are gone until the next message begins).
+  void releaseHeaders();
 
   const HttpHead& head() const { return head_; }
   HeadStage stage() const { return stage_; }
@@ -103,6 +125,7 @@ class HttpParser {
   HttpHandler& handler_;
   HttpHead head_;
   uint32_t max_headers_;
+  HeaderStore* store_;
   const char* base_ = nullptr;
   HeadStage stage_ = HeadStage::kIdle;
   bool in_value_ = false;

@@ -14,6 +14,7 @@ namespace poolgate {
 namespace {
 constexpr uint32_t kEvents = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
 constexpr size_t kMaxResponseHead = 64 * 1024;
+constexpr uint64_t kProbeAfterIdleMs = 100;  // probeIdle(): idle shorter than this, no recv(MSG_PEEK)
 constexpr size_t kMaxReplayBytes = 64 * 1024;  // request bytes kept for a retry
 constexpr uint32_t kMaxResponseHeaders = 256;
 }  // namespace
@@ -34,8 +35,8 @@ const char* toString(UpstreamError error) {
   return "unknown";
 }
 
-UpstreamConnection::UpstreamConnection(EventLoop& loop, BufferPool& buffers, Server& server,
-                                       const TimeoutsConfig& timeouts, Fd fd)
+UpstreamConnection::UpstreamConnection(EventLoop& loop, BufferPool& buffers, HeaderStore* headers,
+                                       Server& server, const TimeoutsConfig& timeouts, Fd fd)
     : PoolMember(loop.now()),
       loop_(loop),
       server_(server),
@@ -44,10 +45,10 @@ UpstreamConnection::UpstreamConnection(EventLoop& loop, BufferPool& buffers, Ser
       timer_(loop.timers(), [this] { onTimer(); }),
       in_(buffers),
       out_(buffers),
-      parser_(HTTP_RESPONSE, *this, kMaxResponseHeaders) {}
+      parser_(HTTP_RESPONSE, *this, kMaxResponseHeaders, headers) {}
 
-UpstreamConnection* UpstreamConnection::open(EventLoop& loop, BufferPool& buffers, Server& server,
-                                             const TimeoutsConfig& timeouts, UpstreamUser& user,
+UpstreamConnection* UpstreamConnection::open(EventLoop& loop, BufferPool& buffers, HeaderStore* headers,
+                                             Server& server, const TimeoutsConfig& timeouts, UpstreamUser& user,
                                              int* error) {
   if (!server.pool().reserve()) {
     *error = kAtCapacity;
@@ -59,7 +60,7 @@ UpstreamConnection* UpstreamConnection::open(EventLoop& loop, BufferPool& buffer
     server.pool().noteFailed();
     return nullptr;
   }
-  auto* conn = new UpstreamConnection(loop, buffers, server, timeouts, std::move(fd));
+  auto* conn = new UpstreamConnection(loop, buffers, headers, server, timeouts, std::move(fd));
   if (!loop.add(conn->fd_.get(), kEvents, conn)) {
     *error = errno;
     server.pool().unreserve();
@@ -128,6 +129,7 @@ void UpstreamConnection::onIoEvent(uint32_t events) noexcept {
       }
       if (state_ == State::kActive && (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))) {
         readable_ = true;
+        if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) hung_up_ = true;
         readResponse();
       }
       return;
@@ -288,6 +290,16 @@ void UpstreamConnection::onTimer() {
 }
 
 void UpstreamConnection::readResponse() {
+  // The user may resume reading from inside a callback of this very loop
+  // (its client drained): the loop goes on by itself, never nested, so no
+  // recv() lands in in_ while llhttp still reads from it.
+  if (reading_) return;
+  reading_ = true;
+  readLoop();
+  reading_ = false;
+}
+
+void UpstreamConnection::readLoop() {
   while (readable_ && !paused_ && state_ == State::kActive && !response_complete_) {
     bool mid_head = parser_.stage() == HeadStage::kStartLine || parser_.stage() == HeadStage::kHeaders;
     if (!in_.ensureWritable(4096, kMaxResponseHead, !mid_head)) {
@@ -296,9 +308,12 @@ void UpstreamConnection::readResponse() {
       fail(UpstreamError::kBadResponse);
       return;
     }
-    ssize_t n = receive(in_.writePtr(), in_.writable());
+    const size_t asked = in_.writable();
+    ssize_t n = receive(in_.writePtr(), asked);
     if (n > 0) {
       in_.commit(static_cast<size_t>(n));
+      // A short plain read drained the socket (see ClientConnection::readClient).
+      if (static_cast<size_t>(n) < asked && !tls_ && !hung_up_) readable_ = false;
       response_started_ = true;
       if (replayable_) {
         replayable_ = false;
@@ -325,7 +340,9 @@ void UpstreamConnection::readResponse() {
     fail(response_started_ ? UpstreamError::kTruncated : UpstreamError::kClosedEarly);
     return;
   }
-  if (state_ == State::kActive && in_.empty()) in_.releaseIfEmpty();
+  if (state_ != State::kActive) return;
+  if (in_.empty()) in_.releaseIfEmpty();
+  if (user_ != nullptr) user_->onUpstreamInputDone();
 }
 
 void UpstreamConnection::relayTunnelData() {
@@ -448,6 +465,7 @@ void UpstreamConnection::release(bool request_complete, bool exiting) {
     state_ = State::kIdle;
     timer_.cancel();
     paused_ = false;
+    parser_.releaseHeaders();
     out_.clear();
     sent_ = 0;
     in_.releaseIfEmpty();
@@ -463,10 +481,17 @@ void UpstreamConnection::endRequest() {
   --server_.active_requests;
 }
 
-bool UpstreamConnection::probeIdle() noexcept {
+bool UpstreamConnection::probeIdle(uint64_t idle_ms) noexcept {
   // With TLS the socket carries records: any byte at all (a close_notify
   // alert, a stray record) means the connection is not fit for a request.
   if (tls_.hasBuffered()) return false;
+  // An idle connection is watched (EPOLLIN): an EOF or stray bytes close it
+  // as soon as the loop sees them. Only one that sat idle long enough for a
+  // server's keep-alive timeout to matter gets the extra recv(MSG_PEEK), for
+  // a FIN that may sit in the same event batch as the request now taking
+  // it. Under load a connection is reused within microseconds: no syscall.
+  // (A stale connection that slips through is retried, see retryAfter().)
+  if (idle_ms < kProbeAfterIdleMs) return true;
   char byte;
   ssize_t n = ::recv(fd_.get(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
   return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);

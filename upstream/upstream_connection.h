@@ -46,6 +46,9 @@ class UpstreamUser {
   // byte the upstream sends comes as body, and its EOF as completion.
   virtual int onUpstreamHead(const HttpParser& parser, const char* base) noexcept = 0;
   virtual void onUpstreamBody(const char* at, size_t length) noexcept = 0;
+  // What one readiness event brought has been handed over (head, body): the
+  // moment to write it on, in one send rather than one per piece.
+  virtual void onUpstreamInputDone() noexcept = 0;
   virtual void onUpstreamComplete() noexcept = 0;
   virtual void onUpstreamError(UpstreamError error) noexcept = 0;
 
@@ -61,7 +64,8 @@ class UpstreamConnection final : public IoHandler, public PoolMember, public Del
   // when the connect fails at once; the failure is counted. With
   // *error == kAtCapacity the server is at pool.max_conns: nothing was tried.
   static constexpr int kAtCapacity = -1;
-  static UpstreamConnection* open(EventLoop& loop, BufferPool& buffers, Server& server,
+  // `headers`: the worker's spare header arrays (may be null).
+  static UpstreamConnection* open(EventLoop& loop, BufferPool& buffers, HeaderStore* headers, Server& server,
                                   const TimeoutsConfig& timeouts, UpstreamUser& user, int* error);
   // Takes a connection checked out of the pool for `user`.
   void attach(UpstreamUser& user);
@@ -90,11 +94,11 @@ class UpstreamConnection final : public IoHandler, public PoolMember, public Del
   int statusCode() const { return status_; }
 
   void onIoEvent(uint32_t events) noexcept override;
-  bool probeIdle() noexcept override;
+  bool probeIdle(uint64_t idle_ms) noexcept override;
   void evictFromPool() noexcept override;
 
  private:
-  UpstreamConnection(EventLoop& loop, BufferPool& buffers, Server& server,
+  UpstreamConnection(EventLoop& loop, BufferPool& buffers, HeaderStore* headers, Server& server,
                      const TimeoutsConfig& timeouts, Fd fd);
   ~UpstreamConnection() override = default;
 
@@ -111,6 +115,7 @@ class UpstreamConnection final : public IoHandler, public PoolMember, public Del
   ssize_t receive(void* buffer, size_t size);         // recv(), or through TLS
   ssize_t transmit(const void* buffer, size_t size);  // send(), or through TLS
   void readResponse();
+  void readLoop();
   void parseInput();
   void relayTunnelData();  // after a 101: in_ goes to the user as is
   void onEof();
@@ -142,6 +147,8 @@ class UpstreamConnection final : public IoHandler, public PoolMember, public Del
   UpstreamError error_ = UpstreamError::kNone;
   int status_ = 0;
   bool readable_ = false;
+  bool hung_up_ = false;  // EPOLLRDHUP/HUP/ERR seen: read to EOF, never trust a short read
+  bool reading_ = false;  // inside readResponse(): no re-entry
   bool writable_ = false;
   bool paused_ = false;
   bool reused_ = false;

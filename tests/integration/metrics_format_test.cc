@@ -488,12 +488,13 @@ TEST_F(MetricsFormat, StrictWhileOldWorkersDrain) {
   ASSERT_TRUE(waitUntil(
       [&] {
         Json s = proxy_->stats();
-        size_t running = 0, draining = 0;
+        size_t running = 0, old_running = 0, draining = 0;
         for (const auto& w : s.at("workers")) {
           running += w.at("state") == "running" && w.at("generation") == 2;
+          old_running += w.at("state") == "running" && w.at("generation") == 1;  // SIGQUIT not yet seen
           draining += w.at("state") == "draining";
         }
-        return running == 2 && draining >= 1;
+        return running == 2 && old_running == 0 && draining >= 1;
       },
       10s))
       << "no draining worker next to two new ones";

@@ -501,3 +501,49 @@ TEST(HeaderRules, ReasonPhrases) {
 
 }  // namespace
 }  // namespace poolgate
+
+namespace poolgate {
+namespace {
+
+struct NullHandler : HttpHandler {
+  int onHeadersComplete() override { return 0; }
+  int onBody(const char*, size_t) override { return 0; }
+  int onChunkHeader(uint64_t) override { return 0; }
+  int onChunkComplete() override { return 0; }
+  int onMessageComplete() override { return HPE_PAUSED; }
+};
+
+// An idle parser holds no header array; a busy one takes a spare one, and
+// the steady state allocates none.
+TEST(HeaderStore, ArraysGoRoundBetweenParsers) {
+  HeaderStore store;
+  NullHandler handler;
+  HttpParser a(HTTP_REQUEST, handler, 100, &store);
+  HttpParser b(HTTP_REQUEST, handler, 100, &store);
+  EXPECT_EQ(a.head().headers.capacity(), 0u) << "a parser that has parsed nothing holds no array";
+
+  const std::string request = "GET / HTTP/1.1\r\nHost: a\r\nX-One: 1\r\n\r\n";
+  size_t consumed = 0;
+  a.execute(request.data(), request.data(), request.size(), &consumed);
+  ASSERT_EQ(a.head().headers.size(), 2u);
+  const HeaderSlice* array = a.head().headers.data();
+  a.releaseHeaders();
+  EXPECT_EQ(a.head().headers.capacity(), 0u);
+  EXPECT_EQ(store.spare(), 1u);
+
+  b.execute(request.data(), request.data(), request.size(), &consumed);
+  EXPECT_EQ(b.head().headers.data(), array) << "the released array was not reused";
+  EXPECT_EQ(store.spare(), 0u);
+  EXPECT_EQ(b.head().headers.size(), 2u);
+}
+
+TEST(HeaderStore, ParserWithoutStoreKeepsItsOwn) {
+  NullHandler handler;
+  HttpParser parser(HTTP_REQUEST, handler, 100);
+  EXPECT_GE(parser.head().headers.capacity(), 1u);
+  parser.releaseHeaders();  // no store: nothing happens
+  EXPECT_GE(parser.head().headers.capacity(), 1u);
+}
+
+}  // namespace
+}  // namespace poolgate

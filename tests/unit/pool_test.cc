@@ -165,7 +165,7 @@ class FakeMember : public PoolMember {
  public:
   FakeMember(Pool& pool, uint64_t created_ms, int id) : PoolMember(created_ms), pool_(pool), id(id) {}
 
-  bool probeIdle() noexcept override {
+  bool probeIdle(uint64_t) noexcept override {
     ++probes;
     return probe_ok;
   }
