@@ -368,6 +368,17 @@ void field(std::string& out, std::string_view k, uint64_t v) {
   out.push_back(',');
 }
 
+void flag(std::string& out, std::string_view k, bool v) {
+  key(out, k);
+  out.append(v ? "true," : "false,");
+}
+
+void textField(std::string& out, std::string_view k, std::string_view v) {
+  key(out, k);
+  appendJsonString(out, v);
+  out.push_back(',');
+}
+
 // Replaces the trailing ',' of the last member/element by `close`, or appends
 // `close` to an empty object/array.
 void close(std::string& out, char closer) {
@@ -389,23 +400,13 @@ void conns(std::string& out, const Conns& c) {
 
 void server(std::string& out, const ServerSnap& s) {
   out.push_back('{');
-  key(out, "address");
-  appendJsonString(out, s.address.view());
-  out.push_back(',');
-  if (!s.name.view().empty()) {
-    key(out, "name");
-    appendJsonString(out, s.name.view());
-    out.push_back(',');
-  }
-  key(out, "in_service");
-  out.append(s.in_service ? "true," : "false,");
-  key(out, "healthy");
-  out.append(s.healthy ? "true," : "false,");
-  key(out, "check");
-  appendJsonString(out, s.check == CheckState::kPassing   ? "passing"
-                        : s.check == CheckState::kFailing ? "failing"
-                                                          : "none");
-  out.push_back(',');
+  textField(out, "address", s.address.view());
+  if (!s.name.view().empty()) textField(out, "name", s.name.view());
+  flag(out, "in_service", s.in_service);
+  flag(out, "healthy", s.healthy);
+  textField(out, "check", s.check == CheckState::kPassing   ? "passing"
+                          : s.check == CheckState::kFailing ? "failing"
+                                                            : "none");
   conns(out, s.c);
   field(out, "fails_total", s.fails);
   field(out, "retries_total", s.retries);

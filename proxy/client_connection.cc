@@ -914,14 +914,7 @@ void ClientConnection::writeResponseHead(const HttpParser& parser, const char* b
 
 void ClientConnection::onUpstreamBody(const char* at, size_t length) noexcept {
   if (length == 0) return;
-  if (framing_ == Framing::kChunked) {
-    appendNumber(out_, length, 16);
-    out_.append("\r\n");
-    out_.append(at, length);
-    out_.append("\r\n");
-  } else {
-    out_.append(at, length);
-  }
+  appendBodyPiece(out_, framing_, at, length);
   if (out_.size() >= kHighWatermark) {
     if (upstream_ != nullptr) upstream_->pauseReading(true);
     flushClient();

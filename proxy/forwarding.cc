@@ -145,6 +145,18 @@ void writeInterimResponseHead(Buffer& out, const HttpParser& response, const cha
   out.append("\r\n");
 }
 
+void appendBodyPiece(Buffer& out, Framing framing, const char* at, size_t length) {
+  if (length == 0) return;
+  if (framing == Framing::kChunked) {
+    appendNumber(out, length, 16);
+    out.append("\r\n");
+    out.append(at, length);
+    out.append("\r\n");
+  } else {
+    out.append(at, length);
+  }
+}
+
 void writeSwitchingProtocolsHead(Buffer& out, const HttpParser& response, const char* base) {
   const HttpHead& head = response.head();
   appendStatusLine(out, 101, head.status_text.view(base));

@@ -48,6 +48,10 @@ void writeClientResponseHead(Buffer& out, const HttpParser& response, const char
 // A 1xx interim response (103 Early Hints...) passed to an HTTP/1.1 client.
 void writeInterimResponseHead(Buffer& out, const HttpParser& response, const char* base);
 
+// A piece of response body as the client gets it: a chunk of its own with
+// Framing::kChunked, else as is.
+void appendBodyPiece(Buffer& out, Framing framing, const char* at, size_t length);
+
 // A 101 answering an upgrade the client asked for: its end-to-end headers,
 // then Connection: upgrade and the upstream's Upgrade.
 void writeSwitchingProtocolsHead(Buffer& out, const HttpParser& response, const char* base);

@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 #include <sys/signalfd.h>
 #include <sys/wait.h>
+#include <openssl/crypto.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -33,6 +34,9 @@ constexpr double kFastStopGrace = 5.0;        // SIGTERM: SIGKILL workers still 
 
 // "kind|address|fd,fd,...;..." : listening sockets handed to a new master.
 constexpr const char* kInheritVariable = "POOLGATE_LISTENERS";
+// A binary upgrade hands the TLS ticket secret over through a pipe whose
+// read end the new master inherits (never through the environment itself).
+constexpr const char* kTicketSecretVariable = "POOLGATE_TICKET_SECRET_FD";
 
 const int kMasterSignals[] = {SIGCHLD, SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2};
 
@@ -198,7 +202,9 @@ int Master::run() {
     LOG_ERROR("cannot set up the master's event loop: %s", strerror(errno));
     return 1;
   }
-  if (!ticket_keys_.generate()) LOG_WARN("no random bytes for TLS session tickets: TLS sessions will not resume");
+  if (!adoptTicketSecret() && !ticket_keys_.generate()) {
+    LOG_WARN("no random bytes for TLS session tickets: TLS sessions will not resume");
+  }
   // After a binary upgrade the old master's sockets arrive as inherited descriptors.
   if (!checkUpstreamTls(config_) || !mapSegment() || !openListeners(config_, inheritedListeners(), &listeners_)) {
     return 1;
@@ -678,6 +684,17 @@ void Master::execNewMaster(const std::string& listeners) {
     for (const Fd& fd : sockets.fds) fcntl(fd.get(), F_SETFD, 0);
   }
   setenv(kInheritVariable, listeners.c_str(), 1);
+  // The ticket secret, in a pipe (32 bytes: they fit its buffer, no reader needed yet).
+  int secret_pipe[2];
+  if (ticket_keys_.ready() && pipe(secret_pipe) == 0) {
+    if (write(secret_pipe[1], ticket_keys_.secret(), TicketKeys::kSecretBytes) ==
+        static_cast<ssize_t>(TicketKeys::kSecretBytes)) {
+      setenv(kTicketSecretVariable, std::to_string(secret_pipe[0]).c_str(), 1);
+    } else {
+      ::close(secret_pipe[0]);
+    }
+    ::close(secret_pipe[1]);
+  }
   sigset_t none;
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, nullptr);
@@ -689,6 +706,22 @@ void Master::execNewMaster(const std::string& listeners) {
   execv(executable_.c_str(), argv.data());
   LOG_ERROR("exec %s: %s", executable_.c_str(), strerror(errno));
   _exit(127);
+}
+
+bool Master::adoptTicketSecret() {
+  const char* value = getenv(kTicketSecretVariable);
+  if (value == nullptr) return false;
+  const int fd = atoi(value);
+  unsetenv(kTicketSecretVariable);
+  if (fd <= 2) return false;
+  unsigned char secret[TicketKeys::kSecretBytes];
+  const bool ok = read(fd, secret, sizeof secret) == static_cast<ssize_t>(sizeof secret);
+  ::close(fd);
+  if (!ok) return false;
+  ticket_keys_.adopt(secret);
+  OPENSSL_cleanse(secret, sizeof secret);
+  LOG_INFO("took over the TLS ticket secret of the previous master");
+  return true;
 }
 
 void Master::writePidFile() {

@@ -76,6 +76,7 @@ class Master final : private IoHandler {
   std::vector<const TlsServer*> tlsTags() const;
   void upgradeBinary();
   [[noreturn]] void execNewMaster(const std::string& listeners);
+  bool adoptTicketSecret();  // after a binary upgrade: the old master's secret
   static std::vector<ListenerSockets> inheritedListeners();
   void spawn(uint32_t number);
   [[noreturn]] void runWorker(uint32_t number, size_t slot);

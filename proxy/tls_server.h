@@ -38,6 +38,11 @@ class TicketKeys {
 
   // Draws the secret. False when the random generator fails.
   bool generate();
+  // The secret, to hand to a new master (binary upgrade), and taking one over:
+  // sessions issued by the old master's workers then resume on the new ones.
+  static constexpr size_t kSecretBytes = 32;
+  const unsigned char* secret() const { return secret_; }
+  void adopt(const unsigned char (&secret)[kSecretBytes]);
   bool ready() const { return ready_; }
 
   // The key to issue tickets with at `now_seconds` (since the epoch).
@@ -50,7 +55,7 @@ class TicketKeys {
   void refresh(uint64_t period);
   void derive(uint64_t period, Key* out) const;
 
-  unsigned char secret_[32] = {};
+  unsigned char secret_[kSecretBytes] = {};
   bool ready_ = false;
   uint64_t period_ = UINT64_MAX;  // of keys_[0]
   Key keys_[2] = {};              // [0] current period, [1] the one before

@@ -5,6 +5,7 @@
 
 #include <llhttp.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -73,6 +74,22 @@ class Splitter {
 };
 
 // One message as a peer parsing poolgate's output sees it.
+// Feeds `data` to a simulator in reads of the sizes `splitter` gives (or all
+// at once without one) until it stops taking bytes or `over()` says it is
+// done, then tells it the peer closed.
+template <class Sim, class Over>
+void feed(Sim& sim, const uint8_t* data, size_t size, Splitter* splitter, Over over) {
+  size_t offset = 0;
+  while (offset < size && !over()) {
+    size_t want = splitter != nullptr ? splitter->next() : size - offset;
+    want = std::min(want, size - offset);
+    size_t taken = sim.read(data + offset, want);
+    if (taken == 0) break;
+    offset += taken;
+  }
+  sim.eof();
+}
+
 struct Message {
   std::string method;  // requests
   std::string target;  // requests

@@ -239,15 +239,7 @@ class ClientSim final : private HttpHandler {
 
 Outcome run(const uint8_t* data, size_t size, const LimitsConfig& limits, Splitter* splitter) {
   ClientSim sim(limits);
-  size_t offset = 0;
-  while (offset < size && !sim.closed()) {
-    size_t want = splitter != nullptr ? splitter->next() : size - offset;
-    want = std::min(want, size - offset);
-    size_t taken = sim.read(data + offset, want);
-    if (taken == 0) break;
-    offset += taken;
-  }
-  sim.eof();
+  feed(sim, data, size, splitter, [&] { return sim.closed(); });
   return sim.finish();
 }
 

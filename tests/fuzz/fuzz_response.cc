@@ -168,15 +168,7 @@ class ResponseSim final : private HttpHandler {
     // No body is ever read for a 1xx, 204 or 304 (HttpParser skips it).
     FUZZ_CHECK(parser_.raw().status_code >= 200 && !(outcome_.response_started && framing_ == Framing::kNone));
     outcome_.upstream_body.append(at, length);
-    if (length == 0) return 0;
-    if (framing_ == Framing::kChunked) {
-      appendNumber(out_, length, 16);
-      out_.append("\r\n");
-      out_.append(at, length);
-      out_.append("\r\n");
-    } else {
-      out_.append(at, length);
-    }
+    appendBodyPiece(out_, framing_, at, length);  // ClientConnection::onUpstreamBody
     return 0;
   }
   int onChunkHeader(uint64_t) override { return 0; }
@@ -205,16 +197,8 @@ class ResponseSim final : private HttpHandler {
 
 Outcome run(const uint8_t* data, size_t size, bool head_request, bool client_http11, Splitter* splitter) {
   ResponseSim sim(head_request, client_http11);
-  size_t offset = 0;
-  while (offset < size && !sim.done()) {
-    size_t want = splitter != nullptr ? splitter->next() : size - offset;
-    want = std::min(want, size - offset);
-    size_t taken = sim.read(data + offset, want);
-    if (taken == 0) break;
-    offset += taken;
-  }
   // Then the upstream closes (a close-delimited body ends here).
-  sim.eof();
+  feed(sim, data, size, splitter, [&] { return sim.done(); });
   return sim.finish();
 }
 

@@ -589,21 +589,7 @@ long long HttpResponse::upstreamConnection() const {
   return v ? std::stoll(*v) : -1;
 }
 
-HttpClient::HttpClient(uint16_t port, Millis ioTimeout) : timeout_(ioTimeout) {
-  fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd_ < 0) throw HarnessError(errnoText("socket"));
-  setIoTimeouts(fd_, timeout_);
-  sockaddr_in addr = loopback(port);
-  if (::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-    std::string why = errnoText("connect to 127.0.0.1:" + std::to_string(port));
-    ::close(fd_);
-    fd_ = -1;
-    throw HarnessError(why);
-  }
-  int one = 1;
-  ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  reader_ = std::make_unique<SocketReader>(fd_, timeout_);
-}
+HttpClient::HttpClient(uint16_t port, Millis ioTimeout) : HttpClient("127.0.0.1", port, ioTimeout) {}
 
 HttpClient::HttpClient(const std::string& host, uint16_t port, Millis ioTimeout)
     : timeout_(ioTimeout) {
@@ -715,34 +701,12 @@ HttpResponse httpGet(uint16_t port, std::string_view target, const Headers& head
 // ---------------------------------------------------------------------------------------
 // Kernel view and ports
 
-size_t countEstablished(uint16_t port) {
-  size_t count = 0;
-  for (const char* file : {"/proc/net/tcp", "/proc/net/tcp6"}) {
-    std::ifstream in(file);
-    std::string line;
-    std::getline(in, line);  // header
-    while (std::getline(in, line)) {
-      std::istringstream ss(line);
-      std::string slot, local, remote, state;
-      ss >> slot >> local >> remote >> state;
-      size_t colon = remote.rfind(':');
-      if (colon == std::string::npos) continue;
-      unsigned long remotePort = std::strtoul(remote.c_str() + colon + 1, nullptr, 16);
-      if (remotePort == port && state == "01") ++count;
-    }
-  }
-  return count;
-}
+namespace {
 
-size_t countEstablished(const std::string& ip, uint16_t port) {
-  in6_addr want{};  // IPv4 as IPv4-mapped IPv6, so that both tables compare alike
-  in_addr want4{};
-  if (::inet_pton(AF_INET, ip.c_str(), &want4) == 1) {
-    want.s6_addr[10] = want.s6_addr[11] = 0xff;
-    std::memcpy(&want.s6_addr[12], &want4, 4);
-  } else if (::inet_pton(AF_INET6, ip.c_str(), &want) != 1) {
-    throw HarnessError("countEstablished: not a numeric IP address: '" + ip + "'");
-  }
+// Every ESTABLISHED connection of /proc/net/tcp{,6} whose remote port is `port`:
+// `matches` gets the remote address as the kernel prints it (hex, 32-bit words in
+// host byte order: 8 digits for IPv4, 32 for IPv6).
+size_t countEstablishedTo(uint16_t port, const std::function<bool(const std::string&)>& matches) {
   size_t count = 0;
   for (const char* file : {"/proc/net/tcp", "/proc/net/tcp6"}) {
     std::ifstream in(file);
@@ -755,26 +719,44 @@ size_t countEstablished(const std::string& ip, uint16_t port) {
       size_t colon = remote.rfind(':');
       if (colon == std::string::npos || state != "01") continue;
       if (std::strtoul(remote.c_str() + colon + 1, nullptr, 16) != port) continue;
-      // The kernel prints the address as 32-bit words in host byte order.
-      std::string hex = remote.substr(0, colon);
-      in6_addr got{};
-      if (hex.size() == 8) {
-        auto word = static_cast<uint32_t>(std::strtoul(hex.c_str(), nullptr, 16));
-        got.s6_addr[10] = got.s6_addr[11] = 0xff;
-        std::memcpy(&got.s6_addr[12], &word, 4);
-      } else if (hex.size() == 32) {
-        for (size_t i = 0; i < 4; ++i) {
-          std::string part = hex.substr(i * 8, 8);
-          auto word = static_cast<uint32_t>(std::strtoul(part.c_str(), nullptr, 16));
-          std::memcpy(&got.s6_addr[i * 4], &word, 4);
-        }
-      } else {
-        continue;
-      }
-      if (std::memcmp(&got, &want, sizeof got) == 0) ++count;
+      if (matches(remote.substr(0, colon))) ++count;
     }
   }
   return count;
+}
+
+}  // namespace
+
+size_t countEstablished(uint16_t port) {
+  return countEstablishedTo(port, [](const std::string&) { return true; });
+}
+
+size_t countEstablished(const std::string& ip, uint16_t port) {
+  in6_addr want{};  // IPv4 as IPv4-mapped IPv6, so that both tables compare alike
+  in_addr want4{};
+  if (::inet_pton(AF_INET, ip.c_str(), &want4) == 1) {
+    want.s6_addr[10] = want.s6_addr[11] = 0xff;
+    std::memcpy(&want.s6_addr[12], &want4, 4);
+  } else if (::inet_pton(AF_INET6, ip.c_str(), &want) != 1) {
+    throw HarnessError("countEstablished: not a numeric IP address: '" + ip + "'");
+  }
+  return countEstablishedTo(port, [&](const std::string& hex) {
+    in6_addr got{};
+    if (hex.size() == 8) {
+      auto word = static_cast<uint32_t>(std::strtoul(hex.c_str(), nullptr, 16));
+      got.s6_addr[10] = got.s6_addr[11] = 0xff;
+      std::memcpy(&got.s6_addr[12], &word, 4);
+    } else if (hex.size() == 32) {
+      for (size_t i = 0; i < 4; ++i) {
+        std::string part = hex.substr(i * 8, 8);
+        auto word = static_cast<uint32_t>(std::strtoul(part.c_str(), nullptr, 16));
+        std::memcpy(&got.s6_addr[i * 4], &word, 4);
+      }
+    } else {
+      return false;
+    }
+    return std::memcmp(&got, &want, sizeof got) == 0;
+  });
 }
 
 ReservedPort::ReservedPort() {

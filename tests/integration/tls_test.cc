@@ -405,6 +405,35 @@ TEST_F(Tls, Tls13SessionsResumeOnAnyWorker) {
   for (const auto& [pid, accepted] : after) EXPECT_GE(accepted - before[pid], 2u) << "worker " << pid;
 }
 
+// SIGUSR2 hands the ticket secret to the new master (through an inherited
+// pipe): a session from the old master's workers resumes on the new ones.
+TEST_F(Tls, SessionsResumeAcrossABinaryUpgrade) {
+  startTlsProxy(1, "", "pid_file = \"${DIR}/poolgate.pid\";");
+  const std::string pidFile = proxy().dir().file("poolgate.pid");
+  const pid_t oldMaster = proxy().pid();
+  const std::string session = pki_.dir().file("session.pem");
+  ASSERT_NE(handshake("a.example", {"-tls1_2", "-sess_out", session}).find("New,"), std::string::npos);
+
+  proxy().signal(SIGUSR2);
+  pid_t newMaster = 0;
+  ASSERT_TRUE(waitUntil(
+      [&] {
+        std::string current = readFile(pidFile);
+        if (readFile(pidFile + ".oldbin").empty() || current.empty()) return false;
+        newMaster = std::stoi(current);
+        return newMaster != oldMaster && proxy().stats().at("master_pid").get<pid_t>() == newMaster;
+      },
+      10s))
+      << "no new master serving after SIGUSR2";
+  proxy().signal(SIGQUIT);  // the old master and its workers leave
+  ASSERT_TRUE(proxy().waitExit(15s).has_value());
+
+  std::string out = handshake("a.example", {"-tls1_2", "-sess_in", session});
+  EXPECT_NE(out.find("Reused,"), std::string::npos) << "the old master's session did not resume:\n" << out;
+  ::kill(newMaster, SIGTERM);
+  EXPECT_TRUE(waitUntil([&] { return processGone(newMaster); }, 10s));
+}
+
 TEST_F(Tls, PlainHttpToTlsPortIsClosedCleanly) {
   startTlsProxy(1);
   HttpClient client(proxy().proxyPort());
