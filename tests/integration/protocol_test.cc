@@ -24,6 +24,39 @@ TEST_F(Protocol, ExpectContinueIsHonoured) {
   EXPECT_EQ(r.json().at("body_length"), 5);
 }
 
+// The upstream never sees Expect, so a 100 it sends anyway is not relayed: the
+// client gets exactly one 100 Continue (ours), then the final response.
+TEST_F(Protocol, ExpectContinueIsAnsweredOnce) {
+  upstream_.setHandler([](const UpstreamRequest& req, UpstreamConnection& conn) {
+    if (req.header("Expect")) {
+      conn.respond(400, "Expect was forwarded", {{"Content-Type", "text/plain"}});
+      return;
+    }
+    conn.sendRaw("HTTP/1.1 100 Continue\r\n\r\n");
+    conn.respond(200, "stored");
+  });
+  startProxy();
+  HttpClient client = connect();
+  client.send("POST /upload HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n");
+  ASSERT_EQ(client.read("POST", /*skipInterim=*/false).status, 100);
+  client.send("hello");
+  HttpResponse r = client.read("POST", /*skipInterim=*/false);
+  EXPECT_EQ(r.status, 200) << "a second 100 Continue reached the client";
+  EXPECT_EQ(r.body, "stored");
+}
+
+// A body we would refuse anyway gets its final status instead of 100 Continue,
+// and nothing reaches the upstream.
+TEST_F(Protocol, ExpectContinueWithTooLargeBodyGets413First) {
+  startProxy(1, "", "limits = { max_body_bytes = 10; };");
+  HttpClient client = connect();
+  client.send("POST /poison HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 1000\r\n\r\n");
+  HttpResponse r = client.read("POST", /*skipInterim=*/false);
+  expectProxyError(r, 413);
+  EXPECT_TRUE(client.waitClosed());
+  expectNothingForwardedBefore("poison");
+}
+
 TEST_F(Protocol, UpgradeWith101BecomesTunnel) {
   upstream_.setHandler([](const UpstreamRequest& req, UpstreamConnection& conn) {
     auto upgrade = req.header("Upgrade");
