@@ -110,7 +110,7 @@ std::string_view AccessLog::localTime() {
 }
 
 void AccessLog::write(const AccessRecord& record, const char* client_ip) {
-  if (!fd_) return;
+  if (!fd_ || !record.text) return;
   if (config_.access_format == AccessFormat::kJson) {
     appendJson(record, client_ip);
   } else {
@@ -129,17 +129,17 @@ void AccessLog::appendCombined(const AccessRecord& r, const char* client_ip) {
   out.append(" - - [");
   out.append(localTime());
   out.append("] \"");
-  appendEscaped(out, r.method);
+  appendEscaped(out, r.text->method);
   out.push_back(' ');
-  appendEscaped(out, r.target);
+  appendEscaped(out, r.text->target);
   out.append(r.http_minor == 0 ? " HTTP/1.0\" " : " HTTP/1.1\" ");
   appendUint(out, static_cast<uint64_t>(r.status));
   out.push_back(' ');
   appendUint(out, r.bytes_sent);
   out.append(" \"");
-  appendEscaped(out, r.referer.empty() ? std::string_view("-") : std::string_view(r.referer));
+  appendEscaped(out, r.text->referer.empty() ? std::string_view("-") : std::string_view(r.text->referer));
   out.append("\" \"");
-  appendEscaped(out, r.user_agent.empty() ? std::string_view("-") : std::string_view(r.user_agent));
+  appendEscaped(out, r.text->user_agent.empty() ? std::string_view("-") : std::string_view(r.text->user_agent));
   out.append("\" rt=");
   appendSeconds(out, loop_.now() - r.started_ms);
   out.append(" upstream=");
@@ -165,9 +165,9 @@ void AccessLog::appendJson(const AccessRecord& r, const char* client_ip) {
   out.append("\",\"client\":");
   appendJsonString(out, client_ip);
   out.append(",\"method\":");
-  appendJsonString(out, r.method);
+  appendJsonString(out, r.text->method);
   out.append(",\"target\":");
-  appendJsonString(out, r.target);
+  appendJsonString(out, r.text->target);
   out.append(r.http_minor == 0 ? ",\"protocol\":\"HTTP/1.0\",\"status\":" : ",\"protocol\":\"HTTP/1.1\",\"status\":");
   appendUint(out, static_cast<uint64_t>(r.status));
   out.append(",\"bytes\":");
@@ -175,9 +175,9 @@ void AccessLog::appendJson(const AccessRecord& r, const char* client_ip) {
   out.append(",\"request_time\":");
   appendSeconds(out, loop_.now() - r.started_ms);
   out.append(",\"referer\":");
-  appendJsonString(out, r.referer);
+  appendJsonString(out, r.text->referer);
   out.append(",\"user_agent\":");
-  appendJsonString(out, r.user_agent);
+  appendJsonString(out, r.text->user_agent);
   if (r.upstream.empty()) {
     out.append(",\"upstream\":null,\"upstream_time\":null,\"upstream_connection\":null");
   } else {

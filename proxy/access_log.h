@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -19,11 +20,18 @@ namespace poolgate {
 
 // What one exchange leaves for the log. Strings are copied at the request's
 // head (the read buffer moves on); their capacity is reused across requests.
-struct AccessRecord {
+// The text of a request kept for its log line. Allocated once per client
+// connection, and only when the access log is on: an idle connection of a
+// worker without one does not carry 128 bytes of empty strings.
+struct AccessText {
   std::string method;
   std::string target;
   std::string referer;
   std::string user_agent;
+};
+
+struct AccessRecord {
+  std::unique_ptr<AccessText> text;  // set while the access log is on
   uint8_t http_minor = 1;
   int status = 0;
   uint64_t bytes_sent = 0;

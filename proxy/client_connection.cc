@@ -744,10 +744,12 @@ void ClientConnection::beginRecord(const HttpHead& head, const char* base) {
   record_.error = nullptr;
   record_.http_minor = parser_.versionMinor();
   if (worker_.accessLog() == nullptr) return;
-  record_.method.assign(head.method.view(base));
-  record_.target.assign(head.target.view(base));
-  record_.referer.assign(findHeader(head, base, "referer"));
-  record_.user_agent.assign(findHeader(head, base, "user-agent"));
+  if (!record_.text) record_.text = std::make_unique<AccessText>();  // once per connection
+  AccessText& text = *record_.text;
+  text.method.assign(head.method.view(base));
+  text.target.assign(head.target.view(base));
+  text.referer.assign(findHeader(head, base, "referer"));
+  text.user_agent.assign(findHeader(head, base, "user-agent"));
 }
 
 void ClientConnection::logExchange() {
