@@ -267,11 +267,12 @@ upstreams = (
     balance = "hash"; hash_key = "header:X-User";
     pool = { max_idle = 1; max_conns = 2; queue_timeout = 3; idle_timeout = 4;
              max_requests = 5; max_lifetime = 6.5; };
-    health = { max_fails = 0; fail_timeout = 1; check_path = "/healthz"; check_interval = 0.5; };
+    health = { max_fails = 0; fail_timeout = 1; };
     retries = 0;
     tls = { enabled = true; verify = false; ca_file = "ca.pem"; server_name = "a.example"; };
     dns = { refresh = 30; }; },
-  { name = "b"; servers = ( { address = "[::1]:82"; } ); balance = "least_conn"; },
+  { name = "b"; servers = ( { address = "[::1]:82"; } ); balance = "least_conn";
+    health = { check_path = "/healthz"; check_interval = 0.5; }; },
   { name = "c"; servers = ( { address = "10.1.1.1:83"; } ); balance = "random_two"; }
 );
 routes = (
@@ -340,8 +341,8 @@ routes = (
   EXPECT_DOUBLE_EQ(a.pool.max_lifetime, 6.5);
   EXPECT_EQ(a.health.max_fails, 0u);
   EXPECT_DOUBLE_EQ(a.health.fail_timeout, 1.0);
-  EXPECT_EQ(a.health.check_path, "/healthz");
-  EXPECT_DOUBLE_EQ(a.health.check_interval, 0.5);
+  EXPECT_EQ(config.upstreams[1].health.check_path, "/healthz");  // (not with TLS: see below)
+  EXPECT_DOUBLE_EQ(config.upstreams[1].health.check_interval, 0.5);
   EXPECT_EQ(a.retries, 0u);
   EXPECT_TRUE(a.tls.enabled);
   EXPECT_FALSE(a.tls.verify);
@@ -683,6 +684,17 @@ TEST_F(ConfigFileTest, HashWithEmptyHashKey) {
 );
 )",
                  5, "upstreams[0].hash_key", "required when balance is \"hash\"");
+}
+
+TEST_F(ConfigFileTest, ActiveChecksOverTlsAreRefused) {
+  expectOneError(R"(upstreams = (
+  { name = "app";
+    servers = ( { address = "127.0.0.1:5000"; } );
+    tls = { enabled = true; verify = false; };
+    health = { check_path = "/healthz"; }; }
+);
+)",
+                 5, "upstreams[0].health.check_path", "do not work with tls.enabled");
 }
 
 TEST_F(ConfigFileTest, TwoUpstreamsWithoutRoutes) {
