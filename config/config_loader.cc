@@ -830,12 +830,6 @@ void readUpstream(Loader& loader, const Node& node, UpstreamConfig& out) {
     loader.error(joinPath(node.path, "hash_key"),
                  "required when balance is \"hash\" (\"ip\" or \"header:NAME\")");
   }
-  if (out.tls.enabled && !out.health.check_path.empty()) {
-    // The master's probe speaks plain HTTP: against a TLS port it would
-    // fail every time and take every server out.
-    loader.error(joinPath(node.path, "health.check_path"),
-                 "active health checks are plain HTTP and do not work with tls.enabled yet");
-  }
 }
 
 // "*", "*.example.com" or "example.com"; stored lowercased.

@@ -36,11 +36,12 @@ struct UpstreamMonitor::Name {
 
 struct UpstreamMonitor::Check : public Deletable {
   Check(UpstreamMonitor& monitor, size_t upstream_index, int shared_index, std::string address_text,
-        const SocketAddress& address, const std::string& host_header, const std::string& path)
+        const SocketAddress& address, const std::string& host_header, const std::string& path,
+        const UpstreamTls* tls, const std::string& tls_host)
       : upstream(upstream_index),
         shared(shared_index),
         address(std::move(address_text)),
-        probe(monitor.loop_, address, host_header, path),
+        probe(monitor.loop_, address, host_header, path, tls, tls_host),
         timer(monitor.loop_.timers(), [this, &monitor] { monitor.runCheck(*this); }) {}
 
   size_t upstream;
@@ -67,6 +68,16 @@ void UpstreamMonitor::configure(const Config& config) {
   }
   checks_.clear();
   config_ = &config;
+  // Checks of a TLS upstream speak TLS, verified like its requests.
+  tls_.clear();
+  tls_.resize(config.upstreams.size());
+  for (size_t u = 0; u < config.upstreams.size(); ++u) {
+    const UpstreamConfig& upstream = config.upstreams[u];
+    if (!upstream.tls.enabled || upstream.health.check_path.empty()) continue;
+    std::string why;
+    tls_[u] = UpstreamTls::create(upstream.tls, &why);
+    if (!tls_[u]) LOG_ERROR("upstream %s: %s; its health checks will fail", upstream.name.c_str(), why.c_str());
+  }
 
   std::vector<std::string> servers;
   for (const HostPort& server : config.resolver.servers) servers.push_back(server.text);
@@ -187,6 +198,8 @@ void UpstreamMonitor::onResolved(Name& name, bool ok, const std::string& why, st
 void UpstreamMonitor::syncChecks(size_t index) {
   const UpstreamConfig& upstream = config_->upstreams[index];
   if (upstream.health.check_path.empty()) return;
+  // A TLS upstream whose context did not load: its checks could only fail.
+  if (upstream.tls.enabled && !tls_[index]) return;
   // The upstream's addresses now, with the Host header each check sends.
   std::map<int, std::pair<std::string, std::string>> wanted;  // shared index -> (address, host)
   for (const ServerConfig& server : upstream.servers) {
@@ -218,8 +231,11 @@ void UpstreamMonitor::syncChecks(size_t index) {
     std::optional<HostPort> parsed = parseHostPort(texts.first, &why);
     SocketAddress address;
     if (!parsed || !makeSocketAddress(parsed->host, parsed->port, &address)) continue;
+    std::string why2;
+    std::optional<HostPort> configured = parseHostPort(texts.second, &why2);
     auto check = std::make_unique<Check>(*this, index, shared, texts.first, address, texts.second,
-                                         upstream.health.check_path);
+                                         upstream.health.check_path, tls_[index].get(),
+                                         configured ? configured->host : std::string());
     Check& ref = *check;
     checks_.emplace(shared, std::move(check));
     runCheck(ref);  // the first verdict now, not one interval from now

@@ -27,6 +27,7 @@
 #include "proxy/stats_segment.h"
 #include "upstream/health.h"
 #include "upstream/resolver.h"
+#include "upstream/upstream_tls.h"
 
 namespace poolgate {
 
@@ -62,6 +63,7 @@ class UpstreamMonitor {
   std::unique_ptr<Resolver> resolver_;
   std::vector<std::unique_ptr<Name>> names_;
   std::map<int, std::unique_ptr<Check>> checks_;  // by SharedServer index
+  std::vector<std::unique_ptr<UpstreamTls>> tls_;  // per upstream: checks of a TLS one speak TLS
 };
 
 }  // namespace poolgate

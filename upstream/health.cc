@@ -4,6 +4,8 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "upstream/upstream_tls.h"
+
 namespace poolgate {
 
 namespace {
@@ -48,11 +50,13 @@ int parseStatusLine(const std::string& bytes) {
 }
 
 HealthProbe::HealthProbe(EventLoop& loop, const SocketAddress& address, std::string host_header,
-                         std::string path)
+                         std::string path, const UpstreamTls* tls, std::string tls_host)
     : loop_(loop),
       address_(address),
       request_("GET " + path + " HTTP/1.1\r\nHost: " + host_header +
                "\r\nUser-Agent: poolgate-health-check\r\nConnection: close\r\n\r\n"),
+      tls_config_(tls),
+      tls_host_(std::move(tls_host)),
       deadline_(loop.timers(), [this] { finish(false, "timed out"); }) {}
 
 HealthProbe::~HealthProbe() { cancel(); }
@@ -60,6 +64,7 @@ HealthProbe::~HealthProbe() { cancel(); }
 void HealthProbe::cancel() {
   deadline_.cancel();
   done_ = nullptr;
+  tls_.reset();
   if (fd_) {
     loop_.remove(fd_.get());
     fd_.reset();
@@ -95,14 +100,43 @@ void HealthProbe::onIoEvent(uint32_t events) noexcept {
       return;
     }
     connected_ = true;
+    if (tls_config_ != nullptr &&
+        (!tls_.start(tls_config_->context(), fd_.get(), /*server=*/false) ||
+         !tls_config_->prepare(tls_, tls_host_, nullptr, nullptr))) {
+      finish(false, "TLS: " + tls_.failure());
+      return;
+    }
   }
+  if (tls_ && !tls_.established() && !handshake()) return;
   if (sent_ < request_.size() && !sendRequest()) return;
   readStatus();
 }
 
+bool HealthProbe::handshake() {
+  switch (tls_.handshake()) {
+    case TlsResult::kDone:
+      return true;
+    case TlsResult::kWantRead:
+    case TlsResult::kWantWrite:
+      return false;  // the next event goes on
+    case TlsResult::kFailed:
+      break;
+  }
+  finish(false, "TLS handshake: " + tls_.failure());
+  return false;
+}
+
+ssize_t HealthProbe::transmit(const void* data, size_t size) {
+  return tls_ ? tls_.write(data, size) : ::send(fd_.get(), data, size, MSG_NOSIGNAL);
+}
+
+ssize_t HealthProbe::receive(void* buffer, size_t size) {
+  return tls_ ? tls_.read(buffer, size) : ::recv(fd_.get(), buffer, size, 0);
+}
+
 bool HealthProbe::sendRequest() {
   while (sent_ < request_.size()) {
-    ssize_t n = ::send(fd_.get(), request_.data() + sent_, request_.size() - sent_, MSG_NOSIGNAL);
+    ssize_t n = transmit(request_.data() + sent_, request_.size() - sent_);
     if (n > 0) {
       sent_ += static_cast<size_t>(n);
     } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
@@ -120,7 +154,7 @@ bool HealthProbe::sendRequest() {
 void HealthProbe::readStatus() {
   char chunk[512];
   for (;;) {
-    ssize_t n = ::recv(fd_.get(), chunk, sizeof chunk, 0);
+    ssize_t n = receive(chunk, sizeof chunk);
     if (n == 0) {
       finish(false, "connection closed before a status line");
       return;
@@ -152,6 +186,7 @@ void HealthProbe::readStatus() {
 
 void HealthProbe::finish(bool passed, const std::string& why) {
   deadline_.cancel();
+  tls_.reset();
   if (fd_) {
     loop_.remove(fd_.get());
     fd_.reset();

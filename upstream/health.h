@@ -19,6 +19,7 @@
 #include "core/fd.h"
 #include "core/socket.h"
 #include "core/timer.h"
+#include "core/tls.h"
 
 namespace poolgate {
 
@@ -50,14 +51,20 @@ struct SharedHealth {
   }
 };
 
-// One active health check of one address: connect, `GET path`, read the
-// status line; 2xx and 3xx pass. Everything is non-blocking on `loop`, and
-// the whole probe is bounded by `timeout_ms`. Used by the master.
+class UpstreamTls;
+
+// One active health check of one address: connect (and, for a TLS upstream,
+// the handshake with the same verification as requests get), `GET path`,
+// read the status line; 2xx and 3xx pass. Everything is non-blocking on
+// `loop`, and the whole probe is bounded by `timeout_ms`. Used by the master.
 class HealthProbe final : private IoHandler {
  public:
   using Done = std::function<void(bool passed, const std::string& why)>;
 
-  HealthProbe(EventLoop& loop, const SocketAddress& address, std::string host_header, std::string path);
+  // `tls` (may be null: plain HTTP) must outlive the probe; `tls_host` is the
+  // configured server host, for SNI and the certificate check.
+  HealthProbe(EventLoop& loop, const SocketAddress& address, std::string host_header, std::string path,
+              const UpstreamTls* tls = nullptr, std::string tls_host = {});
   ~HealthProbe();
   HealthProbe(const HealthProbe&) = delete;
   HealthProbe& operator=(const HealthProbe&) = delete;
@@ -71,8 +78,11 @@ class HealthProbe final : private IoHandler {
  private:
   void onIoEvent(uint32_t events) noexcept override;
   void finish(bool passed, const std::string& why);
+  bool handshake();  // TLS: true once done
   bool sendRequest();
   void readStatus();
+  ssize_t transmit(const void* data, size_t size);
+  ssize_t receive(void* buffer, size_t size);
 
   EventLoop& loop_;
   SocketAddress address_;
@@ -81,6 +91,9 @@ class HealthProbe final : private IoHandler {
   size_t sent_ = 0;
   std::string received_;
   bool connected_ = false;
+  const UpstreamTls* tls_config_;
+  std::string tls_host_;
+  TlsSession tls_;
   Done done_;
   Timer deadline_;
 };

@@ -635,6 +635,27 @@ class UpstreamTls : public ProxyTest {
   std::unique_ptr<TlsUpstream> tls_upstream_;
 };
 
+// The master's active checks speak TLS to a TLS upstream, verified like requests.
+TEST_F(UpstreamTls, ActiveChecksSpeakTls) {
+  startUpstream("DNS:localhost,IP:127.0.0.1");
+  startTlsProxy(caSetting(), "health = { check_path = \"/healthz\"; check_interval = 0.2; };");
+  ASSERT_TRUE(waitUntil([&] { return server().at("check") == "passing" && server().at("checks_total").get<int>() >= 2; },
+                        10s))
+      << server();
+  EXPECT_EQ(server().at("check_failures_total"), 0) << server();
+  get("/after-checks");
+}
+
+TEST_F(UpstreamTls, ActiveCheckFailsVerificationAndTakesTheServerOut) {
+  startUpstream("DNS:other.example");  // not the address poolgate checks it against
+  startTlsProxy(caSetting(), "health = { check_path = \"/healthz\"; check_interval = 0.2; };");
+  ASSERT_TRUE(waitUntil([&] { return server().at("check") == "failing"; }, 10s)) << server();
+  EXPECT_FALSE(server().at("healthy").get<bool>());
+  EXPECT_NE(proxy().log().find("fails its health check (GET /healthz: TLS handshake:"), std::string::npos)
+      << proxy().logTail();
+  expectProxyError(httpGet(proxy().proxyPort(), "/while-failing"), 503);
+}
+
 TEST_F(UpstreamTls, VerifiedByIpAddressAndPooled) {
   startUpstream("DNS:localhost,IP:127.0.0.1");
   startTlsProxy(caSetting());

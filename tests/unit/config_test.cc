@@ -686,17 +686,6 @@ TEST_F(ConfigFileTest, HashWithEmptyHashKey) {
                  5, "upstreams[0].hash_key", "required when balance is \"hash\"");
 }
 
-TEST_F(ConfigFileTest, ActiveChecksOverTlsAreRefused) {
-  expectOneError(R"(upstreams = (
-  { name = "app";
-    servers = ( { address = "127.0.0.1:5000"; } );
-    tls = { enabled = true; verify = false; };
-    health = { check_path = "/healthz"; }; }
-);
-)",
-                 5, "upstreams[0].health.check_path", "do not work with tls.enabled");
-}
-
 TEST_F(ConfigFileTest, TwoUpstreamsWithoutRoutes) {
   expectOneError(R"(workers = 1;
 upstreams = (
