@@ -531,7 +531,7 @@ void Master::reapChildren() {
     auto drained = std::find_if(draining_.begin(), draining_.end(),
                                 [pid](const DrainingProcess& d) { return d.pid == pid; });
     if (drained != draining_.end()) {
-      LOG_INFO("recycled worker pid %d exited", static_cast<int>(pid));
+      LOG_INFO("draining worker pid %d exited", static_cast<int>(pid));  // after a reload, recycle or upgrade
       freeSlot(drained->slot);
       draining_.erase(drained);
       continue;
