@@ -62,11 +62,7 @@ int findSharedName(const StatsSegment& segment, std::string_view upstream, std::
 }
 
 int addSharedName(StatsSegment& segment, std::string_view upstream, std::string_view name) {
-  return addEntry(segment.names, upstream, name, [](SharedName& entry) {
-    entry.count = 0;
-    entry.state.store(static_cast<uint32_t>(NameState::kPending), std::memory_order_relaxed);
-    entry.error[0] = '\0';
-  });
+  return addEntry(segment.names, upstream, name, [](SharedName& entry) { entry.count = 0; });
 }
 
 void publishAddresses(SharedName& entry, const std::vector<std::string>& addresses) {

@@ -91,19 +91,12 @@ struct SharedServer {
 // while the master writes; a reader copies, then checks it did not move.
 inline constexpr size_t kMaxSharedNames = 128;
 inline constexpr size_t kMaxNameAddresses = 16;
-enum class NameState : uint32_t { kPending = 0, kResolved = 1, kFailing = 2 };
 struct SharedName {
   std::atomic<uint32_t> used{0};
   char key[2 * kNameBytes];  // "upstream name" NUL "name:port" as configured
   std::atomic<uint64_t> version{0};
   uint32_t count;                                // addresses valid below
   char addresses[kMaxNameAddresses][kNameBytes];  // "10.0.0.1:5000"
-  // Outside the lock (each read on its own):
-  std::atomic<uint32_t> state{0};                // NameState: kFailing keeps the last good addresses
-  std::atomic<uint64_t> resolutions_total{0};
-  std::atomic<uint64_t> failures_total{0};
-  std::atomic<uint64_t> next_refresh_ms{0};      // CLOCK_REALTIME of the next lookup
-  char error[kNameBytes];                        // the last failure (written before state = kFailing)
 };
 
 struct StatsSegment {

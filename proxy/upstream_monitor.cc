@@ -14,10 +14,6 @@ namespace {
 constexpr uint64_t kMinTtlMs = 1'000;         // a TTL of 0 must not mean "ask again at once"
 constexpr uint64_t kMaxTtlMs = 3'600'000;     // nor should a long one hide a change for days
 constexpr uint64_t kRetryAfterFailureMs = 1'000;
-
-void copyText(char (&dest)[kNameBytes], const std::string& text) {
-  snprintf(dest, sizeof dest, "%s", text.c_str());
-}
 }  // namespace
 
 struct UpstreamMonitor::Name {
@@ -141,11 +137,7 @@ void UpstreamMonitor::onResolved(Name& name, bool ok, const std::string& why, st
   SharedName& shared = segment_.names[name.shared];
   const char* text = name.config.address.text.c_str();
   name.answered = true;
-  ServerCounters::add(shared.resolutions_total);
   if (!ok) {
-    ServerCounters::add(shared.failures_total);
-    copyText(shared.error, why);
-    shared.state.store(static_cast<uint32_t>(NameState::kFailing), std::memory_order_release);
     if (!name.failing) {
       LOG_WARN("upstream %s: resolving %s failed: %s; %s", upstream.name.c_str(), text, why.c_str(),
                name.addresses.empty() ? "no address to use yet" : "keeping the last good addresses");
@@ -171,7 +163,6 @@ void UpstreamMonitor::onResolved(Name& name, bool ok, const std::string& why, st
   }
   if (name.failing) LOG_INFO("upstream %s: resolving %s works again", upstream.name.c_str(), text);
   name.failing = false;
-  shared.state.store(static_cast<uint32_t>(NameState::kResolved), std::memory_order_release);
   const bool changed = addresses != name.addresses ||
                        shared.version.load(std::memory_order_relaxed) == 0;  // never published yet
   if (changed) {
@@ -191,7 +182,6 @@ void UpstreamMonitor::onResolved(Name& name, bool ok, const std::string& why, st
   }
   const uint64_t next = upstream.dns_refresh > 0 ? secondsToMs(upstream.dns_refresh)
                                                  : std::clamp(ttl_ms, kMinTtlMs, kMaxTtlMs);
-  shared.next_refresh_ms.store(realtimeMs() + next, std::memory_order_relaxed);
   name.timer.arm(next);
 }
 
@@ -200,19 +190,20 @@ void UpstreamMonitor::syncChecks(size_t index) {
   if (upstream.health.check_path.empty()) return;
   // A TLS upstream whose context did not load: its checks could only fail.
   if (upstream.tls.enabled && !tls_[index]) return;
-  // The upstream's addresses now, with the Host header each check sends.
-  std::map<int, std::pair<std::string, std::string>> wanted;  // shared index -> (address, host)
+  // The upstream's addresses now, each with the configured server it comes
+  // from (its text is the check's Host header, its host the TLS name).
+  std::map<int, std::pair<std::string, const HostPort*>> wanted;  // shared index -> (address, server)
   for (const ServerConfig& server : upstream.servers) {
     if (server.address.numeric) {
       int shared = findSharedServer(segment_, upstream.name, server.address.text);
-      if (shared >= 0) wanted[shared] = {server.address.text, server.address.text};
+      if (shared >= 0) wanted[shared] = {server.address.text, &server.address};
     }
   }
   for (const auto& name : names_) {
     if (name->upstream != index) continue;
     for (const std::string& address : name->addresses) {
       int shared = findSharedServer(segment_, upstream.name, address);
-      if (shared >= 0) wanted[shared] = {address, name->config.address.text};
+      if (shared >= 0) wanted[shared] = {address, &name->config.address};
     }
   }
   for (auto it = checks_.begin(); it != checks_.end();) {
@@ -225,17 +216,15 @@ void UpstreamMonitor::syncChecks(size_t index) {
       ++it;
     }
   }
-  for (const auto& [shared, texts] : wanted) {
+  for (const auto& [shared, target] : wanted) {
+    const auto& [text, server] = target;
     if (checks_.count(shared) != 0) continue;
     std::string why;
-    std::optional<HostPort> parsed = parseHostPort(texts.first, &why);
+    std::optional<HostPort> parsed = parseHostPort(text, &why);
     SocketAddress address;
     if (!parsed || !makeSocketAddress(parsed->host, parsed->port, &address)) continue;
-    std::string why2;
-    std::optional<HostPort> configured = parseHostPort(texts.second, &why2);
-    auto check = std::make_unique<Check>(*this, index, shared, texts.first, address, texts.second,
-                                         upstream.health.check_path, tls_[index].get(),
-                                         configured ? configured->host : std::string());
+    auto check = std::make_unique<Check>(*this, index, shared, text, address, server->text,
+                                         upstream.health.check_path, tls_[index].get(), server->host);
     Check& ref = *check;
     checks_.emplace(shared, std::move(check));
     runCheck(ref);  // the first verdict now, not one interval from now

@@ -122,7 +122,6 @@ void Worker::addServer(size_t group_index, const std::string& address_text, cons
     copyName(entry.name, name);
     entry.upstream = static_cast<uint32_t>(group_index);
     entry.shared_index = shared_index;
-    entry.in_service.store(1, std::memory_order_relaxed);
     slot_.server_count.store(static_cast<uint32_t>(index + 1), std::memory_order_release);
   }
   ServerStorage storage;
@@ -130,11 +129,8 @@ void Worker::addServer(size_t group_index, const std::string& address_text, cons
   storage.health = shared != nullptr ? &shared->health : nullptr;
   storage.shared_conns = shared != nullptr ? &shared->conns : nullptr;
   storage.shared_waiters = shared != nullptr ? &shared->waiters : nullptr;
-  size_t server_index = group.addServer(address_text, address, weight, storage, name);
-  if (stats_index_.size() < upstreams_.size()) stats_index_.resize(upstreams_.size());
-  auto& indexes = stats_index_[group_index];
-  if (indexes.size() <= server_index) indexes.resize(server_index + 1);
-  indexes[server_index] = index;
+  if (own_entry) storage.in_service = &entry.in_service;
+  group.addServer(address_text, address, weight, storage, name);
 }
 
 void Worker::syncNames() {
@@ -163,7 +159,6 @@ void Worker::applyAddresses(NameWatch& watch, const std::vector<std::string>& ad
     const bool listed = std::find(addresses.begin(), addresses.end(), name) != addresses.end();
     if (group.server(index).inService() == listed) continue;
     group.setInService(index, listed);
-    slot_.servers[stats_index_[watch.group][index]].in_service.store(listed ? 1 : 0, std::memory_order_relaxed);
     LOG_DEBUG("upstream %s: %s (%s) %s", group.name().c_str(), name.c_str(), server.address.text.c_str(),
               listed ? "is back in the DNS answer" : "left the DNS answer; retired");
   }

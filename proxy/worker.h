@@ -113,7 +113,6 @@ class Worker final : private IoHandler, private LoopObserver {
   std::vector<ClientConnection*> clients_;  // every open client, for draining
   Timer drain_deadline_;
   std::vector<NameWatch> names_;
-  std::vector<std::vector<size_t>> stats_index_;  // [group][server] -> index in slot_.servers
   Timer names_timer_;
   bool draining_ = false;
   uint64_t recycle_after_ = 0;  // max_requests_per_worker plus jitter; 0 = never

@@ -13,7 +13,10 @@ Server::Server(std::string name, const SocketAddress& address, uint32_t weight,
       health_config_(upstream.health),
       pool_(timers, upstream.pool, *storage.counters, storage.shared_conns, storage.shared_waiters),
       counters_(*storage.counters),
-      health_(storage.health != nullptr ? *storage.health : own_health_) {}
+      health_(storage.health != nullptr ? *storage.health : own_health_),
+      in_service_flag_(storage.in_service) {
+  if (in_service_flag_ != nullptr) in_service_flag_->store(1, std::memory_order_relaxed);
+}
 
 void Server::noteFailure(uint64_t now_ms, bool only_server) {
   // Like nginx, a lone server is never taken out by passive health: there is
@@ -28,6 +31,7 @@ void Server::noteFailure(uint64_t now_ms, bool only_server) {
 
 void Server::setInService(bool in_service) {
   in_service_ = in_service;
+  if (in_service_flag_ != nullptr) in_service_flag_->store(in_service ? 1 : 0, std::memory_order_relaxed);
   if (!in_service) pool_.closeIdle();
 }
 

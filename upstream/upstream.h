@@ -26,6 +26,7 @@ struct ServerStorage {
   SharedHealth* health = nullptr;                 // null: the server keeps its own
   std::atomic<int32_t>* shared_conns = nullptr;   // max_conns count across workers, or null
   std::atomic<int32_t>* shared_waiters = nullptr;
+  std::atomic<uint32_t>* in_service = nullptr;    // mirrors Server::inService() for stats, or null
 };
 
 // One upstream address (a configured IP, or one address a name resolved to).
@@ -85,6 +86,7 @@ class Server {
   ServerCounters& counters_;
   SharedHealth own_health_;  // used when the storage has none
   SharedHealth& health_;
+  std::atomic<uint32_t>* in_service_flag_;
   bool in_service_ = true;
 };
 
