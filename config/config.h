@@ -157,6 +157,10 @@ struct Config {
   uint32_t workers = 0;  // 0 = one per CPU; see effectiveWorkers()
   AcceptMode accept_mode = AcceptMode::kReuseport;
   uint32_t worker_connections = 10000;
+  // Descriptors a worker keeps free below its RLIMIT_NOFILE for what its
+  // accepted clients need next (upstream connections); it stops accepting
+  // before eating into them. 0 = automatic: an eighth of the limit, at least 16.
+  uint32_t fd_reserve = 0;
   uint64_t max_requests_per_worker = 0;
   double shutdown_timeout = 30.0;
   std::string pid_file;

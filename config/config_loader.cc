@@ -881,6 +881,7 @@ const Keys<Config>& topKeys() {
                              {AcceptMode::kReuseport, AcceptMode::kExclusive, AcceptMode::kShared,
                               AcceptMode::kMutex, AcceptMode::kHandoff})},
       {"worker_connections", integer(&Config::worker_connections, {.min = 1})},
+      {"fd_reserve", integer(&Config::fd_reserve)},
       {"max_requests_per_worker", integer(&Config::max_requests_per_worker)},
       {"shutdown_timeout", duration(&Config::shutdown_timeout)},
       {"pid_file", text(&Config::pid_file)},

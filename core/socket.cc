@@ -113,6 +113,10 @@ Fd startConnect(const SocketAddress& address, int* error) {
   return fd;
 }
 
+bool isLocalResourceError(int error) {
+  return error == EMFILE || error == ENFILE || error == EADDRNOTAVAIL || error == ENOBUFS || error == ENOMEM;
+}
+
 int socketError(int fd) {
   int error = 0;
   socklen_t len = sizeof error;

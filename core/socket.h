@@ -48,6 +48,10 @@ bool localAddress(int fd, SocketAddress* out);
 // or an invalid Fd with *error set to errno.
 Fd startConnect(const SocketAddress& address, int* error);
 
+// An errno that says this host ran out of something (descriptors, local
+// ports, buffer memory), not that the peer failed.
+bool isLocalResourceError(int error);
+
 // SO_ERROR of a socket whose connect has completed (0 = connected).
 int socketError(int fd);
 

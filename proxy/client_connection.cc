@@ -708,7 +708,15 @@ void ClientConnection::connectUpstream(bool woken) {
       if (capped < 0) capped = server_index_;
       continue;
     }
-    LOG_WARN("connect to %s: %s", server.name().c_str(), strerror(error));
+    if (isLocalResourceError(error)) {
+      // Out of descriptors, ports or memory here: not the server's fault, and
+      // no other server would fare better. 502 at once, counted for nobody.
+      LOG_UPSTREAM_FAILURE(server, strerror(error), "upstream %s: cannot open a connection: %s (a limit of this host)",
+                           server.name().c_str(), strerror(error));
+      respondError(502, requestPending());
+      return;
+    }
+    LOG_UPSTREAM_FAILURE(server, strerror(error), "upstream %s: connect: %s", server.name().c_str(), strerror(error));
     server.noteFailure(now, group_->inServiceCount() == 1);
     tried_.add(static_cast<size_t>(server_index_));
     if (++attempts_ > group_->config().retries) {
@@ -805,7 +813,7 @@ bool ClientConnection::retryAfter(UpstreamError error) {
   if (stale && !idempotent_ && body_started_) return false;
   Server& server = failed->server();
   if (connect_failed) {
-    LOG_WARN("upstream %s: %s", server.name().c_str(), toString(error));
+    LOG_UPSTREAM_FAILURE(server, toString(error), "upstream %s: %s", server.name().c_str(), toString(error));
     server.noteFailure(worker_.loop().now(), group_->inServiceCount() == 1);
     tried_.add(static_cast<size_t>(server_index_));
     if (++attempts_ > group_->config().retries) return false;
@@ -838,11 +846,15 @@ void ClientConnection::onUpstreamError(UpstreamError error) noexcept {
   if (state_ != State::kExchange && state_ != State::kClosing) return;
   record_.upstream_done_ms = worker_.loop().now();
   record_.error = toString(error);
+  Server* server = upstream_ != nullptr ? &upstream_->server() : nullptr;
   if (retryAfter(error)) return;
   if (response_started_) {
     // Part of the response has gone out: the client can only learn of the
     // failure by the connection closing. Flush what we have, then close.
-    LOG_WARN("upstream response cut short: %s", toString(error));
+    if (server != nullptr) {
+      LOG_UPSTREAM_FAILURE(*server, toString(error), "upstream %s: response cut short: %s", server->name().c_str(),
+                           toString(error));
+    }
     keep_alive_ = false;
     completeResponse();
     setState(State::kClosing);

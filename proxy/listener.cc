@@ -13,6 +13,18 @@
 namespace poolgate {
 
 namespace {
+
+// Errors accept(2) passes on from the connection being accepted: try the next.
+bool pendingNetworkError(int error) {
+  switch (error) {
+    case EINTR: case ECONNABORTED: case EPROTO: case ENETDOWN: case ENOPROTOOPT: case EHOSTDOWN:
+    case ENONET: case EHOSTUNREACH: case EOPNOTSUPP: case ENETUNREACH: case EPERM:
+      return true;
+    default:
+      return false;
+  }
+}
+
 constexpr int kAcceptBatch = 64;  // accepts per wake-up, so one busy listener cannot starve the loop
 constexpr int kFinalAcceptLimit = 4096;  // bound of the last pass before a graceful close
 }
@@ -63,7 +75,8 @@ int Listener::receiveHandedOff(uint8_t* tag) {
   if (n < 0) return -1;
   cmsghdr* cmsg = CMSG_FIRSTHDR(&message);
   if (cmsg == nullptr || cmsg->cmsg_type != SCM_RIGHTS) {
-    errno = EAGAIN;
+    // No room in our descriptor table: the kernel dropped the connection.
+    errno = (message.msg_flags & MSG_CTRUNC) != 0 ? EMFILE : EAGAIN;
     return -1;
   }
   int fd;
@@ -97,8 +110,9 @@ int Listener::acceptSome(int limit, bool final) {
       getpeername(fd, peer.get(), &peer.length);
     }
     if (fd < 0) {
-      if (errno == EINTR || errno == ECONNABORTED) continue;
-      if (errno == EMFILE || errno == ENFILE) LOG_ERROR("accept: %s", strerror(errno));
+      if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+      if (pendingNetworkError(errno)) continue;  // that connection's trouble, not ours
+      if (!final) worker_.onAcceptFailed(errno);  // EMFILE, ENFILE, ENOBUFS, ENOMEM...
       break;
     }
     ++accepted;

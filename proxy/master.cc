@@ -64,17 +64,35 @@ bool checkUpstreamTls(const Config& config) {
 class Master::Acceptor final : public IoHandler {
  public:
   Acceptor(Master& master, int fd, bool nodelay, uint8_t tag)
-      : master_(master), fd_(fd), nodelay_(nodelay), tag_(tag) {
+      : master_(master),
+        fd_(fd),
+        nodelay_(nodelay),
+        tag_(tag),
+        retry_(master.loop_.timers(), [this] { master_.loop_.add(fd_, EPOLLIN, this); }),
+        log_(master.loop_.timers(), LogLevel::kError, "handoff accept", "failures") {
     master_.loop_.add(fd_, EPOLLIN, this);
   }
-  ~Acceptor() { master_.loop_.remove(fd_); }
-  void onIoEvent(uint32_t) noexcept override { master_.onHandoffAccept(fd_, nodelay_, tag_); }
+  ~Acceptor() {
+    if (!retry_.armed()) master_.loop_.remove(fd_);
+  }
+  void onIoEvent(uint32_t) noexcept override {
+    int error = master_.onHandoffAccept(fd_, nodelay_, tag_);
+    if (error == 0) return;
+    // Out of descriptors (or kernel memory): the socket stays readable, so
+    // retrying now would spin. Step away for a moment.
+    if (log_.admit(strerror(error))) LOG_ERROR("accept: %s; not accepting for %d ms", strerror(error), kRetryMs);
+    master_.loop_.remove(fd_);
+    retry_.arm(kRetryMs);
+  }
 
  private:
+  static constexpr int kRetryMs = 100;
   Master& master_;
   int fd_;  // owned by Master::listeners_
   bool nodelay_;
   uint8_t tag_;
+  Timer retry_;
+  LogThrottle log_;
 };
 
 Master::Master(Config config, std::string config_path)
@@ -377,14 +395,18 @@ std::vector<const TlsServer*> Master::tlsTags() const {
   return tags;
 }
 
-void Master::onHandoffAccept(int listen_fd, bool nodelay, uint8_t tag) {
+int Master::onHandoffAccept(int listen_fd, bool nodelay, uint8_t tag) {
   for (int i = 0; i < 64; ++i) {  // a batch, so that signals are not starved
     int fd = accept4(listen_fd, nullptr, nullptr, SOCK_CLOEXEC);
-    if (fd < 0) return;  // EAGAIN (or an error the next wake-up will show again)
+    if (fd < 0 && (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)) return errno;
+    if (fd < 0) return 0;  // EAGAIN, or a failed connection the next wake-up moves past
     if (nodelay) setNoDelay(fd);
-    if (!handOff(fd, tag)) LOG_WARN("handoff: no worker could take a connection; closed");
+    if (!handOff(fd, tag) && handoff_log_.admit("no worker could take it")) {
+      LOG_WARN("handoff: no worker could take a connection; closed");
+    }
     ::close(fd);  // the worker has its own descriptor now
   }
+  return 0;
 }
 
 // To the running worker with the fewest active clients; SCM_RIGHTS over its

@@ -12,6 +12,7 @@
 
 #include "config/config.h"
 #include "core/event_loop.h"
+#include "core/log_throttle.h"
 #include "core/fd.h"
 #include "proxy/stats_segment.h"
 #include "proxy/upstream_monitor.h"
@@ -68,7 +69,8 @@ class Master final : private IoHandler {
   void startAcceptors();
   // `tag`: which listener the connection came from, for the worker: 0 for a
   // plain one, else the TLS listener's number (see tlsTags()).
-  void onHandoffAccept(int listen_fd, bool nodelay, uint8_t tag);
+  // Returns 0, or the errno that should stop accepting for a while (EMFILE...).
+  int onHandoffAccept(int listen_fd, bool nodelay, uint8_t tag);
   bool handOff(int client_fd, uint8_t tag);
   static bool sendDescriptor(int channel, int fd, uint8_t tag);  // SCM_RIGHTS, non-blocking
   // accept_mode handoff: the TLS servers of the proxy listeners, in order;
@@ -98,6 +100,7 @@ class Master final : private IoHandler {
   // reloads, so that every worker of every generation resumes every session.
   TicketKeys ticket_keys_;
   EventLoop loop_;
+  LogThrottle handoff_log_{loop_.timers(), LogLevel::kWarn, "handoff", "connections closed"};
   Fd signal_fd_;
   StatsSegment* segment_ = nullptr;
   std::vector<ListenerSockets> listeners_;

@@ -1,7 +1,9 @@
 #include "proxy/worker.h"
 
+#include <dirent.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
@@ -17,6 +19,21 @@
 namespace poolgate {
 
 namespace {
+
+// How long accepting stays off after accept() ran out of descriptors, or
+// between two looks at the descriptor budget while it is spent.
+constexpr uint64_t kAcceptRetryMs = 100;
+
+size_t countOpenDescriptors() {
+  DIR* dir = opendir("/proc/self/fd");
+  if (dir == nullptr) return 0;
+  size_t count = 0;
+  while (dirent* entry = readdir(dir)) {
+    if (entry->d_name[0] != '.') ++count;
+  }
+  closedir(dir);
+  return count > 0 ? count - 1 : 0;  // not the directory's own descriptor
+}
 
 void copyName(char (&dest)[kNameBytes], const std::string& name) {
   snprintf(dest, sizeof dest, "%s", name.c_str());
@@ -49,7 +66,9 @@ Worker::Worker(const Config& config, StatsSegment& segment, size_t slot_index, u
       names_timer_(loop_.timers(), [this] {
         syncNames();
         names_timer_.arm(kNamePollMs);
-      }) {
+      }),
+      accept_retry_(loop_.timers(), [this] { endAcceptBackoff(); }),
+      accept_log_(loop_.timers(), LogLevel::kError, "accept", "failures") {
   slot_.pid.store(getpid(), std::memory_order_relaxed);
   slot_.slot.store(worker_number, std::memory_order_relaxed);
   slot_.generation.store(generation, std::memory_order_relaxed);
@@ -184,10 +203,15 @@ void Worker::setupSignals() {
 }
 
 int Worker::run() {
+  rlimit limit{};
+  fd_limit_ = getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur != RLIM_INFINITY ? limit.rlim_cur : SIZE_MAX;
+  fd_reserve_ = config_.fd_reserve != 0 ? config_.fd_reserve : std::max<size_t>(16, fd_limit_ / 8);
+  fd_baseline_ = countOpenDescriptors();
   for (auto& listener : listeners_) {
     // With the mutex, proxy listeners wait for the lock (beforePoll()).
     if (config_.accept_mode != AcceptMode::kMutex || listener->kind() != ListenerKind::kProxy) listener->resume();
   }
+  proxy_listening_ = config_.accept_mode != AcceptMode::kMutex;
   slot_.state.store(static_cast<uint32_t>(SlotState::kRunning), std::memory_order_release);
   LOG_DEBUG("worker %u running", slot_.slot.load(std::memory_order_relaxed));
   loop_.run();
@@ -229,7 +253,7 @@ int64_t Worker::beforePoll() noexcept {
   constexpr int64_t kRetryMs = 50;  // how soon a worker without the lock tries again
   std::atomic<int32_t>& lock = segment_.header.accept_lock;
   int32_t expected = 0;
-  bool held = !draining_ && clients_.size() < config_.worker_connections &&
+  bool held = !draining_ && !accept_retry_.armed() && roomForClient() &&
               (lock.load(std::memory_order_acquire) == pid_ ||
                lock.compare_exchange_strong(expected, pid_, std::memory_order_acq_rel));
   setProxyListening(held);
@@ -242,6 +266,7 @@ void Worker::afterDispatch() noexcept {
 }
 
 void Worker::setProxyListening(bool on) {
+  proxy_listening_ = on;
   for (auto& listener : listeners_) {
     if (listener->kind() != ListenerKind::kProxy) continue;
     if (on) {
@@ -255,7 +280,7 @@ void Worker::setProxyListening(bool on) {
 void Worker::onClientOpened(ClientConnection& client) {
   client.worker_index = clients_.size();
   clients_.push_back(&client);
-  if (clients_.size() >= config_.worker_connections) setProxyListening(false);
+  updateAccepting();
 }
 
 void Worker::onClientClosed(ClientConnection& client) {
@@ -267,9 +292,59 @@ void Worker::onClientClosed(ClientConnection& client) {
   }
   if (draining_) {
     checkDrained();
-  } else if (clients_.size() + 1 == config_.worker_connections && config_.accept_mode != AcceptMode::kMutex) {
-    setProxyListening(true);  // (with the mutex, beforePoll() decides)
+    return;
   }
+  endAcceptBackoff();  // a descriptor is free again: no need to wait out the back-off
+}
+
+void Worker::endAcceptBackoff() {
+  accept_retry_.cancel();
+  if (draining_) return;
+  for (auto& listener : listeners_) {
+    if (listener->kind() != ListenerKind::kProxy) listener->resume();
+  }
+  updateAccepting();
+}
+
+size_t Worker::descriptorsInUse() const {
+  size_t upstream = 0;
+  const size_t servers = std::min<size_t>(slot_.server_count.load(std::memory_order_relaxed), kMaxServers);
+  for (size_t i = 0; i < servers; ++i) {
+    const ServerCounters& counters = slot_.servers[i].counters;
+    upstream += ServerCounters::get(counters.idle) + ServerCounters::get(counters.active);
+  }
+  return fd_baseline_ + clients_.size() + upstream;
+}
+
+bool Worker::roomForClient() {
+  if (clients_.size() >= config_.worker_connections) return false;
+  const size_t in_use = descriptorsInUse();
+  const bool short_now = in_use + fd_reserve_ >= fd_limit_;
+  if (short_now && !fd_short_ && accept_log_.admit("descriptor reserve reached")) {
+    LOG_WARN("%zu of %zu descriptors in use (%zu kept for upstream connections): not accepting new clients "
+             "until some close; raise `ulimit -n`",
+             in_use, fd_limit_, fd_reserve_);
+  }
+  fd_short_ = short_now;
+  if (short_now && !accept_retry_.armed()) accept_retry_.arm(kAcceptRetryMs);  // upstream closes are not told
+  return !short_now;
+}
+
+void Worker::updateAccepting() {
+  if (draining_ || config_.accept_mode == AcceptMode::kMutex) return;
+  const bool want = roomForClient() && !accept_retry_.armed();
+  if (want != proxy_listening_) setProxyListening(want);
+}
+
+void Worker::onAcceptFailed(int error) {
+  if (accept_log_.admit(strerror(error))) {
+    LOG_ERROR("accept: %s (%zu clients, about %zu of %zu descriptors in use); not accepting for %llu ms",
+              strerror(error), clients_.size(), descriptorsInUse(), fd_limit_,
+              static_cast<unsigned long long>(kAcceptRetryMs));
+  }
+  accept_retry_.arm(kAcceptRetryMs);
+  for (auto& listener : listeners_) listener->pause();  // the admin listener too: it would spin as well
+  proxy_listening_ = false;
 }
 
 void Worker::onRequestDone() {

@@ -13,6 +13,7 @@
 #include "core/buffer.h"
 #include "core/event_loop.h"
 #include "core/fd.h"
+#include "core/log_throttle.h"
 #include "proxy/access_log.h"
 #include "proxy/stats_segment.h"
 #include "upstream/http.h"
@@ -74,6 +75,16 @@ class Worker final : private IoHandler, private LoopObserver {
   // Graceful stop: stop accepting, close idle clients, finish the rest.
   void beginDrain();
 
+  // accept() failed with something other than "nothing to accept": out of
+  // descriptors (EMFILE, ENFILE) or kernel memory. Stops accepting for a
+  // short while (or until a client closes) instead of retrying at once, which
+  // would spin on the level-triggered listening socket.
+  void onAcceptFailed(int error);
+
+  // Descriptors this worker holds now: those it started with (listening
+  // sockets, logs, epoll...), its clients and its upstream connections.
+  size_t descriptorsInUse() const;
+
  private:
   void onIoEvent(uint32_t events) noexcept override;  // signalfd
   // accept_mode "mutex": take the shared-memory accept lock before polling
@@ -81,6 +92,14 @@ class Worker final : private IoHandler, private LoopObserver {
   int64_t beforePoll() noexcept override;
   void afterDispatch() noexcept override;
   void setProxyListening(bool on);
+  // Room for one more client: under worker_connections, and not into the
+  // descriptors kept for the upstream connections of the clients we have.
+  bool roomForClient();
+  // Resumes or pauses the proxy listeners as roomForClient() and the accept
+  // back-off say (not with accept_mode "mutex": beforePoll() decides there).
+  void updateAccepting();
+  // The back-off is over (its timer, or a client closed): listen again.
+  void endAcceptBackoff();
   void setupSignals();
   void checkDrained();
 
@@ -115,6 +134,15 @@ class Worker final : private IoHandler, private LoopObserver {
   std::vector<NameWatch> names_;
   Timer names_timer_;
   bool draining_ = false;
+  bool proxy_listening_ = false;
+  // The descriptor budget: RLIMIT_NOFILE, the reserve kept below it, and
+  // what the worker held when it started running.
+  size_t fd_limit_ = 0;
+  size_t fd_reserve_ = 0;
+  size_t fd_baseline_ = 0;
+  bool fd_short_ = false;  // paused because the reserve was reached
+  Timer accept_retry_;     // armed while accepting is backed off
+  LogThrottle accept_log_;
   uint64_t recycle_after_ = 0;  // max_requests_per_worker plus jitter; 0 = never
   uint64_t served_ = 0;
   int exit_code_ = 0;

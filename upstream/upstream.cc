@@ -14,7 +14,8 @@ Server::Server(std::string name, const SocketAddress& address, uint32_t weight,
       pool_(timers, upstream.pool, *storage.counters, storage.shared_conns, storage.shared_waiters),
       counters_(*storage.counters),
       health_(storage.health != nullptr ? *storage.health : own_health_),
-      in_service_flag_(storage.in_service) {
+      in_service_flag_(storage.in_service),
+      error_log_(timers, LogLevel::kWarn, "upstream " + name_, "errors") {
   if (in_service_flag_ != nullptr) in_service_flag_->store(1, std::memory_order_relaxed);
 }
 

@@ -9,6 +9,8 @@
 #include <vector>
 
 #include "config/config.h"
+#include "core/log.h"
+#include "core/log_throttle.h"
 #include "core/socket.h"
 #include "core/timer.h"
 #include "core/tls.h"
@@ -55,6 +57,10 @@ class Server {
   void noteFailure(uint64_t now_ms, bool only_server);
   void noteSuccess() { health_.noteSuccess(); }
 
+  // Failures of this server logged without flooding: an outage under load
+  // gives a few lines, then one summary per second (see core/log_throttle.h).
+  LogThrottle& errorLog() { return error_log_; }
+
   // Requests this worker has in flight on this server. The proxy raises it
   // around each exchange; least_conn and random_two read it.
   uint32_t active_requests = 0;
@@ -88,7 +94,15 @@ class Server {
   SharedHealth& health_;
   std::atomic<uint32_t>* in_service_flag_;
   bool in_service_ = true;
+  LogThrottle error_log_;
 };
+
+// LOG_WARN for a failure of `server`, through its LogThrottle. `reason` is the
+// short text the summary line shows when this one is only counted.
+#define LOG_UPSTREAM_FAILURE(server, reason, ...)                      \
+  do {                                                                \
+    if ((server).errorLog().admit(reason)) LOG_WARN(__VA_ARGS__);     \
+  } while (0)
 
 // Servers already tried for one request (retries move on to the next).
 class TriedSet {

@@ -169,7 +169,8 @@ void UpstreamConnection::startTls() {
   SslSessionPtr& session = server_.tlsSession();
   if (!tls_.start(tls->context(), fd_.get(), /*server=*/false) ||
       !tls->prepare(tls_, server_.tlsHost(), session.get(), &session)) {
-    LOG_ERROR("upstream %s: cannot start TLS: %s", server_.name().c_str(), tls_.failure().c_str());
+    LOG_UPSTREAM_FAILURE(server_, "cannot start TLS", "upstream %s: cannot start TLS: %s", server_.name().c_str(),
+                         tls_.failure().c_str());
     fail(UpstreamError::kTlsFailed);
     return;
   }
@@ -182,7 +183,8 @@ void UpstreamConnection::continueHandshake() {
     case TlsResult::kWantWrite:
       return;  // the next event (or the upstream_connect timer) brings us back
     case TlsResult::kFailed:
-      LOG_WARN("upstream %s: TLS handshake failed: %s", server_.name().c_str(), tls_.failure().c_str());
+      LOG_UPSTREAM_FAILURE(server_, "TLS handshake failed", "upstream %s: TLS handshake failed: %s",
+                           server_.name().c_str(), tls_.failure().c_str());
       fail(UpstreamError::kTlsFailed);
       return;
     case TlsResult::kDone:
@@ -303,8 +305,8 @@ void UpstreamConnection::readLoop() {
   while (readable_ && !paused_ && state_ == State::kActive && !response_complete_) {
     bool mid_head = parser_.stage() == HeadStage::kStartLine || parser_.stage() == HeadStage::kHeaders;
     if (!in_.ensureWritable(4096, kMaxResponseHead, !mid_head)) {
-      LOG_WARN("upstream %s: response head larger than %zu bytes", server_.name().c_str(),
-               kMaxResponseHead);
+      LOG_UPSTREAM_FAILURE(server_, "response head too large", "upstream %s: response head larger than %zu bytes",
+                           server_.name().c_str(), kMaxResponseHead);
       fail(UpstreamError::kBadResponse);
       return;
     }
@@ -377,8 +379,8 @@ void UpstreamConnection::parseInput() {
     user_->onUpstreamComplete();
     return;
   }
-  LOG_WARN("upstream %s: bad response: %s (%s)", server_.name().c_str(), llhttp_errno_name(err),
-           parser_.errorReason() ? parser_.errorReason() : "");
+  LOG_UPSTREAM_FAILURE(server_, "bad response", "upstream %s: bad response: %s (%s)", server_.name().c_str(),
+                       llhttp_errno_name(err), parser_.errorReason() ? parser_.errorReason() : "");
   fail(UpstreamError::kBadResponse);
 }
 
@@ -407,7 +409,8 @@ void UpstreamConnection::onEof() {
 int UpstreamConnection::onHeadersComplete() {
   status_ = parser_.raw().status_code;
   if (!acceptableResponseHead(parser_, in_.base())) {
-    LOG_WARN("upstream %s: malformed response head (status %d)", server_.name().c_str(), status_);
+    LOG_UPSTREAM_FAILURE(server_, "malformed response head", "upstream %s: malformed response head (status %d)",
+                         server_.name().c_str(), status_);
     return -1;  // a parse error: 502, the connection closed, never pooled
   }
   if (status_ >= 200 || status_ == 101) needs_eof_ = llhttp_message_needs_eof(&parser_.raw()) != 0;

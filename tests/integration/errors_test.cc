@@ -14,6 +14,23 @@ TEST_F(UpstreamErrors, ClosedUpstreamPortGives502) {
   expectProxyError(r, 502);
 }
 
+// An upstream that is down under load must not fill the disk: a few lines in
+// full, then one summary per second and worker, whatever the request rate.
+TEST_F(UpstreamErrors, RepeatedConnectFailuresAreSummarisedInTheLog) {
+  ReservedPort closed;
+  startProxyWithConfig(proxyConfig(closed.address()), {});
+  HttpClient client = connect();
+  for (int i = 0; i < 400; ++i) expectProxyError(client.get("/"), 502);
+  const std::string subject = "upstream " + closed.address() + ": ";
+  ASSERT_TRUE(waitUntil([&] { return proxy().log().find("more errors in the last") != std::string::npos; }, 5s))
+      << proxy().logTail();
+  const std::string log = proxy().log();
+  size_t lines = 0;
+  for (size_t at = log.find(subject); at != std::string::npos; at = log.find(subject, at + 1)) ++lines;
+  EXPECT_LE(lines, 3u + 4u) << proxy().logTail();  // the burst, then a summary a second
+  EXPECT_NE(log.find("(last: connect_failed)"), std::string::npos) << proxy().logTail();
+}
+
 TEST_F(UpstreamErrors, ReadTimeoutGives504AndConnectionIsNotReused) {
   startProxy(1, "", "timeouts = { upstream_read = 0.5; };");
   HttpClient client = connect();

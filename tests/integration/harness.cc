@@ -1434,9 +1434,10 @@ Poolgate::~Poolgate() {
   }
 }
 
-void Poolgate::start() {
-  process_ = std::make_unique<Process>(
-      std::vector<std::string>{POOLGATE_BINARY, "-c", configPath_}, logPath_, logPath_);
+void Poolgate::start(const std::vector<std::string>& launcher) {
+  std::vector<std::string> argv = launcher;
+  argv.insert(argv.end(), {POOLGATE_BINARY, "-c", configPath_});
+  process_ = std::make_unique<Process>(argv, logPath_, logPath_);
   auto fail = [&](const std::string& why) {
     throw HarnessError("poolgate start: " + why + "\n---- log tail ----\n" + logTail());
   };

@@ -506,7 +506,9 @@ class Poolgate {
 
   // Starts the binary and waits (bounded) until the listeners are logged, /health
   // answers 200 and /stats lists the expected workers as running. Throws otherwise.
-  void start();
+  // `launcher`: a command that execs the rest of its arguments, put before the binary
+  // (e.g. {"prlimit", "--nofile=128", "--"}); the pid stays the master's.
+  void start(const std::vector<std::string>& launcher = {});
 
   uint16_t proxyPort() const { return proxyPort_; }
   uint16_t adminPort() const { return adminPort_; }

@@ -155,6 +155,7 @@ TEST_F(ConfigFileTest, SpecExampleParses) {
   EXPECT_EQ(config.effectiveWorkers(), 2u);
   EXPECT_EQ(config.accept_mode, AcceptMode::kReuseport);
   EXPECT_EQ(config.worker_connections, 10000u);
+  EXPECT_EQ(config.fd_reserve, 0u);  // automatic
   EXPECT_EQ(config.max_requests_per_worker, 0u);
   EXPECT_DOUBLE_EQ(config.shutdown_timeout, 30.0);
   EXPECT_EQ(config.pid_file, "");
@@ -249,7 +250,7 @@ TEST_F(ConfigFileTest, SpecExampleParses) {
 // wrong field shows.
 TEST_F(ConfigFileTest, EveryKeyReachesItsField) {
   Config config = load(R"(
-workers = 3; accept_mode = "handoff"; worker_connections = 77;
+workers = 3; accept_mode = "handoff"; worker_connections = 77; fd_reserve = 64;
 max_requests_per_worker = 5000000000L; shutdown_timeout = 7; pid_file = "/run/pg.pid";
 log = { level = "debug"; error = "/var/log/pg.err"; access = "stdout"; access_format = "json"; };
 listen = ( { address = "*:0"; backlog = 64;
@@ -284,6 +285,7 @@ routes = (
   EXPECT_EQ(config.workers, 3u);
   EXPECT_EQ(config.accept_mode, AcceptMode::kHandoff);
   EXPECT_EQ(config.worker_connections, 77u);
+  EXPECT_EQ(config.fd_reserve, 64u);
   EXPECT_EQ(config.max_requests_per_worker, 5000000000u);
   EXPECT_DOUBLE_EQ(config.shutdown_timeout, 7.0);
   EXPECT_EQ(config.pid_file, "/run/pg.pid");
