@@ -100,7 +100,8 @@ struct LimitsConfig {
 };
 
 struct PoolConfig {
-  uint32_t max_idle = 32;
+  uint32_t max_idle = 32;   // idle connections kept for a while (0 = none: never pooled)
+  double trim_after = 1.0;  // surplus idle connections (beyond max_idle) closed after this idle time
   uint32_t max_conns = 0;
   double queue_timeout = 5.0;
   double idle_timeout = 60.0;

@@ -718,6 +718,7 @@ const Keys<ServerConfig>& serverKeys() {
 const Keys<PoolConfig>& poolKeys() {
   static const Keys<PoolConfig> keys = {
       {"max_idle", integer(&PoolConfig::max_idle)},
+      {"trim_after", duration(&PoolConfig::trim_after)},
       {"max_conns", integer(&PoolConfig::max_conns)},
       {"queue_timeout", duration(&PoolConfig::queue_timeout)},
       {"idle_timeout", duration(&PoolConfig::idle_timeout)},

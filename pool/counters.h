@@ -27,6 +27,7 @@ enum class NoReuse : uint8_t {
   kYielded,            // at max_conns, and requests of other workers wait for a place
   kClientGone,         // the client went away mid-exchange
   kRetired,            // the address left the server's DNS answer
+  kUpstreamMax,        // the upstream's Keep-Alive header said max=0 or 1: no further request
   kCount
 };
 const char* toString(NoReuse reason);
@@ -47,11 +48,20 @@ struct ServerCounters {
   std::atomic<uint64_t> retries_total{0};      // requests moved on to another attempt
   std::atomic<uint64_t> tls_handshakes_total{0};  // upstream TLS handshakes completed
   std::atomic<uint64_t> tls_resumed_total{0};     // ...of which resumed a session
+  std::atomic<uint64_t> trimmed_total{0};   // surplus idle connections closed (beyond max_idle, idle trim_after)
+  std::atomic<uint64_t> direct_total{0};    // releases that went straight to a request waiting here
+  std::atomic<uint64_t> expired_total{0};   // idle connections dropped at the upstream's Keep-Alive timeout
+  // Demand: the peak of `active` per window of kDemandWindowMs, rolled by
+  // the owner when a connection becomes active; read with demandAt().
+  std::atomic<uint64_t> demand_current{0};    // peak in the window that started at demand_window_ms
+  std::atomic<uint64_t> demand_previous{0};   // peak in the window before it
+  std::atomic<uint64_t> demand_window_ms{0};  // CLOCK_MONOTONIC ms
   std::atomic<uint64_t> no_reuse_total[static_cast<int>(NoReuse::kCount)]{};
 
   static void add(std::atomic<uint64_t>& c, uint64_t n = 1) {
     c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
   }
+  static void set(std::atomic<uint64_t>& c, uint64_t value) { c.store(value, std::memory_order_relaxed); }
   static void sub(std::atomic<uint64_t>& c, uint64_t n = 1) {
     c.store(c.load(std::memory_order_relaxed) - n, std::memory_order_relaxed);
   }
@@ -59,5 +69,19 @@ struct ServerCounters {
     return c.load(std::memory_order_relaxed);
   }
 };
+
+inline constexpr uint64_t kDemandWindowMs = 10000;
+
+// The peak of concurrent requests on a server over the last one or two
+// demand windows, as of `now_ms` (CLOCK_MONOTONIC): 0 once two windows have
+// passed without a request.
+inline uint64_t demandAt(const ServerCounters& c, uint64_t now_ms) {
+  const uint64_t start = ServerCounters::get(c.demand_window_ms);
+  const uint64_t current = ServerCounters::get(c.demand_current);
+  if (now_ms >= start + 2 * kDemandWindowMs) return 0;
+  if (now_ms >= start + kDemandWindowMs) return current;
+  const uint64_t previous = ServerCounters::get(c.demand_previous);
+  return current > previous ? current : previous;
+}
 
 }  // namespace poolgate

@@ -1,5 +1,7 @@
 #include "pool/pool.h"
 
+#include <algorithm>
+
 #include "core/clock.h"
 
 namespace poolgate {
@@ -12,6 +14,7 @@ NoReuse reuseVerdict(const ReuseFacts& facts, const PoolConfig& config) {
   if (facts.unread_bytes) return NoReuse::kUnreadBytes;
   if (facts.exiting) return NoReuse::kExiting;
   if (facts.retired) return NoReuse::kRetired;
+  if (facts.upstream_max_reached) return NoReuse::kUpstreamMax;
   if (config.max_requests != 0 && facts.requests_served >= config.max_requests) {
     return NoReuse::kMaxRequests;
   }
@@ -43,7 +46,7 @@ PoolMember* Pool::checkout() {
     PoolMember& member = *head_;
     unlink(member);
     ServerCounters::sub(counters_.idle);
-    ServerCounters::add(counters_.active);
+    noteActive();
     bool too_old = config_.max_lifetime > 0 &&
                    timers_.now() - member.created_ms_ >= secondsToMs(config_.max_lifetime);
     if (!too_old && member.probeIdle(timers_.now() - member.idle_since_ms_)) return &member;
@@ -151,7 +154,9 @@ bool Pool::shouldYield() const {
 }
 
 bool Pool::checkin(PoolMember& member, NoReuse verdict) {
-  if (verdict == NoReuse::kReusable && idle_count_ >= config_.max_idle) verdict = NoReuse::kPoolFull;
+  // Surplus idle connections are trimmed later (onIdleTimer), not refused
+  // here; only max_idle = 0 means "never pool".
+  if (verdict == NoReuse::kReusable && config_.max_idle == 0) verdict = NoReuse::kPoolFull;
   if (verdict == NoReuse::kReusable && shouldYield()) verdict = NoReuse::kYielded;
   if (verdict != NoReuse::kReusable) {
     ServerCounters::add(counters_.no_reuse_total[static_cast<int>(verdict)]);
@@ -160,13 +165,28 @@ bool Pool::checkin(PoolMember& member, NoReuse verdict) {
   ServerCounters::sub(counters_.active);
   ServerCounters::add(counters_.idle);
   pushIdle(member);
-  if (first_waiter_ != nullptr) scheduleWake(0);
+  if (first_waiter_ != nullptr) {  // it is the first waiter's, as soon as the loop comes round
+    ServerCounters::add(counters_.direct_total);
+    scheduleWake(0);
+  }
   armYieldTimer();
   return true;
 }
 
-void Pool::noteConnecting() {
+void Pool::noteConnecting() { noteActive(); }
+
+void Pool::noteActive() {
   ServerCounters::add(counters_.active);
+  const uint64_t active = ServerCounters::get(counters_.active);
+  const uint64_t now = timers_.now();
+  const uint64_t start = ServerCounters::get(counters_.demand_window_ms);
+  if (now >= start + kDemandWindowMs) {  // a new window (rolled lazily: no timer)
+    const bool adjacent = now < start + 2 * kDemandWindowMs;
+    ServerCounters::set(counters_.demand_previous, adjacent ? ServerCounters::get(counters_.demand_current) : 0);
+    ServerCounters::set(counters_.demand_current, 0);
+    ServerCounters::set(counters_.demand_window_ms, now);
+  }
+  if (active > ServerCounters::get(counters_.demand_current)) ServerCounters::set(counters_.demand_current, active);
 }
 
 void Pool::noteConnected() { ServerCounters::add(counters_.opened_total); }
@@ -200,7 +220,8 @@ void Pool::pushIdle(PoolMember& member) {
   head_ = &member;
   if (tail_ == nullptr) tail_ = &member;
   ++idle_count_;
-  if (!idle_timer_.armed()) armIdleTimer();
+  // Past max_idle the coldest may be due sooner (trim_after): look again.
+  if (!idle_timer_.armed() || idle_count_ == config_.max_idle + 1) armIdleTimer();
 }
 
 void Pool::unlink(PoolMember& member) {
@@ -211,15 +232,31 @@ void Pool::unlink(PoolMember& member) {
   --idle_count_;
 }
 
+// The next time the coldest idle connection must go: at idle_timeout, or
+// sooner at trim_after while the pool holds more than max_idle.
 void Pool::armIdleTimer() {
-  if (tail_ == nullptr || config_.idle_timeout <= 0) return;
-  idle_timer_.armAt(tail_->idle_since_ms_ + secondsToMs(config_.idle_timeout));
+  if (tail_ == nullptr) return;
+  uint64_t deadline = UINT64_MAX;
+  if (config_.idle_timeout > 0) deadline = tail_->idle_since_ms_ + secondsToMs(config_.idle_timeout);
+  if (idle_count_ > config_.max_idle) {
+    deadline = std::min(deadline, tail_->idle_since_ms_ + secondsToMs(config_.trim_after));
+  }
+  if (deadline != UINT64_MAX) idle_timer_.armAt(deadline);
 }
 
 void Pool::onIdleTimer() {
-  uint64_t timeout = secondsToMs(config_.idle_timeout);
-  while (tail_ != nullptr && tail_->idle_since_ms_ + timeout <= timers_.now()) {
-    ServerCounters::add(counters_.closed_idle_total);
+  const uint64_t now = timers_.now();
+  const uint64_t timeout = config_.idle_timeout > 0 ? secondsToMs(config_.idle_timeout) : UINT64_MAX;
+  const uint64_t trim_after = secondsToMs(config_.trim_after);
+  while (tail_ != nullptr) {
+    const uint64_t idle = now - tail_->idle_since_ms_;
+    if (idle >= timeout) {
+      ServerCounters::add(counters_.closed_idle_total);
+    } else if (idle_count_ > config_.max_idle && idle >= trim_after) {
+      ServerCounters::add(counters_.trimmed_total);
+    } else {
+      break;
+    }
     tail_->evictFromPool();
   }
   armIdleTimer();

@@ -5,6 +5,15 @@
 // sit on an intrusive LIFO list: checkout takes the warmest socket, the idle
 // timer trims the coldest from the tail. Every connection of the server, idle
 // or not, is counted here, so `open == idle + active` holds by construction.
+//
+// The pool follows demand. A connection that finishes its exchange is always
+// kept (when reusable), even past max_idle: under a load larger than max_idle
+// the surplus is what the next requests need a moment later, and closing it
+// would only make them open new ones (a handshake each side, a TIME_WAIT here,
+// CPU on the app server). max_idle bounds what stays idle *for a while*: the
+// coldest idle connections beyond max_idle are closed once they have been idle
+// `trim_after` (1 s by default), so when load drops the pool shrinks back to
+// max_idle within about that time, and then by idle_timeout.
 #pragma once
 
 #include <atomic>
@@ -75,6 +84,7 @@ struct ReuseFacts {
   bool unread_bytes = false;       // bytes arrived after the response
   bool exiting = false;            // this worker drains or stops
   bool retired = false;            // the server's address left its DNS answer
+  bool upstream_max_reached = false;  // its Keep-Alive header allows no further request
   uint64_t requests_served = 0;    // on this connection, including this one
   uint64_t age_ms = 0;
 };
@@ -127,6 +137,10 @@ class Pool {
   // Evicts every idle member (worker exit, server removed).
   void closeIdle();
 
+  // The peak of concurrent requests on this server (active connections)
+  // over the last one or two demand windows (see demandAt()).
+  uint64_t demand() const { return demandAt(counters_, timers_.now()); }
+
   size_t idleCount() const { return idle_count_; }
   const PoolConfig& config() const { return config_; }
   ServerCounters& counters() { return counters_; }
@@ -136,6 +150,7 @@ class Pool {
   void unlink(PoolMember& member);
   void onIdleTimer();
   void armIdleTimer();
+  void noteActive();  // one more connection carries (or opens for) a request
   void onWakeTimer();
   void scheduleWake(uint64_t delay_ms);
   bool othersWait() const;

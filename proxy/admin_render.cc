@@ -36,6 +36,7 @@ const char* toString(NoReuse reason) {
     case NoReuse::kYielded: return "yielded";
     case NoReuse::kClientGone: return "client_gone";
     case NoReuse::kRetired: return "retired";
+    case NoReuse::kUpstreamMax: return "upstream_max";
     case NoReuse::kCount: break;
   }
   return "unknown";
@@ -81,6 +82,7 @@ struct ServerSnap {
   uint64_t fails, retries, checks, check_failures;
   uint64_t tls_handshakes, tls_resumed;
   uint64_t requests, closed_idle;
+  uint64_t trimmed, direct, expired, demand;
   uint64_t queued, queue_timeouts;
   uint64_t no_reuse[kReasons];
 };
@@ -193,6 +195,10 @@ void takeSnapshot(const StatsSegment& seg, uint64_t monotonic_ms, Snapshot& s) {
         ss.c.failed = load(c.failed_total);
         ss.requests = load(c.requests_total);
         ss.closed_idle = load(c.closed_idle_total);
+        ss.trimmed = load(c.trimmed_total);
+        ss.direct = load(c.direct_total);
+        ss.expired = load(c.expired_total);
+        ss.demand = demandAt(c, monotonic_ms);
         ss.queued = load(c.queued);
         ss.queue_timeouts = load(c.queue_timeouts_total);
         for (size_t r = 0; r < kReasons; ++r) ss.no_reuse[r] = load(c.no_reuse_total[r]);
@@ -416,6 +422,10 @@ void server(std::string& out, const ServerSnap& s) {
   field(out, "tls_resumed_total", s.tls_resumed);
   field(out, "requests_total", s.requests);
   field(out, "closed_idle_total", s.closed_idle);
+  field(out, "trimmed_total", s.trimmed);
+  field(out, "expired_total", s.expired);
+  field(out, "direct_total", s.direct);
+  field(out, "demand", s.demand);
   field(out, "queued", s.queued);
   field(out, "queue_timeouts_total", s.queue_timeouts);
   key(out, "no_reuse");
@@ -730,6 +740,18 @@ void renderMetrics(const StatsSegment& seg, const RenderContext& ctx, std::strin
   serverFamily(out, s, l, "poolgate_upstream_closed_idle_total", "counter",
                "Idle pooled connections closed (EOF from the server, idle timeout).",
                [](const ServerSnap& v) { return v.closed_idle; });
+  serverFamily(out, s, l, "poolgate_upstream_trimmed_total", "counter",
+               "Surplus idle connections closed: beyond max_idle and idle for trim_after.",
+               [](const ServerSnap& v) { return v.trimmed; });
+  serverFamily(out, s, l, "poolgate_upstream_expired_total", "counter",
+               "Idle connections dropped at checkout because the server's Keep-Alive timeout was near.",
+               [](const ServerSnap& v) { return v.expired; });
+  serverFamily(out, s, l, "poolgate_upstream_direct_total", "counter",
+               "Released connections that went straight to a request waiting for the server.",
+               [](const ServerSnap& v) { return v.direct; });
+  serverFamily(out, s, l, "poolgate_upstream_demand", "gauge",
+               "Peak of concurrent requests on the server over the last 10 to 20 s.",
+               [](const ServerSnap& v) { return v.demand; });
   serverFamily(out, s, l, "poolgate_upstream_queued", "gauge",
                "Requests of the worker waiting for a connection (pool.max_conns).",
                [](const ServerSnap& v) { return v.queued; });

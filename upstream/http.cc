@@ -1,5 +1,7 @@
 #include "upstream/http.h"
 
+#include <algorithm>
+
 #include <strings.h>
 
 namespace poolgate {
@@ -272,6 +274,42 @@ std::string_view reasonPhrase(int status) {
     case 504: return "Gateway Timeout";
     default: return "Unknown";
   }
+}
+
+KeepAliveHint parseKeepAlive(std::string_view value) {
+  KeepAliveHint hint;
+  while (!value.empty()) {
+    size_t comma = value.find(',');
+    std::string_view item = value.substr(0, comma);
+    value = comma == std::string_view::npos ? std::string_view() : value.substr(comma + 1);
+    while (!item.empty() && (item.front() == ' ' || item.front() == '\t')) item.remove_prefix(1);
+    while (!item.empty() && (item.back() == ' ' || item.back() == '\t')) item.remove_suffix(1);
+    size_t equals = item.find('=');
+    if (equals == std::string_view::npos) continue;
+    std::string_view name = item.substr(0, equals);
+    std::string_view number = item.substr(equals + 1);
+    if (number.size() >= 2 && number.front() == '"' && number.back() == '"') number = number.substr(1, number.size() - 2);
+    if (number.empty() || number.size() > 9) continue;
+    int64_t parsed = 0;
+    bool digits = true;
+    for (char c : number) {
+      if (c < '0' || c > '9') {
+        digits = false;
+        break;
+      }
+      parsed = parsed * 10 + (c - '0');
+    }
+    if (!digits) continue;
+    if (equalsIgnoreCase(name, "timeout")) hint.timeout_s = parsed;
+    if (equalsIgnoreCase(name, "max")) hint.max = parsed;
+  }
+  return hint;
+}
+
+uint64_t keepAliveIdleLimitMs(int64_t timeout_s) {
+  if (timeout_s <= 0) return 0;
+  const uint64_t timeout_ms = static_cast<uint64_t>(timeout_s) * 1000;
+  return timeout_ms - std::min<uint64_t>(500, timeout_ms / 4);
 }
 
 }  // namespace poolgate

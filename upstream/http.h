@@ -155,4 +155,19 @@ std::string_view findHeader(const HttpHead& head, const char* base, std::string_
 
 std::string_view reasonPhrase(int status);
 
+// The parameters of a `Keep-Alive` response header (RFC 2068 section 19.7.1,
+// sent by gunicorn, Apache, Node and others): how long the server keeps an
+// idle connection open, and how many more requests it takes on it. -1 where
+// absent or not a plain decimal number.
+struct KeepAliveHint {
+  int64_t timeout_s = -1;
+  int64_t max = -1;
+};
+KeepAliveHint parseKeepAlive(std::string_view value);
+
+// How long a connection whose server announced `timeout_s` may sit idle and
+// still be reused: the timeout less a margin (a quarter of it, at most 500 ms),
+// so that we stop using it shortly before the server closes it.
+uint64_t keepAliveIdleLimitMs(int64_t timeout_s);
+
 }  // namespace poolgate

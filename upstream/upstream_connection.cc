@@ -414,6 +414,17 @@ int UpstreamConnection::onHeadersComplete() {
     return -1;  // a parse error: 502, the connection closed, never pooled
   }
   if (status_ >= 200 || status_ == 101) needs_eof_ = llhttp_message_needs_eof(&parser_.raw()) != 0;
+  if (status_ >= 200) {
+    // The server tells how long it keeps us idle and how many requests it
+    // still takes: retire the connection before it does, not after (each
+    // such close would cost a request a failed send and a retry).
+    std::string_view hint_text = findHeader(parser_.head(), in_.base(), "keep-alive");
+    if (!hint_text.empty()) {
+      KeepAliveHint hint = parseKeepAlive(hint_text);
+      if (hint.timeout_s >= 0) idle_limit_ms_ = keepAliveIdleLimitMs(hint.timeout_s);
+      upstream_max_reached_ = hint.max >= 0 && hint.max <= 1;
+    }
+  }
   int result = user_->onUpstreamHead(parser_, in_.base());
   // The user may have closed us from its callback (its client went away).
   return result == 0 && state_ == State::kActive ? 0 : -1;
@@ -459,6 +470,7 @@ void UpstreamConnection::release(bool request_complete, bool exiting) {
   facts.unread_bytes = !in_.empty() || !settleTls() || tls_.hasBuffered();
   facts.exiting = exiting;
   facts.retired = !server_.inService();
+  facts.upstream_max_reached = upstream_max_reached_;
   facts.requests_served = requests_served_;
   facts.age_ms = loop_.now() - createdMs();
   NoReuse verdict = reuseVerdict(facts, server_.pool().config());
@@ -488,6 +500,10 @@ bool UpstreamConnection::probeIdle(uint64_t idle_ms) noexcept {
   // With TLS the socket carries records: any byte at all (a close_notify
   // alert, a stray record) means the connection is not fit for a request.
   if (tls_.hasBuffered()) return false;
+  if (idle_ms >= idle_limit_ms_) {  // the server's Keep-Alive timeout is (nearly) up
+    ServerCounters::add(server_.counters().expired_total);
+    return false;
+  }
   // An idle connection is watched (EPOLLIN): an EOF or stray bytes close it
   // as soon as the loop sees them. Only one that sat idle long enough for a
   // server's keep-alive timeout to matter gets the extra recv(MSG_PEEK), for

@@ -157,6 +157,11 @@ class UpstreamConnection final : public IoHandler, public PoolMember, public Del
   bool needs_eof_ = false;
   bool tunnel_ = false;      // a 101 was accepted: no more HTTP on this connection
   bool in_request_ = false;  // counted in server_.active_requests
+  // From the server's Keep-Alive header (see parseKeepAlive()): reuse only
+  // while idle less than this (UINT64_MAX = no hint), and whether the server
+  // will take another request at all.
+  uint64_t idle_limit_ms_ = UINT64_MAX;
+  bool upstream_max_reached_ = false;
 };
 
 }  // namespace poolgate

@@ -147,7 +147,7 @@ TEST(AdminRender, NoReuseNames) {
   const std::vector<std::string> expected = {
       "reusable",     "response_not_done", "upstream_close", "request_not_sent", "error",
       "max_requests", "max_lifetime",      "exiting",        "unread_bytes",     "pool_full",
-      "yielded",      "client_gone",       "retired"};
+      "yielded",      "client_gone",       "retired",        "upstream_max"};
   ASSERT_EQ(expected.size(), static_cast<size_t>(NoReuse::kCount));
   for (size_t i = 0; i < expected.size(); ++i) {
     EXPECT_EQ(toString(static_cast<NoReuse>(i)), expected[i]) << i;

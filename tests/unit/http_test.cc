@@ -545,5 +545,34 @@ TEST(HeaderStore, ParserWithoutStoreKeepsItsOwn) {
   EXPECT_GE(parser.head().headers.capacity(), 1u);
 }
 
+// ---- Keep-Alive hints ------------------------------------------------------
+
+TEST(KeepAliveHint, ReadsTimeoutAndMax) {
+  KeepAliveHint hint = parseKeepAlive("timeout=5, max=100");
+  EXPECT_EQ(hint.timeout_s, 5);
+  EXPECT_EQ(hint.max, 100);
+  hint = parseKeepAlive("timeout=2");  // gunicorn
+  EXPECT_EQ(hint.timeout_s, 2);
+  EXPECT_EQ(hint.max, -1);
+  hint = parseKeepAlive(" MAX=1 ,Timeout=\"3\" ");
+  EXPECT_EQ(hint.timeout_s, 3);
+  EXPECT_EQ(hint.max, 1);
+}
+
+TEST(KeepAliveHint, IgnoresWhatIsNotAPlainNumber) {
+  KeepAliveHint hint = parseKeepAlive("timeout=-1, max=1e3, foo, =, timeout=, max=99999999999");
+  EXPECT_EQ(hint.timeout_s, -1);
+  EXPECT_EQ(hint.max, -1);
+  EXPECT_EQ(parseKeepAlive("").timeout_s, -1);
+}
+
+TEST(KeepAliveHint, IdleLimitStopsShortlyBeforeTheServerCloses) {
+  EXPECT_EQ(keepAliveIdleLimitMs(2), 1500u);   // gunicorn's default: a quarter off
+  EXPECT_EQ(keepAliveIdleLimitMs(5), 4500u);   // at most 500 ms off
+  EXPECT_EQ(keepAliveIdleLimitMs(60), 59500u);
+  EXPECT_EQ(keepAliveIdleLimitMs(1), 750u);
+  EXPECT_EQ(keepAliveIdleLimitMs(0), 0u);      // closes at once: never reused after idling
+}
+
 }  // namespace
 }  // namespace poolgate

@@ -113,6 +113,12 @@ TEST(ReuseVerdict, UnderMaxLifetimeIsReusable) {
   EXPECT_EQ(reuseVerdict(facts, config), NoReuse::kReusable);
 }
 
+TEST(ReuseVerdict, UpstreamKeepAliveMaxRefuses) {
+  ReuseFacts facts = goodFacts();
+  facts.upstream_max_reached = true;
+  EXPECT_EQ(reuseVerdict(facts, PoolConfig{}), NoReuse::kUpstreamMax);
+}
+
 TEST(ReuseVerdict, ZeroMaxLifetimeMeansUnlimited) {
   PoolConfig config;
   config.max_lifetime = 0;
@@ -255,22 +261,109 @@ TEST_F(PoolTest, CheckedOutMemberIsActiveAndProbed) {
   EXPECT_EQ(get(counters.idle), 0u);
 }
 
-TEST_F(PoolTest, MaxIdleRefusesWithPoolFull) {
+// Demand-aware pooling: a release past max_idle is kept (the next request
+// needs it a moment later); the coldest surplus goes once idle trim_after.
+TEST_F(PoolTest, MaxIdleKeepsTheSurplusUntilItIdlesTrimAfter) {
   config.max_idle = 2;
+  config.trim_after = 1.0;
   FakeMember& a = open(1);
   FakeMember& b = open(2);
   FakeMember& c = open(3);
   EXPECT_TRUE(pool.checkin(a, NoReuse::kReusable));
+  timers.setNow(kStart + 100);
   EXPECT_TRUE(pool.checkin(b, NoReuse::kReusable));
-  EXPECT_FALSE(pool.checkin(c, NoReuse::kReusable));
-  EXPECT_FALSE(c.isIdle());
-  EXPECT_EQ(pool.idleCount(), 2u);
-  EXPECT_EQ(refused(NoReuse::kPoolFull), 1u);
-  EXPECT_EQ(refused(NoReuse::kReusable), 0u);
+  timers.setNow(kStart + 200);
+  EXPECT_TRUE(pool.checkin(c, NoReuse::kReusable));
+  EXPECT_EQ(pool.idleCount(), 3u);
+  EXPECT_EQ(refused(NoReuse::kPoolFull), 0u);
 
-  pool.noteClosed(c);  // the caller closes what the pool refused
+  timers.setNow(kStart + 999);
+  timers.runExpired();
+  EXPECT_EQ(pool.idleCount(), 3u);  // not idle for a second yet
+  timers.setNow(kStart + 1000);
+  timers.runExpired();
+  EXPECT_EQ(a.evictions, 1);  // the coldest
+  EXPECT_EQ(b.evictions + c.evictions, 0);
+  EXPECT_EQ(pool.idleCount(), 2u);
+  EXPECT_EQ(get(counters.trimmed_total), 1u);
+  EXPECT_EQ(get(counters.closed_idle_total), 0u);
   expectConsistent();
-  EXPECT_EQ((get(counters.idle) + get(counters.active)), 2u);
+
+  // At max_idle the rest stays (idle_timeout is off here).
+  timers.setNow(kStart + 100'000);
+  timers.runExpired();
+  EXPECT_EQ(pool.idleCount(), 2u);
+}
+
+// Under steady load the surplus cycles (LIFO takes the warmest), so only what
+// really sits idle is trimmed.
+TEST_F(PoolTest, SurplusInUseIsNotTrimmed) {
+  config.max_idle = 1;
+  config.trim_after = 1.0;
+  FakeMember& a = open(1);
+  FakeMember& b = open(2);
+  pool.checkin(a, NoReuse::kReusable);
+  pool.checkin(b, NoReuse::kReusable);
+  for (uint64_t t = 500; t <= 5000; t += 500) {  // both taken and given back twice a second
+    timers.setNow(kStart + t);
+    timers.runExpired();
+    PoolMember* first = pool.checkout();
+    PoolMember* second = pool.checkout();
+    ASSERT_NE(first, nullptr);
+    ASSERT_NE(second, nullptr);
+    pool.checkin(*second, NoReuse::kReusable);
+    pool.checkin(*first, NoReuse::kReusable);
+  }
+  EXPECT_EQ(get(counters.trimmed_total), 0u);
+  EXPECT_EQ(pool.idleCount(), 2u);
+  // Load stops: back to max_idle after trim_after.
+  timers.setNow(kStart + 6000);
+  timers.runExpired();
+  EXPECT_EQ(pool.idleCount(), 1u);
+  EXPECT_EQ(get(counters.trimmed_total), 1u);
+}
+
+TEST_F(PoolTest, IdleTimeoutStillAppliesBelowMaxIdle) {
+  config.max_idle = 4;
+  config.trim_after = 1.0;
+  config.idle_timeout = 3.0;
+  FakeMember& a = open(1);
+  pool.checkin(a, NoReuse::kReusable);
+  timers.setNow(kStart + 2999);
+  timers.runExpired();
+  EXPECT_EQ(a.evictions, 0);
+  timers.setNow(kStart + 3000);
+  timers.runExpired();
+  EXPECT_EQ(a.evictions, 1);
+  EXPECT_EQ(get(counters.closed_idle_total), 1u);
+  EXPECT_EQ(get(counters.trimmed_total), 0u);
+}
+
+// demand: the peak of active connections over the last one or two windows.
+TEST_F(PoolTest, DemandIsThePeakOfActiveOverRecentWindows) {
+  std::vector<FakeMember*> open_now;
+  for (int i = 0; i < 5; ++i) open_now.push_back(&open(i));
+  EXPECT_EQ(pool.demand(), 5u);
+  for (FakeMember* m : open_now) pool.checkin(*m, NoReuse::kReusable);
+  EXPECT_EQ(pool.demand(), 5u);  // a peak is remembered
+  timers.setNow(kStart + kDemandWindowMs + 1);
+  ASSERT_NE(pool.checkout(), nullptr);  // a new window: 1 active now
+  EXPECT_EQ(pool.demand(), 5u);  // the previous window still counts
+  timers.setNow(kStart + 2 * kDemandWindowMs + 2);
+  EXPECT_EQ(pool.demand(), 1u);  // only the current window's peak
+  timers.setNow(kStart + 3 * kDemandWindowMs + 2);
+  EXPECT_EQ(pool.demand(), 0u);  // two windows without a request
+}
+
+TEST_F(PoolTest, ZeroMaxIdleRefusesWithPoolFull) {
+  config.max_idle = 0;
+  FakeMember& a = open(1);
+  EXPECT_FALSE(pool.checkin(a, NoReuse::kReusable));
+  EXPECT_FALSE(a.isIdle());
+  EXPECT_EQ(refused(NoReuse::kPoolFull), 1u);
+  pool.noteClosed(a);  // the caller closes what the pool refused
+  expectConsistent();
+  EXPECT_EQ((get(counters.idle) + get(counters.active)), 0u);
 }
 
 TEST_F(PoolTest, ZeroMaxIdleKeepsNothing) {
