@@ -213,8 +213,10 @@ struct HttpResponse {
 class HttpClient {
  public:
   explicit HttpClient(uint16_t port, Millis ioTimeout = kIoTimeout);
-  // To another loopback address, IPv4 ("127.0.0.2") or IPv6 ("::1").
-  HttpClient(const std::string& host, uint16_t port, Millis ioTimeout = kIoTimeout);
+  // To another loopback address, IPv4 ("127.0.0.2") or IPv6 ("::1"); `source`, when
+  // set, is the local address to connect from ("127.0.0.2": another loopback client).
+  HttpClient(const std::string& host, uint16_t port, Millis ioTimeout = kIoTimeout,
+             const std::string& source = "");
   ~HttpClient();
   HttpClient(HttpClient&& other) noexcept;
   HttpClient& operator=(HttpClient&& other) noexcept;
@@ -507,6 +509,10 @@ class Poolgate {
   // Starts the binary and waits (bounded) until the listeners are logged, /health
   // answers 200 and /stats lists the expected workers as running. Throws otherwise.
   void start();
+  // Starts the binary and waits (bounded) only until both listeners are logged: for
+  // an admin listener that refuses the tests' clients (admin.allow), where start()
+  // could not poll /health. A worker accepts what is sent from then on.
+  void startListening();
 
   uint16_t proxyPort() const { return proxyPort_; }
   uint16_t adminPort() const { return adminPort_; }
