@@ -4,6 +4,8 @@
 //
 // Only loopback addresses are used: a client "from elsewhere" is a client bound to
 // another loopback address (127.0.0.2), which the kernel routes like 127.0.0.1.
+#include <csignal>
+#include <fstream>
 #include <regex>
 
 #include "tests/integration/harness.h"
@@ -188,6 +190,28 @@ TEST_F(AdminAllow, ListReplacesTheDefaultAndCidrBoundsHold) {
   HttpResponse metrics = adminGetFrom(*proxy_, "127.0.0.1", "/metrics");
   ASSERT_EQ(metrics.status, 200);
   EXPECT_EQ(metricSum(metrics.body, "poolgate_worker_admin_denied_total"), 2);
+}
+
+// A reload with another list: the new generation's workers apply it, on the same admin
+// socket (the port the test read at start keeps answering), and a bad list leaves the
+// running one in force.
+TEST_F(AdminAllow, ReloadAppliesTheNewList) {
+  start(2, "allow = [ \"127.0.0.1\" ];");
+  expectForbidden(adminGetFrom(*proxy_, "127.0.0.2", "/stats"), "before the reload");
+
+  std::ofstream(proxy_->configPath()) << adminConfig(upstream_.address(), 2, "allow = [ \"127.0.0.1\", \"127.0.0.2/32\" ];");
+  proxy_->signal(SIGHUP);
+  ASSERT_TRUE(waitUntil([&] { return proxy_->stats().at("generation") == 2; }, 10s)) << proxy_->logTail();
+  ASSERT_TRUE(proxy_->waitForRunningWorkers(2, 15s)) << "the old generation did not drain away";
+  EXPECT_EQ(adminGetFrom(*proxy_, "127.0.0.2", "/stats").status, 200);
+  expectForbidden(adminGetFrom(*proxy_, "127.0.0.3", "/stats"), "127.0.0.3 after the reload");
+
+  std::ofstream(proxy_->configPath()) << adminConfig(upstream_.address(), 2, "allow = [ \"127.0.0.300\" ];");
+  proxy_->signal(SIGHUP);
+  ASSERT_TRUE(waitUntil([&] { return proxy_->log().find("admin.allow[0]") != std::string::npos; }, 10s))
+      << proxy_->logTail();
+  EXPECT_EQ(proxy_->stats().at("generation"), 2);
+  EXPECT_EQ(adminGetFrom(*proxy_, "127.0.0.2", "/health").status, 200);
 }
 
 // ------------------------------------------------------------------ headers
