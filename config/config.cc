@@ -8,6 +8,8 @@
 #include <algorithm>
 #include <cctype>
 
+#include "core/socket.h"
+
 namespace poolgate {
 
 const char* toString(AcceptMode mode) {
@@ -166,6 +168,26 @@ HostPort mustParse(const std::string& text) {
 
 ConfigError::ConfigError(std::vector<std::string> messages)
     : std::runtime_error(joinLines(messages)), messages_(std::move(messages)) {}
+
+bool AdminConfig::allows(const sockaddr* peer) const {
+  return allow.empty() ? isLoopback(peer) : matchesAny(allow, peer);
+}
+
+std::vector<std::string> configWarnings(const Config& config) {
+  std::vector<std::string> warnings;
+  if (config.admin && config.admin->allow.empty()) {
+    const HostPort& address = config.admin->address;
+    SocketAddress bound;
+    if (makeSocketAddress(address.host, address.port, &bound) && !isLoopback(bound.get())) {
+      const std::string where = config.admin->address_origin.empty() ? "admin.address"
+                                                                      : config.admin->address_origin;
+      warnings.push_back(where + ": the admin listener is on " + address.text +
+                         ", not a loopback address, and has no allow list: it answers loopback "
+                         "clients only (403 to the others); set admin.allow to admit others");
+    }
+  }
+  return warnings;
+}
 
 Config defaultConfig() {
   Config config;

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "core/ip_range.h"
 #include "core/log_level.h"
 
 namespace poolgate {
@@ -68,6 +69,14 @@ struct ListenConfig {
 
 struct AdminConfig {
   HostPort address;
+  SettingOrigin address_origin;
+  // Clients allowed to use the admin listener; the others get 403. Empty (no
+  // `allow` key) means loopback only (127.0.0.0/8 and ::1). Written as an
+  // empty list it is a configuration error, so empty always means the default.
+  std::vector<IpRange> allow;
+
+  // Whether a client at `peer` may use the admin listener.
+  bool allows(const sockaddr* peer) const;
 };
 
 struct LogConfig {
@@ -181,6 +190,12 @@ struct Config {
   uint32_t effectiveWorkers() const;
 };
 
+// Things that are allowed but probably not meant, each "file:line:
+// setting.path: what": an admin listener on a non-loopback address without an
+// `allow` list (it answers loopback clients only). `poolgate -t` prints them
+// and the master logs them at start-up and on reload.
+std::vector<std::string> configWarnings(const Config& config);
+
 // Every problem found in a file, each "file:line: setting.path: what is wrong".
 class ConfigError : public std::runtime_error {
  public:
@@ -198,7 +213,7 @@ Config loadConfigFile(const std::string& path);
 // Same, from text already in memory; `name` is used in messages.
 Config loadConfigText(const std::string& text, const std::string& name);
 
-// The built-in default of SPEC.md: listen 127.0.0.1:8080, admin 127.0.0.1:9901,
+// The built-in default (README "Configuration"): listen 127.0.0.1:8080, admin 127.0.0.1:9901,
 // one upstream "app" with server 127.0.0.1:5000, one worker per CPU.
 Config defaultConfig();
 

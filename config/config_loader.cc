@@ -603,7 +603,7 @@ ReadFn<T> listOf(std::vector<Element> T::*field, ElementFn<Element> read_element
 }
 
 // ---------------------------------------------------------------------------
-// The tables, section by section, as in SPEC.md.
+// The tables, section by section, in the order of the README's reference.
 
 void readErrorLog(Loader& loader, const Node& node, LogConfig& out) {
   std::string value;
@@ -665,9 +665,46 @@ const Keys<ListenConfig>& listenKeys() {
   return keys;
 }
 
+// admin.allow: an array [ ] or list ( ) of "ADDRESS" or "ADDRESS/PREFIX"
+// strings, IPv4 or IPv6. Each bad entry is reported at its own index.
+void readAdminAllow(Loader& loader, const Node& node, AdminConfig& out) {
+  if (!expectType(loader, node, {Setting::TypeArray, Setting::TypeList},
+                  "an array [ ] of addresses or CIDR ranges")) {
+    return;
+  }
+  if (node.size() == 0) {
+    loader.error(node, "empty: no client could use the admin listener (omit allow for loopback "
+                       "only, or omit admin for no admin listener)");
+    return;
+  }
+  std::vector<IpRange> ranges;
+  bool ok = true;
+  for (int i = 0; i < node.size(); ++i) {
+    Node child = node.child(i);
+    loader.visit(child);
+    std::string text;
+    if (!readString(loader, child, &text)) {
+      ok = false;
+      continue;
+    }
+    std::string why;
+    std::optional<IpRange> range = parseIpRange(text, &why);
+    if (!range) {
+      loader.error(child, "bad address or CIDR range " + inQuotes(text) + ": " + why);
+      ok = false;
+      continue;
+    }
+    ranges.push_back(*range);
+  }
+  if (ok) out.allow = std::move(ranges);
+}
+
 const Keys<AdminConfig>& adminKeys() {
   static const Keys<AdminConfig> keys = {
-      {"address", address(&AdminConfig::address, AddressUse::kListener), true},
+      {"address",
+       located(address(&AdminConfig::address, AddressUse::kListener), &AdminConfig::address_origin),
+       true},
+      {"allow", readAdminAllow},
   };
   return keys;
 }

@@ -25,8 +25,16 @@ size_t runningWorkers(const StatsSegment& segment) {
 
 }  // namespace
 
+std::string_view dashboardHeaders() {
+  static const std::string headers = "X-Content-Type-Options: nosniff\r\nX-Frame-Options: DENY\r\n"
+                                     "Content-Security-Policy: " +
+                                     dashboardContentSecurityPolicy() + "\r\n";
+  return headers;
+}
+
 AdminAnswer answerAdmin(const StatsSegment& segment, std::string_view path) {
   AdminAnswer answer;
+  answer.headers = kAdminHeaders;
   RenderContext context{POOLGATE_VERSION, realtimeMs(), monotonicMs()};
   if (path == "/stats") {
     answer.content_type = "application/json";
@@ -44,6 +52,7 @@ AdminAnswer answerAdmin(const StatsSegment& segment, std::string_view path) {
     }
   } else if (path == "/" || path == "/index.html") {
     answer.content_type = "text/html; charset=utf-8";
+    answer.headers = dashboardHeaders();
     renderDashboard(context, answer.body);
   } else {
     answer.status = 404;

@@ -7,6 +7,8 @@
 #include <utility>
 #include <vector>
 
+#include <openssl/evp.h>
+
 #include "proxy/dashboard_html.h"
 
 namespace poolgate {
@@ -100,6 +102,7 @@ struct WorkerSnap {
   uint32_t slot;
   uint64_t generation, started_ms;
   uint64_t accepted, requests, clients_active, clients_idle, accept_wakeups, accept_empty;
+  uint64_t admin_accepted, admin_active, admin_denied;
   size_t upstream_begin, upstream_count;  // into Snapshot::upstreams
   size_t server_begin, server_count;      // into Snapshot::servers, grouped by upstream
   Conns up;                               // sum over the servers
@@ -115,6 +118,7 @@ struct Snapshot {
   std::vector<ServerSnap> servers;
   // totals over the listed workers
   uint64_t accepted = 0, requests = 0, clients_active = 0, clients_idle = 0, bound = 0;
+  uint64_t admin_accepted = 0, admin_active = 0, admin_denied = 0;
   Conns up;
 };
 
@@ -144,6 +148,9 @@ void takeSnapshot(const StatsSegment& seg, uint64_t monotonic_ms, Snapshot& s) {
     ws.clients_idle = load(w.clients_idle);
     ws.accept_wakeups = load(w.accept_wakeups);
     ws.accept_empty = load(w.accept_empty);
+    ws.admin_accepted = load(w.admin_accepted);
+    ws.admin_active = load(w.admin_active);
+    ws.admin_denied = load(w.admin_denied);
 
     const uint32_t n_up =
         std::min<uint32_t>(w.upstream_count.load(std::memory_order_relaxed), kMaxUpstreams);
@@ -213,6 +220,9 @@ void takeSnapshot(const StatsSegment& seg, uint64_t monotonic_ms, Snapshot& s) {
     s.requests += ws.requests;
     s.clients_active += ws.clients_active;
     s.clients_idle += ws.clients_idle;
+    s.admin_accepted += ws.admin_accepted;
+    s.admin_active += ws.admin_active;
+    s.admin_denied += ws.admin_denied;
     s.bound += ws.bound;
     s.up.add(ws.up);
     s.workers.push_back(ws);
@@ -460,6 +470,13 @@ void worker(std::string& out, const Snapshot& s, const WorkerSnap& w, uint64_t n
   out.push_back(',');
   field(out, "accept_wakeups", w.accept_wakeups);
   field(out, "accept_empty", w.accept_empty);
+  key(out, "admin");
+  out.push_back('{');
+  field(out, "accepted", w.admin_accepted);
+  field(out, "active", w.admin_active);
+  field(out, "denied", w.admin_denied);
+  close(out, '}');
+  out.push_back(',');
   key(out, "started_seconds_ago");
   appendMsAsSeconds(out, msSince(w.started_ms, now_ms));
   out.push_back(',');
@@ -637,6 +654,9 @@ void renderStatsJson(const StatsSegment& seg, const RenderContext& ctx, std::str
   out.push_back(',');
   field(out, "workers", s.workers.size());
   field(out, "upstream_bound", s.bound);
+  field(out, "admin_accepted", s.admin_accepted);
+  field(out, "admin_active", s.admin_active);
+  field(out, "admin_denied", s.admin_denied);
   close(out, '}');
   out.append("}\n");
 }
@@ -679,10 +699,10 @@ void renderMetrics(const StatsSegment& seg, const RenderContext& ctx, std::strin
   }
 
   workerFamily(out, s, l, "poolgate_worker_accepted_total", "counter",
-               "Client connections accepted by the worker.",
+               "Client connections accepted by the worker (proxy listeners only).",
                [](const WorkerSnap& w) { return w.accepted; });
   workerFamily(out, s, l, "poolgate_worker_requests_total", "counter",
-               "Responses completed by the worker.",
+               "Responses completed by the worker (proxy listeners only).",
                [](const WorkerSnap& w) { return w.requests; });
 
   family(out, "poolgate_worker_clients", "gauge",
@@ -701,6 +721,15 @@ void renderMetrics(const StatsSegment& seg, const RenderContext& ctx, std::strin
   workerFamily(out, s, l, "poolgate_worker_accept_empty_total", "counter",
                "Accept wake-ups that found no connection.",
                [](const WorkerSnap& w) { return w.accept_empty; });
+  workerFamily(out, s, l, "poolgate_worker_admin_accepted_total", "counter",
+               "Admin listener connections accepted by the worker, denied ones included.",
+               [](const WorkerSnap& w) { return w.admin_accepted; });
+  workerFamily(out, s, l, "poolgate_worker_admin_connections", "gauge",
+               "Admin listener connections the worker has open.",
+               [](const WorkerSnap& w) { return w.admin_active; });
+  workerFamily(out, s, l, "poolgate_worker_admin_denied_total", "counter",
+               "Admin listener connections from clients outside admin.allow (answered 403).",
+               [](const WorkerSnap& w) { return w.admin_denied; });
   workerFamily(out, s, l, "poolgate_worker_draining", "gauge",
                "1 while the worker drains (old generation or stopping), else 0.",
                [](const WorkerSnap& w) { return w.state == SlotState::kDraining ? 1u : 0u; });
@@ -792,6 +821,36 @@ void renderMetrics(const StatsSegment& seg, const RenderContext& ctx, std::strin
          "Upper bound on pooled upstream connections: sum over live workers and their "
          "upstreams of max_idle x servers.");
   sample(out, "poolgate_upstream_connections_bound", {}, s.bound);
+}
+
+namespace {
+
+// The text between `open` and the next `close` in `page`, or "" when absent.
+std::string_view between(std::string_view page, std::string_view open, std::string_view close) {
+  const size_t begin = page.find(open);
+  if (begin == std::string_view::npos) return {};
+  const size_t start = begin + open.size();
+  const size_t end = page.find(close, start);
+  return end == std::string_view::npos ? std::string_view() : page.substr(start, end - start);
+}
+
+// "'sha256-BASE64'", the CSP source expression of an inline element's text.
+std::string hashSource(std::string_view text) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int length = 0;
+  EVP_Digest(text.data(), text.size(), digest, &length, EVP_sha256(), nullptr);
+  unsigned char encoded[4 * ((EVP_MAX_MD_SIZE + 2) / 3) + 1];
+  const int n = EVP_EncodeBlock(encoded, digest, static_cast<int>(length));
+  return "'sha256-" + std::string(reinterpret_cast<const char*>(encoded), static_cast<size_t>(n)) + "'";
+}
+
+}  // namespace
+
+std::string dashboardContentSecurityPolicy() {
+  const std::string_view page = kDashboardBody;
+  return "default-src 'none'; script-src " + hashSource(between(page, "<script>", "</script>")) +
+         "; style-src " + hashSource(between(page, "<style>", "</style>")) +
+         "; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 }
 
 void renderDashboard(const RenderContext& ctx, std::string& out) {

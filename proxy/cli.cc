@@ -123,6 +123,7 @@ int runCli(int argc, char** argv) {
       fprintf(stderr, "configuration has errors\n");
       return 1;
     }
+    for (const std::string& warning : configWarnings(config)) fprintf(stderr, "warning: %s\n", warning.c_str());
     printf("configuration ok\n");
     return 0;
   }

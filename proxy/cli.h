@@ -1,4 +1,4 @@
-// The command line of SPEC.md: poolgate [-c FILE] [-t] [-s SIGNAL] [-p PREFIX] [-V] [-h]
+// The command line (README "Signals and command line"): poolgate [-c FILE] [-t] [-s SIGNAL] [-p PREFIX] [-V] [-h]
 #pragma once
 
 namespace poolgate {

@@ -43,12 +43,13 @@ bool isIdempotent(llhttp_method_t method) {
 }  // namespace
 
 ClientConnection::ClientConnection(Worker& worker, Fd fd, const SocketAddress& peer, ListenerKind kind,
-                                   const TlsServer* tls)
+                                   const TlsServer* tls, bool admin_denied)
     : worker_(worker),
       config_(worker.config()),
       fd_(std::move(fd)),
       tls_server_(tls),
       kind_(kind),
+      admin_denied_(admin_denied),
       timer_(worker.loop().timers(), [this] { onClientTimer(); }),
       in_(worker.buffers()),
       out_(worker.buffers()),
@@ -61,18 +62,20 @@ ClientConnection::~ClientConnection() = default;
 
 void ClientConnection::start() {
   worker_.onClientOpened(*this);
+  // Counted at once (close() takes it off again): proxy clients as idle until
+  // their first byte, admin connections apart, so that the client figures
+  // describe proxy traffic only.
+  WorkerSlot& stats = worker_.stats();
+  ServerCounters::add(kind_ == ListenerKind::kAdmin ? stats.admin_active : stats.clients_idle);
   if (tls_server_ != nullptr && !tls_.start(tls_server_->context(), fd_.get(), /*server=*/true)) {
     LOG_ERROR("client %s: %s", peer_ip_, tls_.failure().c_str());
-    ServerCounters::add(worker_.stats().clients_idle);  // close() takes it off again
     close();
     return;
   }
   if (!worker_.loop().add(fd_.get(), kEvents, this)) {
-    ServerCounters::add(worker_.stats().clients_idle);
     close();
     return;
   }
-  ServerCounters::add(worker_.stats().clients_idle);
   armClientTimer();
 }
 
@@ -81,7 +84,7 @@ void ClientConnection::start() {
 void ClientConnection::setState(State state) {
   bool active = state == State::kHead || state == State::kExchange || state == State::kTunnel ||
                 state == State::kClosing;
-  if (state_ != State::kClosed && active != counted_active_) {
+  if (kind_ == ListenerKind::kProxy && state_ != State::kClosed && active != counted_active_) {
     WorkerSlot& stats = worker_.stats();
     ServerCounters::sub(active ? stats.clients_idle : stats.clients_active);
     ServerCounters::add(active ? stats.clients_active : stats.clients_idle);
@@ -508,7 +511,11 @@ void ClientConnection::close() {
   abandonUpstream(NoReuse::kClientGone);  // never pool a connection whose exchange was cut short
   leaveQueue();
   WorkerSlot& stats = worker_.stats();
-  ServerCounters::sub(counted_active_ ? stats.clients_active : stats.clients_idle);
+  if (kind_ == ListenerKind::kAdmin) {
+    ServerCounters::sub(stats.admin_active);
+  } else {
+    ServerCounters::sub(counted_active_ ? stats.clients_active : stats.clients_idle);
+  }
   state_ = State::kClosed;
   timer_.cancel();
   worker_.loop().remove(fd_.get());
@@ -536,6 +543,10 @@ int ClientConnection::onHeadersComplete() {
   keep_alive_ = parser_.keepAlive();
   upgrade_ = p.upgrade != 0;
 
+  if (admin_denied_) {  // before anything else about the request: 403 and close
+    handleAdmin();
+    return HPE_PAUSED;
+  }
   const size_t head_end = in_.beginOffset() + in_.size();
   if (int status = checkRequestHead(parser_, base, head_end, config_.limits, &target_); status != 0) {
     respondError(status, true);
@@ -959,7 +970,7 @@ void ClientConnection::onUpstreamComplete() noexcept {
 // ---- Answers made here ---------------------------------------------------------
 
 void ClientConnection::respond(int status, std::string_view content_type, std::string_view body,
-                               bool close_after) {
+                               bool close_after, std::string_view headers) {
   abandonUpstream(NoReuse::kError);  // an error answer replaces the exchange
   if (close_after || worker_.draining()) keep_alive_ = false;
   response_started_ = true;
@@ -974,6 +985,7 @@ void ClientConnection::respond(int status, std::string_view content_type, std::s
   out_.append("\r\nContent-Length: ");
   appendNumber(out_, body.size());
   out_.append(keep_alive_ ? "\r\n" : "\r\nConnection: close\r\n");
+  out_.append(headers);
   out_.append("Cache-Control: no-store\r\n\r\n");
   if (!head_request_) out_.append(body);
   if (!keep_alive_) setState(State::kClosing);
@@ -991,10 +1003,16 @@ void ClientConnection::respondError(int status, bool close_after) {
   char body[64];
   std::string_view reason = reasonPhrase(status);
   int n = snprintf(body, sizeof body, "%d %.*s\n", status, static_cast<int>(reason.size()), reason.data());
-  respond(status, "text/plain", std::string_view(body, static_cast<size_t>(n)), close_after);
+  respond(status, "text/plain", std::string_view(body, static_cast<size_t>(n)), close_after,
+          kind_ == ListenerKind::kAdmin ? kAdminHeaders : std::string_view());
 }
 
 void ClientConnection::handleAdmin() {
+  if (admin_denied_) {  // outside admin.allow: one short answer, then close
+    LOG_DEBUG("admin: client %s is not in admin.allow: 403", peer_ip_);
+    respondError(403, true);
+    return;
+  }
   std::string_view path = target_.path;
   const llhttp_t& p = parser_.raw();
   if (p.method != HTTP_GET && p.method != HTTP_HEAD) {
@@ -1002,7 +1020,7 @@ void ClientConnection::handleAdmin() {
     return;
   }
   AdminAnswer answer = answerAdmin(worker_.segment(), path);
-  respond(answer.status, answer.content_type, answer.body, requestPending());
+  respond(answer.status, answer.content_type, answer.body, requestPending(), answer.headers);
 }
 
 }  // namespace poolgate

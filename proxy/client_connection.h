@@ -42,8 +42,9 @@ class ClientConnection final : public IoHandler,
   };
 
   // `tls`: the listener's TLS contexts, nullptr for a plain listener.
+  // `admin_denied`: an admin client outside admin.allow; its requests get 403.
   ClientConnection(Worker& worker, Fd fd, const SocketAddress& peer, ListenerKind kind,
-                   const TlsServer* tls = nullptr);
+                   const TlsServer* tls = nullptr, bool admin_denied = false);
   ~ClientConnection() override;
 
   void start();
@@ -109,7 +110,9 @@ class ClientConnection final : public IoHandler,
   void releaseUpstream();
   void abandonUpstream(NoReuse reason);  // close it mid-exchange, counted in no_reuse
   void respondError(int status, bool close_after);
-  void respond(int status, std::string_view content_type, std::string_view body, bool close_after);
+  // `headers`: extra header lines, each ending in CRLF.
+  void respond(int status, std::string_view content_type, std::string_view body, bool close_after,
+               std::string_view headers = {});
 
   // Upstream side (UpstreamUser).
   void onUpstreamConnected() noexcept override;
@@ -130,6 +133,7 @@ class ClientConnection final : public IoHandler,
   TlsSession tls_;
   char peer_ip_[46] = {};
   ListenerKind kind_;
+  bool admin_denied_;
   State state_ = State::kIdle;
   Timer timer_;
   Buffer in_;

@@ -15,6 +15,13 @@
 // canvas (data-points, data-ink).
 //
 // The version is inserted (HTML-escaped) between the two halves.
+//
+// The page is served with a Content-Security-Policy that names its one
+// <style> and its one <script> by their SHA-256 (computed from this text at
+// start-up, see dashboardContentSecurityPolicy()) and lets it fetch only from
+// its own origin. So: no inline style="..." or on...= attributes, no second
+// <script> or <style> element, no eval; set styles through the CSSOM
+// (element.style) instead.
 #pragma once
 
 namespace poolgate {
@@ -473,13 +480,14 @@ Rates and reuse % are per poll interval.</div>
         " \u00b7 active " + num(t.upstream_active) + " \u00b7 bound " + s.bound + "</span>" +
         "<span><b>reuse</b> " + (100 * num(t.reuse_ratio)).toFixed(1) + "%</span>" +
         "<span><b>requests</b> " + num(t.requests) + (s.hasRates ? " \u00b7 " + fmt(s.rps) + "/s" : "") + "</span>" +
-        "<span><b>accepted</b> " + num(t.accepted) + (s.hasRates ? " \u00b7 " + fmt(s.aps) + "/s" : "") + "</span>";
+        "<span><b>accepted</b> " + num(t.accepted) + (s.hasRates ? " \u00b7 " + fmt(s.aps) + "/s" : "") + "</span>" +
+        "<span><b>admin</b> accepted " + num(t.admin_accepted) + " \u00b7 denied " + num(t.admin_denied) + "</span>";
     var h = "";
     (st.workers || []).forEach(function (w) {
       var dr = w.state === "draining", cls = dr ? " draining" : "", c = w.clients || {}, u = w.upstream || {};
       var x = s.w[String(w.pid)] || {};
       h += "<tr class=\"w" + cls + "\" data-pid=\"" + esc(w.pid) + "\" data-state=\"" + esc(w.state) + "\">" +
-           "<td><span class=\"sw\" style=\"background:" + color(String(w.pid)) + "\"></span></td>" +
+           "<td><span class=\"sw\" data-color=\"" + color(String(w.pid)) + "\"></span></td>" +
            td(w.slot) + td(w.pid) + td(w.generation) + "<td class=\"l\">" +
            (dr ? "<span class=\"badge\">draining</span>" : esc(w.state)) + "</td>" +
            td(w.started_seconds_ago === undefined ? "-" : dur(w.started_seconds_ago)) + td(w.accepted) +
@@ -497,6 +505,11 @@ Rates and reuse % are per poll interval.</div>
       });
     });
     $("rows").innerHTML = h;
+    // Swatch colours go through the CSSOM: the page's Content-Security-Policy
+    // admits no inline style attribute.
+    Array.prototype.forEach.call($("rows").querySelectorAll(".sw"), function (e) {
+      e.style.background = e.getAttribute("data-color");
+    });
     body.setAttribute("data-requests", num(t.requests));
     body.setAttribute("data-rps", s.hasRates ? s.rps.toFixed(2) : "0");
     body.setAttribute("data-workers", (st.workers || []).length);

@@ -89,9 +89,11 @@ int Listener::receiveHandedOff(uint8_t* tag) {
 
 void Listener::onIoEvent(uint32_t) noexcept {
   if (!registered_) return;
+  const int accepted = acceptSome(kAcceptBatch, /*final=*/false);
+  if (socket_.kind == ListenerKind::kAdmin) return;  // the accept figures describe proxy traffic
   WorkerSlot& stats = worker_.stats();
   ServerCounters::add(stats.accept_wakeups);
-  if (acceptSome(kAcceptBatch, /*final=*/false) == 0) ServerCounters::add(stats.accept_empty);
+  if (accepted == 0) ServerCounters::add(stats.accept_empty);
 }
 
 int Listener::acceptSome(int limit, bool final) {
@@ -116,11 +118,19 @@ int Listener::acceptSome(int limit, bool final) {
       break;
     }
     ++accepted;
-    ServerCounters::add(stats.accepted);
+    bool denied = false;
+    if (socket_.kind == ListenerKind::kAdmin) {
+      ServerCounters::add(stats.admin_accepted);
+      // admin.allow: the client still gets an answer (403) to its request.
+      denied = !worker_.config().admin || !worker_.config().admin->allows(peer.get());
+      if (denied) ServerCounters::add(stats.admin_denied);
+    } else {
+      ServerCounters::add(stats.accepted);
+    }
     if (socket_.nodelay && !socket_.handoff) setNoDelay(fd);  // a handed-off one is set by the master
     const TlsServer* tls = socket_.tls_server;
     if (socket_.handoff) tls = tag > 0 && tag <= socket_.handoff_tls.size() ? socket_.handoff_tls[tag - 1] : nullptr;
-    auto* client = new ClientConnection(worker_, Fd(fd), peer, socket_.kind, tls);
+    auto* client = new ClientConnection(worker_, Fd(fd), peer, socket_.kind, tls, denied);
     client->start();
   }
   return accepted;

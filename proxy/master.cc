@@ -229,6 +229,7 @@ int Master::run() {
   }
   unsetenv(kInheritVariable);
   writePidFile();
+  for (const std::string& warning : configWarnings(config_)) LOG_WARN("%s", warning.c_str());
 
   const uint32_t count = config_.effectiveWorkers();
   workers_.resize(count);
@@ -480,6 +481,7 @@ void Master::reload() {
 
   // The new generation starts first, on the same sockets, and only then is
   // the old one asked to drain: at no moment is nobody accepting.
+  for (const std::string& warning : configWarnings(next)) LOG_WARN("reload: %s", warning.c_str());
   config_ = std::move(next);
   listeners_ = std::move(next_listeners);  // sockets no longer configured close with the old workers
   ++generation_;

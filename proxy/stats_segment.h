@@ -49,12 +49,18 @@ struct WorkerSlot {
   std::atomic<uint64_t> generation{0};
   std::atomic<uint64_t> started_ms{0};  // CLOCK_REALTIME, ms
 
+  // Proxy traffic only: the admin listener's connections count below.
   std::atomic<uint64_t> accepted{0};
   std::atomic<uint64_t> requests{0};
   std::atomic<uint64_t> clients_active{0};  // an exchange in progress
   std::atomic<uint64_t> clients_idle{0};    // keep-alive, between requests
   std::atomic<uint64_t> accept_wakeups{0};
   std::atomic<uint64_t> accept_empty{0};
+
+  // The admin listener (/stats, /metrics, /health, the dashboard).
+  std::atomic<uint64_t> admin_accepted{0};  // connections accepted, denied ones included
+  std::atomic<uint64_t> admin_active{0};    // connections open now
+  std::atomic<uint64_t> admin_denied{0};    // connections from outside admin.allow (answered 403)
 
   // Written by the worker before it sets state = running; server_count grows
   // (release) after a new entry is filled in, when DNS adds an address.

@@ -13,6 +13,7 @@
 
 #include "core/clock.h"
 #include "core/log.h"
+#include "proxy/admin.h"
 #include "proxy/client_connection.h"
 #include "proxy/listener.h"
 
@@ -108,6 +109,7 @@ Worker::Worker(const Config& config, StatsSegment& segment, size_t slot_index, u
   if (!config.log.access.empty()) access_log_ = std::make_unique<AccessLog>(loop_, config.log);
   const bool exclusive = config.accept_mode == AcceptMode::kExclusive;
   for (const ListenSocket& socket : sockets) {
+    if (socket.kind == ListenerKind::kAdmin) dashboardHeaders();  // hashed now, not on a request
     listeners_.push_back(std::make_unique<Listener>(*this, socket, exclusive && socket.kind == ListenerKind::kProxy));
   }
   if (config.accept_mode == AcceptMode::kMutex) loop_.setObserver(this);

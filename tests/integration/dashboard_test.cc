@@ -164,6 +164,14 @@ bool truthy(const Json& v) {
   return true;
 }
 
+constexpr const char* kRecordViolations = R"JS(
+window.__cspViolations = [];
+document.addEventListener("securitypolicyviolation", function (e) {
+  window.__cspViolations.push(e.effectiveDirective + " blocked " + (e.blockedURI || "") +
+                              " " + (e.sample || ""));
+});
+)JS";
+
 // Headless chromium with a DevTools session attached to its one page.
 class Browser {
  public:
@@ -235,6 +243,10 @@ class Browser {
                    .get<std::string>();
     call("Emulation.setDeviceMetricsOverride",
          {{"width", width}, {"height", height}, {"deviceScaleFactor", 1}, {"mobile", false}});
+    // Every Content-Security-Policy violation of the page, recorded from before its own
+    // script runs (DevTools-injected scripts are not subject to the page's policy).
+    call("Page.enable");
+    call("Page.addScriptToEvaluateOnNewDocument", {{"source", kRecordViolations}});
     Json nav = call("Page.navigate", {{"url", url}}, 20s);
     if (nav.contains("errorText"))
       throw HarnessError("chromium cannot load " + url + ": " + nav["errorText"].dump());
@@ -356,6 +368,7 @@ constexpr const char* kProbe = R"JS((function () {
           totals: document.getElementById("tot").textContent,
           error: document.getElementById("err").textContent,
           external: document.querySelectorAll("script[src],link[href],img,iframe,object,embed").length,
+          violations: window.__cspViolations === undefined ? null : window.__cspViolations,
           charts: charts, rows: rows};
 })())JS";
 
@@ -441,6 +454,9 @@ TEST_F(Dashboard, ChromiumShowsChartsThatFollowLoadReloadAndOutage) {
   EXPECT_TRUE(idle.at("drawError").is_null()) << idle.dump();
   EXPECT_NE(idle.at("title").get<std::string>().find("poolgate"), std::string::npos);
   EXPECT_EQ(idle.at("external"), 0) << "the page loads external resources";
+  // The page runs under its Content-Security-Policy without breaking it.
+  ASSERT_TRUE(idle.at("violations").is_array()) << "the violation recorder did not run";
+  EXPECT_TRUE(idle.at("violations").empty()) << idle.at("violations").dump();
   EXPECT_EQ(idle.at("requests"), 0);
   EXPECT_EQ(idle.at("workers"), 2);
   ASSERT_EQ(idle.at("rows").size(), 2u) << idle.dump();
@@ -538,6 +554,19 @@ TEST_F(Dashboard, ChromiumShowsChartsThatFollowLoadReloadAndOutage) {
   Json later = waitForProbe(
       browser, [&](const Json& p) { return p.at("errors") > errorsBefore; }, 10s);
   EXPECT_GT(later.at("errors"), errorsBefore) << "the page stopped polling after a failure";
+
+  // 5. Through all of it, nothing the page did was refused by its policy. And the
+  // policy is really enforced, and a violation really shows: an inline style attribute
+  // (what the swatches used to be) is refused and recorded.
+  EXPECT_TRUE(later.at("violations").is_array() && later.at("violations").empty())
+      << later.at("violations").dump();
+  browser.evaluate(
+      "document.body.insertAdjacentHTML('beforeend', '<div id=\"csp-probe\" style=\"width:7px\"></div>')");
+  Json refused = browser.waitFor("window.__cspViolations.length > 0 && window.__cspViolations", 5s);
+  ASSERT_TRUE(refused.is_array()) << "an inline style attribute was not reported as a violation";
+  EXPECT_NE(refused.dump().find("style-src"), std::string::npos) << refused.dump();
+  EXPECT_NE(browser.evaluate("getComputedStyle(document.getElementById('csp-probe')).width"), "7px")
+      << "the inline style was applied: no Content-Security-Policy in force";
 }
 
 // The plain command-line way: --dump-dom after a virtual-time budget, while load runs.

@@ -1,7 +1,8 @@
 // Upstream server names resolved with c-ares against a real DNS server on loopback
 // (dnsmasq on an ephemeral port, its records changed during the tests).
 //
-// What these tests assume of poolgate (SPEC.md "resolver", "dns.refresh", issue 4 item 5):
+// What these tests assume of poolgate (README "Health checks and DNS" and the `resolver`
+// and `dns.refresh` keys of "Every key and its default"):
 //   - `resolver = { servers = ( "127.0.0.1:PORT" ); timeout = 1.0; };` sends every query
 //     to that server;
 //   - a server `address = "NAME:PORT"` becomes one server per A/AAAA record, each with the

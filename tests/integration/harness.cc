@@ -591,13 +591,24 @@ long long HttpResponse::upstreamConnection() const {
 
 HttpClient::HttpClient(uint16_t port, Millis ioTimeout) : HttpClient("127.0.0.1", port, ioTimeout) {}
 
-HttpClient::HttpClient(const std::string& host, uint16_t port, Millis ioTimeout)
+HttpClient::HttpClient(const std::string& host, uint16_t port, Millis ioTimeout,
+                       const std::string& source)
     : timeout_(ioTimeout) {
   sockaddr_storage addr{};
   socklen_t len = numericAddress(host, port, &addr);
   fd_ = ::socket(addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd_ < 0) throw HarnessError(errnoText("socket"));
   setIoTimeouts(fd_, timeout_);
+  if (!source.empty()) {
+    sockaddr_storage local{};
+    socklen_t localLen = numericAddress(source, 0, &local);
+    if (::bind(fd_, reinterpret_cast<sockaddr*>(&local), localLen) != 0) {
+      std::string why = errnoText("bind to " + source);
+      ::close(fd_);
+      fd_ = -1;
+      throw HarnessError(why);
+    }
+  }
   if (::connect(fd_, reinterpret_cast<sockaddr*>(&addr), len) != 0) {
     std::string why = errnoText("connect to " + host + " port " + std::to_string(port));
     ::close(fd_);
@@ -1435,6 +1446,17 @@ Poolgate::~Poolgate() {
 }
 
 void Poolgate::start(const std::vector<std::string>& launcher) {
+  startListening(launcher);
+  auto fail = [&](const std::string& why) {
+    throw HarnessError("poolgate start: " + why + "\n---- log tail ----\n" + logTail());
+  };
+  if (!waitUntil([&] { return admin("/health").status == 200; }, kStartTimeout))
+    fail("/health did not answer 200");
+  if (!waitForRunningWorkers(expectedWorkers_))
+    fail("/stats did not list " + std::to_string(expectedWorkers_) + " running workers");
+}
+
+void Poolgate::startListening(const std::vector<std::string>& launcher) {
   std::vector<std::string> argv = launcher;
   argv.insert(argv.end(), {POOLGATE_BINARY, "-c", configPath_});
   process_ = std::make_unique<Process>(argv, logPath_, logPath_);
@@ -1460,11 +1482,6 @@ void Poolgate::start(const std::vector<std::string>& launcher) {
   if (!process_->running())
     fail("exited early (" + process_->wait(0ms)->describe() + ")");
   if (!logged) fail("no 'listening on ... (proxy)' and '(admin)' lines in the log");
-
-  if (!waitUntil([&] { return admin("/health").status == 200; }, kStartTimeout))
-    fail("/health did not answer 200");
-  if (!waitForRunningWorkers(expectedWorkers_))
-    fail("/stats did not list " + std::to_string(expectedWorkers_) + " running workers");
 }
 
 HttpResponse Poolgate::admin(std::string_view path) const { return httpGet(adminPort_, path); }

@@ -213,8 +213,10 @@ struct HttpResponse {
 class HttpClient {
  public:
   explicit HttpClient(uint16_t port, Millis ioTimeout = kIoTimeout);
-  // To another loopback address, IPv4 ("127.0.0.2") or IPv6 ("::1").
-  HttpClient(const std::string& host, uint16_t port, Millis ioTimeout = kIoTimeout);
+  // To another loopback address, IPv4 ("127.0.0.2") or IPv6 ("::1"); `source`, when
+  // set, is the local address to connect from ("127.0.0.2": another loopback client).
+  HttpClient(const std::string& host, uint16_t port, Millis ioTimeout = kIoTimeout,
+             const std::string& source = "");
   ~HttpClient();
   HttpClient(HttpClient&& other) noexcept;
   HttpClient& operator=(HttpClient&& other) noexcept;
@@ -509,6 +511,10 @@ class Poolgate {
   // `launcher`: a command that execs the rest of its arguments, put before the binary
   // (e.g. {"prlimit", "--nofile=128", "--"}); the pid stays the master's.
   void start(const std::vector<std::string>& launcher = {});
+  // Starts the binary and waits (bounded) only until both listeners are logged: for
+  // an admin listener that refuses the tests' clients (admin.allow), where start()
+  // could not poll /health. A worker accepts what is sent from then on.
+  void startListening(const std::vector<std::string>& launcher = {});
 
   uint16_t proxyPort() const { return proxyPort_; }
   uint16_t adminPort() const { return adminPort_; }

@@ -419,7 +419,9 @@ TEST_F(MetricsFormat, StrictAfterTrafficAndAgreesWithStats) {
         "poolgate_worker_clients", "poolgate_worker_draining", "poolgate_upstream_connections",
         "poolgate_upstream_connections_open", "poolgate_upstream_opened_total",
         "poolgate_upstream_reused_total", "poolgate_upstream_failed_total",
-        "poolgate_upstream_requests_total", "poolgate_upstream_connections_bound"})
+        "poolgate_upstream_requests_total", "poolgate_upstream_connections_bound",
+        "poolgate_worker_admin_accepted_total", "poolgate_worker_admin_connections",
+        "poolgate_worker_admin_denied_total"})
     EXPECT_NE(e.find(family), nullptr) << "no family " << family;
   EXPECT_EQ(only(e, "poolgate_master_generation", {}), 1);
   EXPECT_EQ(only(e, "poolgate_workers", {{"state", "running"}}), 2);
@@ -427,14 +429,22 @@ TEST_F(MetricsFormat, StrictAfterTrafficAndAgreesWithStats) {
             stats.at("totals").at("upstream_bound").get<double>());
   EXPECT_EQ(stats.at("totals").at("upstream_bound"), 2 * (3 * 2 + 2 * 1));
 
-  double requests = 0;
+  double requests = 0, adminTotal = 0;
   for (const auto& w : stats.at("workers")) {
     const Labels wl = {{"worker", std::to_string(w.at("slot").get<long long>())},
                        {"pid", std::to_string(w.at("pid").get<long long>())},
                        {"generation", std::to_string(w.at("generation").get<long long>())}};
     const std::string who = "worker pid " + wl.at("pid");
     EXPECT_EQ(only(e, "poolgate_worker_requests_total", wl), w.at("requests").get<double>()) << who;
-    EXPECT_GE(only(e, "poolgate_worker_accepted_total", wl), w.at("accepted").get<double>()) << who;
+    // Admin connections are counted apart, so the proxy's figures agree exactly; the
+    // admin ones differ by the /metrics request itself, in whichever worker took it.
+    EXPECT_EQ(only(e, "poolgate_worker_accepted_total", wl), w.at("accepted").get<double>()) << who;
+    const double adminAccepted = only(e, "poolgate_worker_admin_accepted_total", wl);
+    EXPECT_GE(adminAccepted, w.at("admin").at("accepted").get<double>()) << who;
+    EXPECT_LE(adminAccepted, w.at("admin").at("accepted").get<double>() + 1) << who;
+    EXPECT_LE(only(e, "poolgate_worker_admin_connections", wl), 1) << who;
+    EXPECT_EQ(only(e, "poolgate_worker_admin_denied_total", wl), 0) << who;
+    adminTotal += adminAccepted;
     EXPECT_EQ(only(e, "poolgate_worker_draining", wl), 0) << who;
     requests += only(e, "poolgate_worker_requests_total", wl);
     size_t servers = 0;
@@ -460,6 +470,10 @@ TEST_F(MetricsFormat, StrictAfterTrafficAndAgreesWithStats) {
   }
   EXPECT_EQ(requests, 60);
   EXPECT_EQ(requests, stats.at("totals").at("requests").get<double>());
+  EXPECT_EQ(adminTotal, stats.at("totals").at("admin_accepted").get<double>() + 1);
+  EXPECT_EQ(only(e, "poolgate_worker_accepted_total", {{"worker", "0"}}) +
+                only(e, "poolgate_worker_accepted_total", {{"worker", "1"}}),
+            4) << "the 4 proxy clients, and nothing else";
   // Every per-server family has one series per worker and server, no more.
   for (const char* family : {"poolgate_upstream_opened_total", "poolgate_upstream_reused_total",
                              "poolgate_upstream_connections_open"}) {

@@ -1,6 +1,8 @@
 #include "proxy/admin_render.h"
 
 #include <gtest/gtest.h>
+#include <openssl/evp.h>
+#include <openssl/sha.h>
 
 #include <algorithm>
 #include <cstring>
@@ -75,6 +77,9 @@ void setWorker(WorkerSlot& w, SlotState state, int32_t pid, uint32_t slot, uint6
   w.clients_idle = idle;
   w.accept_wakeups = accepted + 10;
   w.accept_empty = 3;
+  w.admin_accepted = accepted / 10 + 1;  // 11, 13, 3 for the listed workers
+  w.admin_active = slot + 1;
+  w.admin_denied = gen;
 }
 
 // Segment indexes:  0 free (stale data), 2 draining gen 1 slot 0, 5 running gen 2
@@ -230,6 +235,12 @@ TEST(AdminRenderJson, WorkerFieldsAndSums) {
   EXPECT_EQ(w["clients"].size(), 2u);
   expectCount(w, "accept_wakeups", 130);
   expectCount(w, "accept_empty", 3);
+  // The admin listener's connections, apart from the client figures.
+  ASSERT_TRUE(w.contains("admin")) << w.dump();
+  expectCount(w["admin"], "accepted", 13);
+  expectCount(w["admin"], "active", 2);
+  expectCount(w["admin"], "denied", 2);
+  EXPECT_EQ(w["admin"].size(), 3u);
   ASSERT_TRUE(w["started_seconds_ago"].is_number_float());
   EXPECT_DOUBLE_EQ(w["started_seconds_ago"].get<double>(), 10.5);
 
@@ -317,6 +328,9 @@ TEST(AdminRenderJson, Totals) {
   expectCount(t, "workers", 3);
   // draining: app 32 x 1 server; pid 5001: app 32 x 2 + odd 4 x 1; pid 9001: none
   expectCount(t, "upstream_bound", 32 + 64 + 4);
+  expectCount(t, "admin_accepted", 11 + 13 + 3);
+  expectCount(t, "admin_active", 1 + 2 + 1);
+  expectCount(t, "admin_denied", 1 + 2 + 2);
   ASSERT_TRUE(t["reuse_ratio"].is_number_float());
   EXPECT_NEAR(t["reuse_ratio"].get<double>(), 5996.0 / (5996.0 + 20.0), 1e-4);
 
@@ -610,6 +624,9 @@ TEST(AdminRenderMetrics, Values) {
   EXPECT_EQ(value("poolgate_worker_requests_total", w5), 5000);
   EXPECT_EQ(value("poolgate_worker_clients", with(w5, {{"state", "active"}})), 3);
   EXPECT_EQ(value("poolgate_worker_clients", with(w5, {{"state", "idle"}})), 40);
+  EXPECT_EQ(value("poolgate_worker_admin_accepted_total", w5), 13);
+  EXPECT_EQ(value("poolgate_worker_admin_connections", w5), 2);
+  EXPECT_EQ(value("poolgate_worker_admin_denied_total", w5), 2);
 
   const auto s0 = with(w5, {{"upstream", "app"}, {"server", "127.0.0.1:5000"}});
   EXPECT_EQ(value("poolgate_upstream_connections", with(s0, {{"state", "idle"}})), 6);
@@ -671,6 +688,52 @@ TEST(AdminRenderDashboard, SelfContainedAndPollsStats) {
   EXPECT_EQ(out.find("1.2<b>"), std::string::npos);
   EXPECT_NE(out.find("draining"), std::string::npos);
   EXPECT_NE(out.find("</html>"), std::string::npos);
+}
+
+// The text between `open` and `close`, found independently of the renderer.
+std::string inner(const std::string& page, const std::string& open, const std::string& close) {
+  const size_t begin = page.find(open);
+  const size_t end = page.find(close, begin);
+  if (begin == std::string::npos || end == std::string::npos) return "<missing>";
+  return page.substr(begin + open.size(), end - begin - open.size());
+}
+
+std::string sha256Source(const std::string& text) {
+  unsigned char digest[32];
+  SHA256(reinterpret_cast<const unsigned char*>(text.data()), text.size(), digest);
+  unsigned char b64[64] = {};
+  EVP_EncodeBlock(b64, digest, sizeof digest);
+  return "'sha256-" + std::string(reinterpret_cast<char*>(b64)) + "'";
+}
+
+size_t occurrences(const std::string& text, const std::string& what) {
+  size_t n = 0;
+  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+  return n;
+}
+
+TEST(AdminRenderDashboard, PolicyHashesTheServedScriptAndStyle) {
+  std::string page;
+  renderDashboard(RenderContext{"0.1.0", kNowMs}, page);
+  const std::string policy = dashboardContentSecurityPolicy();
+  // One inline script and one inline style, each admitted by its own hash, and nothing
+  // else: no inline style attribute or event handler (a policy with hashes refuses them).
+  EXPECT_EQ(occurrences(page, "<script"), 1u);
+  EXPECT_EQ(occurrences(page, "<style"), 1u);
+  EXPECT_EQ(occurrences(page, "style=\""), 0u);
+  EXPECT_EQ(occurrences(page, " onclick="), 0u);
+  EXPECT_EQ(occurrences(page, " onload="), 0u);
+  EXPECT_EQ(occurrences(page, "eval("), 0u);
+  const std::string script = sha256Source(inner(page, "<script>", "</script>"));
+  const std::string style = sha256Source(inner(page, "<style>", "</style>"));
+  EXPECT_NE(policy.find("script-src " + script + ";"), std::string::npos) << policy;
+  EXPECT_NE(policy.find("style-src " + style + ";"), std::string::npos) << policy;
+  EXPECT_EQ(policy.rfind("default-src 'none';", 0), 0u) << policy;
+  EXPECT_NE(policy.find("connect-src 'self'"), std::string::npos) << policy;
+  EXPECT_NE(policy.find("frame-ancestors 'none'"), std::string::npos) << policy;
+  EXPECT_EQ(policy.find("unsafe"), std::string::npos) << policy;
+  EXPECT_EQ(policy.find('\n'), std::string::npos);
+  EXPECT_EQ(policy.find('\r'), std::string::npos);
 }
 
 }  // namespace

@@ -1,4 +1,5 @@
 #include "config/config.h"
+#include "core/socket.h"
 
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -11,7 +12,8 @@
 namespace poolgate {
 namespace {
 
-// The configuration example of SPEC.md, verbatim.
+// The full configuration example of the external contract: every section, with
+// the documented defaults written out (README "Every key and its default").
 const char* const kSpecExample = R"(workers = 2;                   # 0 = one per CPU (default 0)
 accept_mode = "reuseport";     # reuseport | exclusive | shared | mutex | handoff
 worker_connections = 10000;    # client connections per worker; past it, stop accepting
@@ -32,7 +34,9 @@ listen = (
     tls = { certificates = ( { cert = "site.crt"; key = "site.key"; } ); }; }
 );
 
-admin = { address = "127.0.0.1:9901"; };   # omitted = no admin listener
+admin = { address = "127.0.0.1:9901";      # omitted = no admin listener
+          allow = [ "127.0.0.1", "10.0.0.0/8" ]; };  # clients allowed (array or list of
+                                   # addresses / CIDRs); default loopback only; others get 403
 
 resolver = {                   # for upstream server names (c-ares)
   servers = ( "127.0.0.1:53" );  # omitted = the system's /etc/resolv.conf
@@ -144,7 +148,7 @@ class ConfigFileTest : public ::testing::Test {
   std::string dir_;
 };
 
-// --- the SPEC example and the defaults ------------------------------------
+// --- the full example and the defaults --------------------------------------
 
 TEST_F(ConfigFileTest, SpecExampleParses) {
   std::string path = write(kSpecExample);
@@ -189,6 +193,9 @@ TEST_F(ConfigFileTest, SpecExampleParses) {
   ASSERT_TRUE(config.admin.has_value());
   EXPECT_EQ(config.admin->address.host, "127.0.0.1");
   EXPECT_EQ(config.admin->address.port, 9901);
+  ASSERT_EQ(config.admin->allow.size(), 2u);
+  EXPECT_EQ(config.admin->allow[0].toString(), "127.0.0.1/32");
+  EXPECT_EQ(config.admin->allow[1].toString(), "10.0.0.0/8");
 
   ASSERT_EQ(config.resolver.servers.size(), 1u);
   EXPECT_EQ(config.resolver.servers[0].host, "127.0.0.1");
@@ -630,6 +637,95 @@ TEST_F(ConfigFileTest, BadAddresses) {
   servers = ( { address = "[::1:5000"; } ); } );
 )",
                  2, "upstreams[0].servers[0].address", "bad address \"[::1:5000\"");
+}
+
+// --- admin.allow ---------------------------------------------------------------
+
+SocketAddress peer(const char* ip) {
+  SocketAddress address;
+  EXPECT_TRUE(makeSocketAddress(ip, 40000, &address)) << ip;
+  return address;
+}
+
+TEST_F(ConfigFileTest, AdminAllowTakesArraysAndListsOfBothFamilies) {
+  Config config = load(std::string(kMinimal) +
+                       "admin = { address = \"127.0.0.1:9901\";\n"
+                       "          allow = [ \"127.0.0.1\", \"10.0.0.0/8\", \"::1\", \"fd00::/8\" ]; };\n");
+  ASSERT_TRUE(config.admin.has_value());
+  ASSERT_EQ(config.admin->allow.size(), 4u);
+  EXPECT_EQ(config.admin->allow[2].toString(), "::1/128");
+  EXPECT_EQ(config.admin->allow[3].toString(), "fd00::/8");
+  EXPECT_TRUE(config.admin->allows(peer("10.20.30.40").get()));
+  EXPECT_TRUE(config.admin->allows(peer("fdab::1").get()));
+  EXPECT_TRUE(config.admin->allows(peer("::1").get()));
+  EXPECT_FALSE(config.admin->allows(peer("127.0.0.2").get()));  // only 127.0.0.1 was listed
+  EXPECT_FALSE(config.admin->allows(peer("192.168.1.1").get()));
+  EXPECT_FALSE(config.admin->allows(peer("fe80::1").get()));
+
+  Config list = load(std::string(kMinimal) +
+                     "admin = { address = \"127.0.0.1:9901\"; allow = ( \"192.168.0.0/16\" ); };\n");
+  ASSERT_EQ(list.admin->allow.size(), 1u);
+  EXPECT_TRUE(list.admin->allows(peer("192.168.7.7").get()));
+  EXPECT_FALSE(list.admin->allows(peer("127.0.0.1").get()));  // a list replaces the default
+}
+
+TEST_F(ConfigFileTest, AdminWithoutAllowAdmitsLoopbackOnly) {
+  Config config = load(std::string(kMinimal) + "admin = { address = \"127.0.0.1:9901\"; };\n");
+  ASSERT_TRUE(config.admin.has_value());
+  EXPECT_TRUE(config.admin->allow.empty());
+  EXPECT_TRUE(config.admin->allows(peer("127.0.0.1").get()));
+  EXPECT_TRUE(config.admin->allows(peer("127.1.2.3").get()));
+  EXPECT_TRUE(config.admin->allows(peer("::1").get()));
+  EXPECT_TRUE(config.admin->allows(peer("::ffff:127.0.0.1").get()));
+  EXPECT_FALSE(config.admin->allows(peer("10.0.0.1").get()));
+  EXPECT_FALSE(config.admin->allows(peer("::2").get()));
+  EXPECT_FALSE(config.admin->allows(peer("::ffff:10.0.0.1").get()));
+  EXPECT_TRUE(defaultConfig().admin->allows(peer("127.0.0.1").get()));
+  EXPECT_FALSE(defaultConfig().admin->allows(peer("10.0.0.1").get()));
+}
+
+TEST_F(ConfigFileTest, BadAdminAllowEntriesNameTheirLineAndIndex) {
+  std::vector<std::string> messages = errorsOf(std::string(kMinimal) +
+                                               "admin = { address = \"127.0.0.1:9901\";\n"
+                                               "  allow = [ \"127.0.0.1\",\n"
+                                               "            \"10.0.0.1/8\",\n"
+                                               "            \"localhost\",\n"
+                                               "            \"::1/129\",\n"
+                                               "            \"10.0.0.0/\" ]; };\n");
+  ASSERT_EQ(messages.size(), 4u) << ::testing::PrintToString(messages);
+  expectMessage(messages[0], 4, "admin.allow[1]", "bad address or CIDR range \"10.0.0.1/8\"");
+  EXPECT_NE(messages[0].find("did you mean 10.0.0.0/8?"), std::string::npos) << messages[0];
+  expectMessage(messages[1], 5, "admin.allow[2]", "names are not allowed");
+  expectMessage(messages[2], 6, "admin.allow[3]", "out of range (0..128)");
+  expectMessage(messages[3], 7, "admin.allow[4]", "bad prefix length");
+
+  expectOneError(std::string(kMinimal) + "admin = { address = \"127.0.0.1:9901\"; allow = [ ]; };\n", 2,
+                 "admin.allow", "empty");
+  expectOneError(std::string(kMinimal) + "admin = { address = \"127.0.0.1:9901\"; allow = \"127.0.0.1\"; };\n",
+                 2, "admin.allow", "expected an array [ ]");
+  expectOneError(std::string(kMinimal) + "admin = { address = \"127.0.0.1:9901\"; allow = ( 127 ); };\n", 2,
+                 "admin.allow[0]", "expected a string");
+  expectOneError(std::string(kMinimal) + "admin = { address = \"127.0.0.1:9901\"; alow = [ \"::1\" ]; };\n",
+                 2, "admin.alow", "unknown setting");
+}
+
+TEST_F(ConfigFileTest, NonLoopbackAdminWithoutAllowIsWarnedAbout) {
+  auto warnings = [&](const std::string& admin) {
+    return configWarnings(load(std::string(kMinimal) + admin));
+  };
+  std::vector<std::string> exposed = warnings("admin = { address = \"*:9901\"; };\n");
+  ASSERT_EQ(exposed.size(), 1u);
+  expectMessage(exposed[0], 2, "admin.address", "not a loopback address");
+  EXPECT_NE(exposed[0].find("admin.allow"), std::string::npos) << exposed[0];
+  EXPECT_EQ(warnings("admin = { address = \"[::]:9901\"; };\n").size(), 1u);
+  EXPECT_EQ(warnings("admin = { address = \"10.1.2.3:9901\"; };\n").size(), 1u);
+  // Loopback, or an explicit allow list: nothing to say.
+  EXPECT_TRUE(warnings("admin = { address = \"127.0.0.1:9901\"; };\n").empty());
+  EXPECT_TRUE(warnings("admin = { address = \"127.0.0.5:9901\"; };\n").empty());
+  EXPECT_TRUE(warnings("admin = { address = \"[::1]:9901\"; };\n").empty());
+  EXPECT_TRUE(warnings("admin = { address = \"*:9901\"; allow = [ \"10.0.0.0/8\" ]; };\n").empty());
+  EXPECT_TRUE(warnings("").empty());  // no admin listener
+  EXPECT_TRUE(configWarnings(defaultConfig()).empty());
 }
 
 TEST_F(ConfigFileTest, DuplicateListenAddress) {
