@@ -498,7 +498,10 @@ Rates and reuse % are per poll interval.</div>
         (g.servers || []).forEach(function (v) {
           h += "<tr class=\"srv" + cls + "\"><td></td><td class=\"l\" colspan=\"9\">\u2003" + esc(g.name) +
                " \u2192 " + esc(v.address) + (v.healthy === false ? " <span class=\"down\">down</span>" : "") +
-               " <span class=\"note\">max_idle " + esc(g.max_idle) + "</span></td><td></td><td></td>" +
+               " <span class=\"note\">max_idle " + esc(g.max_idle) +
+               (v.demand === undefined ? "" : " \u00b7 demand " + esc(v.demand)) +
+               (v.trimmed_total === undefined ? "" : " \u00b7 trimmed " + esc(v.trimmed_total)) +
+               "</span></td><td></td><td></td>" +
                td(v.active) + td(v.idle) + td(v.open) + td(v.opened_total) + td(v.reused_total) +
                td(v.failed_total) + td(pct(v.reused_total, v.opened_total)) + "</tr>";
         });
