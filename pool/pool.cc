@@ -26,6 +26,10 @@ NoReuse reuseVerdict(const ReuseFacts& facts, const PoolConfig& config) {
 
 namespace {
 constexpr uint64_t kWaiterRecheckMs = 20;  // places freed by other workers are seen this fast
+// At max_conns, a worker gives up a connection it still has requests for at
+// most this often: shares shift by one connection per spacing, instead of a
+// close and a reopen on every small swing of the queues.
+constexpr uint64_t kYieldSpacingMs = 50;
 }
 
 Pool::Pool(TimerQueue& timers, const PoolConfig& config, ServerCounters& counters,
@@ -144,9 +148,13 @@ void Pool::onYieldTimer() {
 
 // At max_conns with requests waiting in several workers: keep connections in
 // proportion to our share of the waiting requests, give the rest up. (A worker
-// that kept every connection for its own queue would starve the others.)
+// that kept every connection for its own queue would starve the others.) The
+// shares are rebalanced one connection per kYieldSpacingMs at most: the queues
+// swing by a request or two all the time, and following every swing would
+// close and reopen a connection per request.
 bool Pool::shouldYield() const {
   if (shared_waiters_ == nullptr) return false;
+  if (last_yield_ms_ != 0 && timers_.now() < last_yield_ms_ + kYieldSpacingMs) return false;
   const int64_t total = shared_waiters_->load(std::memory_order_relaxed);
   if (total <= static_cast<int64_t>(waiter_count_)) return false;  // nobody else waits
   const uint64_t own = ServerCounters::get(counters_.idle) + ServerCounters::get(counters_.active);
@@ -157,7 +165,10 @@ bool Pool::checkin(PoolMember& member, NoReuse verdict) {
   // Surplus idle connections are trimmed later (onIdleTimer), not refused
   // here; only max_idle = 0 means "never pool".
   if (verdict == NoReuse::kReusable && config_.max_idle == 0) verdict = NoReuse::kPoolFull;
-  if (verdict == NoReuse::kReusable && shouldYield()) verdict = NoReuse::kYielded;
+  if (verdict == NoReuse::kReusable && shouldYield()) {
+    verdict = NoReuse::kYielded;
+    last_yield_ms_ = timers_.now();
+  }
   if (verdict != NoReuse::kReusable) {
     ServerCounters::add(counters_.no_reuse_total[static_cast<int>(verdict)]);
     return false;

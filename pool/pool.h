@@ -170,6 +170,7 @@ class Pool {
   Timer wake_timer_;
   Timer yield_timer_;  // at max_conns: give idle connections up to other workers' waiters
   size_t waiter_count_ = 0;
+  uint64_t last_yield_ms_ = 0;  // when checkin() last gave up a connection to other workers
   PoolWaiter* first_waiter_ = nullptr;
   PoolWaiter* last_waiter_ = nullptr;
 };

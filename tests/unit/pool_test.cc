@@ -638,3 +638,80 @@ TEST_F(PoolTest, CountersStayConsistentThroughAScriptedSequence) {
 
 }  // namespace
 }  // namespace poolgate
+
+namespace poolgate {
+namespace {
+
+// max_conns across workers: the counts other workers share in memory are
+// played here by two atomics. A worker holding more than its share of the
+// waiting requests gives connections up, but at most one per 50 ms, so that
+// small swings of the queues do not close and reopen a connection each time.
+class SharedPoolTest : public ::testing::Test {
+ protected:
+  struct Waiter : PoolWaiter {
+    void onPoolAvailable() noexcept override { ++woken; }
+    int woken = 0;
+  };
+  static PoolConfig sharedConfig() {  // before the pool is built: it reads max_conns then
+    PoolConfig config;
+    config.max_idle = 8;
+    config.max_conns = 2;
+    config.idle_timeout = 0;
+    return config;
+  }
+  FakeMember& open(int id) {
+    EXPECT_TRUE(pool.reserve());
+    pool.noteConnecting();
+    pool.noteConnected();
+    members.push_back(std::make_unique<FakeMember>(pool, timers.now(), id));
+    return *members.back();
+  }
+  uint64_t yielded() const {
+    return ServerCounters::get(counters.no_reuse_total[static_cast<int>(NoReuse::kYielded)]);
+  }
+
+  TimerQueue timers{kStart};
+  PoolConfig config = sharedConfig();
+  ServerCounters counters;
+  std::atomic<int32_t> conns{0};
+  std::atomic<int32_t> waiters{0};
+  std::vector<std::unique_ptr<FakeMember>> members;
+  Pool pool{timers, config, counters, &conns, &waiters};
+};
+
+TEST_F(SharedPoolTest, OverItsShareAWorkerYieldsAtMostOncePerSpacing) {
+  FakeMember& a = open(1);
+  FakeMember& b = open(2);
+  EXPECT_TRUE(pool.atCap());
+  Waiter mine;
+  pool.enqueue(mine);           // 1 of ours waits...
+  waiters.fetch_add(3);         // ...and 3 of other workers': our share is 2 x 1/4
+  EXPECT_FALSE(pool.checkin(a, NoReuse::kReusable));  // over the share: yielded
+  EXPECT_EQ(yielded(), 1u);
+  pool.noteClosed(a);
+  FakeMember& c = open(3);      // (we got the place back meanwhile)
+  timers.setNow(kStart + 49);
+  EXPECT_TRUE(pool.checkin(c, NoReuse::kReusable));  // too soon after the last yield: kept
+  EXPECT_EQ(yielded(), 1u);
+  ASSERT_NE(pool.checkout(), nullptr);
+  timers.setNow(kStart + 50);
+  EXPECT_FALSE(pool.checkin(b, NoReuse::kReusable));  // the spacing has passed
+  EXPECT_EQ(yielded(), 2u);
+  pool.noteClosed(b);
+  pool.dequeue(mine);
+}
+
+TEST_F(SharedPoolTest, WithinItsShareAWorkerKeepsItsConnections) {
+  FakeMember& a = open(1);
+  Waiter one, two;
+  pool.enqueue(one);
+  pool.enqueue(two);
+  waiters.fetch_add(2);  // half of the waiting requests are ours: a share of 1 of 2
+  EXPECT_TRUE(pool.checkin(a, NoReuse::kReusable));
+  EXPECT_EQ(yielded(), 0u);
+  pool.dequeue(one);
+  pool.dequeue(two);
+}
+
+}  // namespace
+}  // namespace poolgate
