@@ -219,6 +219,10 @@ std::vector<RequestCase> requestCases() {
   c.push_back(accepted("OptionsAsterisk", "OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n").withTarget("*"));
   c.push_back(accepted("AbsoluteFormBecomesOriginForm", "GET http://a/ok?x=1 HTTP/1.1\r\nHost: a\r\n\r\n")
                   .withTarget("/ok?x=1"));
+  c.push_back(refused("FragmentInTarget", "GET /poison#frag HTTP/1.1\r\nHost: a\r\n\r\n"));
+  c.push_back(refused("FragmentAfterQuery", "GET /poison?x=1#frag HTTP/1.1\r\nHost: a\r\n\r\n"));
+  c.push_back(refused("EmptyFragment", "GET /poison# HTTP/1.1\r\nHost: a\r\n\r\n"));
+  c.push_back(refused("FragmentInAbsoluteForm", "GET http://a/poison#frag HTTP/1.1\r\nHost: a\r\n\r\n"));
   c.push_back(accepted("AbsoluteFormHostCaseInsensitive", "GET http://A.example/ok HTTP/1.1\r\nHost: a.EXAMPLE\r\n\r\n")
                   .withTarget("/ok"));
   // ---- Host
@@ -230,6 +234,17 @@ std::vector<RequestCase> requestCases() {
                       "GET http://a.example:81/poison HTTP/1.1\r\nHost: a.example:82\r\n\r\n"));
   c.push_back(refused("HostWithSpace", "GET /poison HTTP/1.1\r\nHost: a b\r\n\r\n"));
   c.push_back(refused("HostWithSlash", "GET /poison HTTP/1.1\r\nHost: a/b\r\n\r\n"));
+  c.push_back(refused("HostPortNotDecimal", "GET /poison HTTP/1.1\r\nHost: example.com.:1.2\r\n\r\n"));
+  c.push_back(refused("HostPortLetters", "GET /poison HTTP/1.1\r\nHost: a:8o\r\n\r\n"));
+  c.push_back(refused("HostPortOutOfRange", "GET /poison HTTP/1.1\r\nHost: a:65536\r\n\r\n"));
+  c.push_back(refused("HostPortWraps32Bits", "GET /poison HTTP/1.1\r\nHost: a:4294967376\r\n\r\n"));
+  c.push_back(refused("HostTwoPorts", "GET /poison HTTP/1.1\r\nHost: a:80:80\r\n\r\n"));
+  c.push_back(refused("HostIpLiteralThenJunk", "GET /poison HTTP/1.1\r\nHost: [::1]x\r\n\r\n"));
+  c.push_back(refused("HostIpLiteralUnclosed", "GET /poison HTTP/1.1\r\nHost: [::1\r\n\r\n"));
+  c.push_back(refused("AbsoluteFormPortNotDecimal", "GET http://a:1.2/poison HTTP/1.0\r\n\r\n"));
+  // RFC 3986 3.2.3: port = *DIGIT, so "a:" is a valid Host (the default port).
+  c.push_back(accepted("HostEmptyPort", "GET /ok HTTP/1.1\r\nHost: a:\r\n\r\n"));
+  c.push_back(accepted("HostPortInRange", "GET /ok HTTP/1.1\r\nHost: [::1]:65535\r\n\r\n"));
   c.push_back(sequence("Http10WithoutHost", "GET /ok HTTP/1.0\r\n\r\n", {200}, true, Reaches::kForwarded));
   // ---- limits
   c.push_back(refused("RequestLineTooLong414", "GET /poison?" + std::string(2000, 'a') + " HTTP/1.1\r\nHost: a\r\n\r\n", 414)
