@@ -153,6 +153,10 @@ std::vector<RequestCase> requestCases() {
   c.push_back(refused("ChunkSizeNotHex", kChunkedPost + "zz\r\nhello\r\n0\r\n\r\n"));
   c.push_back(refused("ChunkSizeEmpty", kChunkedPost + "\r\nhello\r\n0\r\n\r\n"));
   c.push_back(refused("ChunkSizeOverflow", kChunkedPost + "fffffffffffffffff\r\nhello\r\n0\r\n\r\n"));
+  // Below 2^64 (llhttp takes it) but negative as a signed 64-bit integer, as many
+  // app servers read it.
+  c.push_back(refused("ChunkSizeOverInt64", kChunkedPost + "FFFFFFFFFFFFFFED\r\nhello\r\n0\r\n\r\n"));
+  c.push_back(refused("ChunkSizeTwoToThe63", kChunkedPost + "8000000000000000\r\nhello\r\n0\r\n\r\n"));
   // Leading zeros do not change a chunk size, and the body is re-chunked on the way
   // up, so the upstream never sees them: accepted as 5 (only a value past 2^64 is
   // refused, above). A deliberate choice, documented in README.
@@ -434,6 +438,10 @@ std::vector<ResponseCase> responseCases() {
   c.push_back(bad("ContentLengthNegative", kOk + "Content-Length: -1\r\n\r\nhello"));
   c.push_back(bad("ContentLengthThenChunked", kOk + "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"));
   c.push_back(bad("ChunkedThenContentLength", kOk + "Transfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n"));
+  // Chunked applied twice is invalid framing (RFC 9112 6.1), whatever llhttp makes of it.
+  c.push_back(bad("TeChunkedTwice", kOk + "Transfer-Encoding: chunked, chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n"));
+  c.push_back(bad("TeChunkedInTwoHeaders",
+                  kOk + "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n"));
   c.push_back(bad("InterimWithBody",
                   "HTTP/1.1 103 Early Hints\r\nContent-Length: 4\r\n\r\nevilHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"));
   // ---- head syntax, injection, size
@@ -455,6 +463,9 @@ std::vector<ResponseCase> responseCases() {
   c.push_back(cutShort("ChunkedCutShort", kChunkedOk + "5\r\nhel", 200, "hel").closing());
   c.push_back(cutShort("InvalidChunkSize", kChunkedOk + "zz\r\nhello\r\n0\r\n\r\n", 200, ""));
   c.push_back(cutShort("ChunkSizeOverflow", kChunkedOk + "fffffffffffffffff1\r\nhello\r\n0\r\n\r\n", 200, ""));
+  c.push_back(cutShort("ChunkSizeOverInt64", kChunkedOk + "FFFFFFFFFFFFFFED\r\nhello\r\n0\r\n\r\n", 200, ""));
+  c.push_back(cutShort("ChunkSizeTwoToThe63AfterAGoodChunk",
+                       kChunkedOk + "2\r\nok\r\n8000000000000000\r\nhello\r\n0\r\n\r\n", 200, "ok"));
   c.push_back(cutShort("ChunkMissingCrlf", kChunkedOk + "5\r\nhelloXX0\r\n\r\n", 200, "hello"));
   c.push_back(cutShort("ChunkExtensionBareLf", kChunkedOk + "5;a\nhello\r\n0\r\n\r\n", 200, ""));
   // ---- relayed
