@@ -264,6 +264,15 @@ std::vector<RequestCase> requestCases() {
                       413)
                   .withLimits("limits = { max_body_bytes = 1000; };")
                   .reaching(Reaches::kPrefix));
+  // The chunk is weighed whole at its size line: refused before anything of the
+  // request is forwarded, even though only 4 of its bytes were sent.
+  c.push_back(refused("ChunkAnnouncedOverLimit413", kChunkedPost + "100000\r\ncccc", 413)
+                  .withLimits("limits = { max_body_bytes = 1000; };"));
+  c.push_back(accepted("ChunkedBodyAtLimit",
+                       "POST /ok HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+                       "4\r\n0123\r\n6\r\n456789\r\n0\r\n\r\n")
+                  .withLimits("limits = { max_body_bytes = 10; };")
+                  .withBody("0123456789"));
   c.push_back(accepted("ContentLengthAtLimit", "POST /ok HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\n0123456789")
                   .withLimits("limits = { max_body_bytes = 10; };")
                   .withBody("0123456789"));
