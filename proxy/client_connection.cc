@@ -386,7 +386,7 @@ void ClientConnection::parseClient() {
       parsed_ = 0;
       if (upstream_ != nullptr) {
         upstream_->flush();
-        // The request's end releases a response held until then (holdResponse()).
+        // The request's end releases a response held until then (holdsResponse()).
         if (response_held_ && state_ == State::kExchange) flushClient();
       } else if (response_complete_) {
         flushClient();  // a local answer (or a held response) waited for the request's end
