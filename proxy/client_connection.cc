@@ -119,7 +119,8 @@ void ClientConnection::armClientTimer() {
       return;
     case State::kExchange:
       if (queued_server_ >= 0) return;  // the queue_timeout armed in waitForConnection() runs
-      if (!request_complete_ && upstream_ != nullptr && upstream_->pendingOutput() < kHighWatermark) {
+      if ((!request_complete_ && upstream_ != nullptr && upstream_->pendingOutput() < kHighWatermark) ||
+          discardingBody()) {
         timer_.arm(secondsToMs(t.client_body));  // waiting for body bytes
       } else {
         timer_.cancel();  // the upstream side has its own timeouts
@@ -158,7 +159,7 @@ void ClientConnection::onClientTimer() {
         queued_server_ = -1;
         record_.error = "queue_timeout";
         respondError(503, requestPending());
-      } else if (!response_started_) {
+      } else if (!response_started_ || response_held_) {
         respondError(408, true);
       } else {
         close();
@@ -388,12 +389,14 @@ void ClientConnection::parseClient() {
       parsed_ = 0;
       if (upstream_ != nullptr) {
         upstream_->flush();
+        // The request's end releases a response held until then (holdsResponse()).
+        if (response_held_ && state_ == State::kExchange) flushClient();
       } else if (response_complete_) {
-        flushClient();  // a local answer waited for the request's end
+        flushClient();  // a local answer (or a held response) waited for the request's end
       }
       return;
     }
-    if (response_started_) {
+    if (response_started_ && !response_held_) {
       close();
       return;
     }
@@ -423,6 +426,13 @@ bool ClientConnection::checkHeadLimits() {
 }
 
 void ClientConnection::flushClient() {
+  if (response_held_) {
+    if (!request_complete_ && out_.size() < kHighWatermark) {
+      armClientTimer();
+      return;
+    }
+    response_held_ = false;  // the request has ended, or the response is too big to hold
+  }
   while (writable_ && !out_.empty()) {
     ssize_t n = transmit(out_.data(), out_.size());
     if (n > 0) {
@@ -453,6 +463,7 @@ void ClientConnection::flushClient() {
 // out). It counts in `requests` now, so that /stats, read by a client that
 // has just received it, already shows it.
 void ClientConnection::completeResponse() {
+  if (response_complete_) return;  // a held response replaced by an error answer: counted once
   response_complete_ = true;
   if (kind_ == ListenerKind::kProxy) worker_.onRequestDone();
 }
@@ -477,7 +488,7 @@ void ClientConnection::finishExchange() {
   attempts_ = 0;
   stale_retried_ = false;
   head_request_ = idempotent_ = request_chunked_ = request_complete_ = body_started_ = in_chunk_ = false;
-  response_started_ = response_complete_ = keep_alive_ = expect_continue_ = upgrade_ = false;
+  response_started_ = response_complete_ = response_held_ = keep_alive_ = expect_continue_ = upgrade_ = false;
   framing_ = Framing::kNone;
   body_bytes_ = 0;
   held_.clear();
@@ -608,6 +619,7 @@ Buffer* ClientConnection::requestSink() {
 
 size_t ClientConnection::pendingRequestBytes() const {
   if (upstream_ != nullptr) return upstream_->pendingOutput();
+  if (discardingBody()) return 0;  // read and dropped
   if (queued_server_ >= 0) return held_.size();
   return SIZE_MAX;  // nowhere to put request bytes
 }
@@ -649,13 +661,14 @@ void ClientConnection::onPoolAvailable() noexcept {
 
 int ClientConnection::onBody(const char* at, size_t length) {
   Buffer* sink = kind_ == ListenerKind::kAdmin ? nullptr : requestSink();
-  if (sink == nullptr) return 0;  // discarded
+  if (sink == nullptr && !discardingBody()) return 0;  // discarded, after a local answer
   body_bytes_ += length;
+  // (A chunk was checked whole at its size line; this catches nothing a
+  // Content-Length over the limit did not already get at the head.)
   if (config_.limits.max_body_bytes != 0 && body_bytes_ > config_.limits.max_body_bytes) {
-    if (response_started_) return -1;
-    respondError(413, true);
-    return HPE_PAUSED;
+    return refuseOversizedBody();
   }
+  if (sink == nullptr) return 0;  // the app has answered: read and dropped
   body_started_ = true;
   sink->append(at, length);
   return 0;
@@ -663,7 +676,13 @@ int ClientConnection::onBody(const char* at, size_t length) {
 
 int ClientConnection::onChunkHeader(uint64_t size) {
   Buffer* sink = requestSink();
-  if (sink == nullptr || size == 0) return 0;
+  if ((sink == nullptr && !discardingBody()) || size == 0) return 0;
+  // The whole chunk is weighed at its size line, before that line is
+  // forwarded: the upstream never sees a byte, nor a promise of one, past
+  // max_body_bytes (body_bytes_ never exceeds it, so no underflow).
+  const uint64_t limit = config_.limits.max_body_bytes;
+  if (limit != 0 && size > limit - body_bytes_) return refuseOversizedBody();
+  if (sink == nullptr) return 0;
   in_chunk_ = true;
   appendNumber(*sink, size, 16);
   sink->append("\r\n");
@@ -681,6 +700,35 @@ int ClientConnection::onMessageComplete() {
   request_complete_ = true;
   if (Buffer* sink = requestSink(); sink != nullptr && request_chunked_) sink->append("0\r\n\r\n");
   return HPE_PAUSED;
+}
+
+int ClientConnection::refuseOversizedBody() {
+  // What was queued for the upstream and not sent yet goes with the
+  // connection, which can never carry another request: its body is cut.
+  abandonUpstream(NoReuse::kRequestNotSent);
+  record_.error = "body_too_large";
+  if (response_started_ && !response_held_) {
+    close();  // response bytes went out: cut it, never let it pass as complete
+    return HPE_PAUSED;
+  }
+  respondError(413, true);  // replaces a held response
+  return HPE_PAUSED;
+}
+
+bool ClientConnection::holdsResponse() const {
+  return request_chunked_ && !request_complete_ && config_.limits.max_body_bytes != 0;
+}
+
+bool ClientConnection::discardingBody() const {
+  return response_held_ && upstream_ == nullptr && !request_complete_ && state_ == State::kExchange;
+}
+
+void ClientConnection::dropHeldResponse() {
+  if (!response_held_) return;
+  out_.clear();  // none of it was sent (nothing was before it: see writeResponseHead)
+  response_held_ = false;
+  response_started_ = false;
+  framing_ = Framing::kNone;
 }
 
 // ---- Upstream selection ------------------------------------------------------
@@ -859,7 +907,7 @@ void ClientConnection::onUpstreamError(UpstreamError error) noexcept {
   record_.error = toString(error);
   Server* server = upstream_ != nullptr ? &upstream_->server() : nullptr;
   if (retryAfter(error)) return;
-  if (response_started_) {
+  if (response_started_ && !response_held_) {
     // Part of the response has gone out: the client can only learn of the
     // failure by the connection closing. Flush what we have, then close.
     if (server != nullptr) {
@@ -928,11 +976,15 @@ void ClientConnection::writeInterimResponse(const HttpParser& parser, const char
 
 void ClientConnection::writeResponseHead(const HttpParser& parser, const char* base) {
   const bool client_http11 = parser_.versionMinor() >= 1;
+  // Held only when nothing else waits in out_ (a 1xx or our 100 Continue),
+  // so that dropping it drops nothing that was partly sent.
+  const bool hold = holdsResponse() && out_.empty();
   framing_ = chooseResponseFraming(parser.raw(), head_request_, client_http11);
   // Keep the client only if its request has fully arrived and nothing else
   // forbids it.
   if (framing_ == Framing::kClose || !request_complete_ || worker_.draining()) keep_alive_ = false;
   response_started_ = true;
+  response_held_ = hold;
   writeClientResponseHead(out_, parser, base, framing_, keep_alive_, client_http11);
   record_.status = parser.raw().status_code;
 }
@@ -963,6 +1015,14 @@ void ClientConnection::onUpstreamComplete() noexcept {
   completeResponse();
   if (!request_complete_) keep_alive_ = false;
   releaseUpstream();
+  if (response_held_ && !request_complete_) {
+    // The app answered before the body ended. Its answer waits until the
+    // rest of the body has been read (and dropped) within max_body_bytes;
+    // past it, the client gets 413 instead.
+    armClientTimer();
+    if (readable_) readClient();
+    return;
+  }
   if (!keep_alive_) setState(State::kClosing);
   flushClient();
 }
@@ -995,6 +1055,7 @@ void ClientConnection::respond(int status, std::string_view content_type, std::s
 }
 
 void ClientConnection::respondError(int status, bool close_after) {
+  dropHeldResponse();  // none of it went out: the error answer takes its place
   if (response_started_) {
     close();
     return;

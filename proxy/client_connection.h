@@ -89,6 +89,19 @@ class ClientConnection final : public IoHandler,
   int onChunkHeader(uint64_t size) override;
   int onChunkComplete() override;
   int onMessageComplete() override;
+  // The body passed max_body_bytes: 413 (or a cut response), the upstream
+  // connection closed. Returns what the parser callback returns.
+  int refuseOversizedBody();
+
+  // A chunked request body may still pass max_body_bytes: the upstream's
+  // final response is held in out_ (not sent) until the body has ended, so
+  // that the client can still get 413 instead. A response that outgrows
+  // kHighWatermark goes out anyway (an app that answers while it reads).
+  bool holdsResponse() const;
+  // The held response is complete and its upstream connection gone, the
+  // request body still arriving: it is read, counted and dropped.
+  bool discardingBody() const;
+  void dropHeldResponse();
 
   void startExchange();
   void handleAdmin();
@@ -166,6 +179,7 @@ class ClientConnection final : public IoHandler,
   bool body_started_ = false;
   bool in_chunk_ = false;  // between a request chunk's size line and its end
   bool response_started_ = false;   // a response byte was queued for the client
+  bool response_held_ = false;      // ...but none sent: it waits for the request's end (holdsResponse())
   bool response_complete_ = false;
   bool keep_alive_ = false;
   bool expect_continue_ = false;

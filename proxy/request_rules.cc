@@ -30,6 +30,9 @@ std::string_view withoutQuery(std::string_view target) {
 // The four request-target forms of RFC 9112 3.2. Returns 0 or a status.
 int parseTarget(const llhttp_t& p, std::string_view raw, RequestTarget* target) {
   if (p.method == HTTP_CONNECT) return 405;  // authority-form: no tunnels without a route for them
+  // A fragment belongs to the client's side of a URI and is never sent
+  // (RFC 9110 4.2.5): neither origin-form nor absolute-form has one.
+  if (raw.find('#') != std::string_view::npos) return 400;
   if (!raw.empty() && raw.front() == '/') {
     target->forward = raw;
     target->path = withoutQuery(raw);
@@ -117,15 +120,40 @@ bool isToken(std::string_view text) {
   return true;
 }
 
+// RFC 3986 3.2.3: port = *DIGIT. Empty is allowed (it means the scheme's
+// default); digits must name a TCP port, 0..65535.
+bool isValidPort(std::string_view port) {
+  uint32_t value = 0;
+  for (char c : port) {
+    if (c < '0' || c > '9') return false;
+    value = value * 10 + static_cast<uint32_t>(c - '0');
+    if (value > 65535) return false;
+  }
+  return true;
+}
+
 // RFC 9112 3.2 / RFC 3986: Host = uri-host [ ":" port ]; no whitespace,
-// no path, query, fragment or userinfo delimiters.
+// no path, query, fragment or userinfo delimiters; brackets only around an
+// IP literal; after the host, only ":" and a port.
 bool isValidHost(std::string_view host) {
   for (char c : host) {
     const auto u = static_cast<unsigned char>(c);
     if (u <= 0x20 || u >= 0x7f) return false;
     if (std::string_view("/?#@\"<>\\^`{|}").find(c) != std::string_view::npos) return false;
   }
-  return true;
+  std::string_view after;  // what follows uri-host
+  if (!host.empty() && host.front() == '[') {
+    size_t close = host.find(']');
+    if (close == std::string_view::npos) return false;
+    if (host.substr(1, close - 1).find('[') != std::string_view::npos) return false;
+    after = host.substr(close + 1);
+  } else {
+    size_t colon = host.find(':');
+    if (host.substr(0, colon).find_first_of("[]") != std::string_view::npos) return false;
+    if (colon != std::string_view::npos) after = host.substr(colon);
+  }
+  if (after.empty()) return true;
+  return after.front() == ':' && isValidPort(after.substr(1));
 }
 
 bool linesEndWithCrlf(const HttpHead& head, const char* base, size_t head_end) {
@@ -177,6 +205,7 @@ int checkRequestHead(const HttpParser& request, const char* base, size_t head_en
 
   *target = RequestTarget{};
   if (int status = parseTarget(p, head.target.view(base), target); status != 0) return status;
+  if (!isValidHost(target->authority)) return 400;  // stands in for Host when there is none
   // An absolute-form target names the host; a Host header must agree with it.
   if (!target->authority.empty() && hosts == 1 && !equalsIgnoreCase(host, target->authority)) return 400;
 

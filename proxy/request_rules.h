@@ -27,7 +27,8 @@ int checkRequestHead(const HttpParser& request, const char* base, size_t head_en
 // Parts of it, for tests.
 int checkTransferEncoding(const HttpHead& head, const char* base, bool http11);
 bool isToken(std::string_view text);       // RFC 9110 5.6.2
-bool isValidHost(std::string_view host);  // a Host header's value
+bool isValidHost(std::string_view host);  // a Host header's value, or an absolute-form authority
+bool isValidPort(std::string_view port);  // RFC 3986 port (may be empty), at most 65535
 bool linesEndWithCrlf(const HttpHead& head, const char* base, size_t head_end);
 std::string_view hostWithoutPort(std::string_view host);
 

@@ -6,6 +6,14 @@
 
 namespace poolgate {
 
+namespace {
+std::string_view trimBlanks(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+}  // namespace
+
 std::vector<HeaderSlice> HeaderStore::take() {
   if (spare_.empty()) {
     std::vector<HeaderSlice> fresh;
@@ -184,7 +192,25 @@ bool acceptableResponseHead(const HttpParser& response, const char* base) {
   }
   const bool interim = p.status_code < 200 && p.status_code != 101;
   if (interim && (p.flags & (F_CONTENT_LENGTH | F_CHUNKED)) != 0) return false;
+  // Chunked applied twice (in one Transfer-Encoding or over several) is
+  // invalid framing (RFC 9112 6.1), even where llhttp frames it as chunked.
+  if (chunkedCodings(response.head(), base) > 1) return false;
   return true;
+}
+
+int chunkedCodings(const HttpHead& head, const char* base) {
+  int count = 0;
+  for (const HeaderSlice& h : head.headers) {
+    if (!equalsIgnoreCase(h.name.view(base), "transfer-encoding")) continue;
+    std::string_view list = h.value.view(base);
+    for (;;) {
+      size_t comma = list.find(',');
+      if (equalsIgnoreCase(trimBlanks(list.substr(0, comma)), "chunked")) ++count;
+      if (comma == std::string_view::npos) break;
+      list.remove_prefix(comma + 1);
+    }
+  }
+  return count;
 }
 
 int HttpParser::onBodyCb(llhttp_t* p, const char* at, size_t length) {
@@ -192,6 +218,10 @@ int HttpParser::onBodyCb(llhttp_t* p, const char* at, size_t length) {
 }
 
 int HttpParser::onChunkHeaderCb(llhttp_t* p) {
+  // llhttp takes any size below 2^64. Many servers read a chunk size into a
+  // signed 64-bit integer, where a size of 2^63 or more turns negative: two
+  // readings of one body. Refused, whichever side sent it.
+  if (p->content_length > kMaxChunkSize) return -1;  // llhttp: HPE_CB_CHUNK_HEADER
   return self(p).handler_.onChunkHeader(p->content_length);
 }
 
@@ -209,18 +239,10 @@ bool equalsIgnoreCase(std::string_view a, std::string_view b) {
   return a.size() == b.size() && strncasecmp(a.data(), b.data(), a.size()) == 0;
 }
 
-namespace {
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
-}
-}  // namespace
-
 bool containsTokenIgnoreCase(std::string_view list, std::string_view token) {
   while (!list.empty()) {
     size_t comma = list.find(',');
-    std::string_view item = trim(list.substr(0, comma));
+    std::string_view item = trimBlanks(list.substr(0, comma));
     if (equalsIgnoreCase(item, token)) return true;
     if (comma == std::string_view::npos) break;
     list.remove_prefix(comma + 1);

@@ -40,6 +40,11 @@ class HttpHandler {
 
 enum class HeadStage : uint8_t { kIdle, kStartLine, kHeaders, kBody };
 
+// The largest chunk size accepted (requests and responses): INT64_MAX. A
+// larger one fails the parse (HPE_CB_CHUNK_HEADER) before the handler hears
+// of it.
+inline constexpr uint64_t kMaxChunkSize = 0x7fffffffffffffffULL;
+
 // A worker's spare header-slice arrays. A parser holds one only while a
 // message head is read and used, so an idle keep-alive connection (client or
 // pooled upstream) owns none, and the steady state allocates nothing: the
@@ -136,9 +141,13 @@ class HttpParser {
 // ---- Header rules -------------------------------------------------------
 
 // What llhttp leaves to us in a response head: a status of 100..599, a
-// reason phrase without control characters, and no body framing on an
-// interim (1xx other than 101) response.
+// reason phrase without control characters, no body framing on an interim
+// (1xx other than 101) response, and `chunked` at most once.
 bool acceptableResponseHead(const HttpParser& response, const char* base);
+
+// How many times `chunked` appears among the codings of every
+// Transfer-Encoding header of `head`.
+int chunkedCodings(const HttpHead& head, const char* base);
 
 bool equalsIgnoreCase(std::string_view a, std::string_view b);
 bool containsTokenIgnoreCase(std::string_view list, std::string_view token);

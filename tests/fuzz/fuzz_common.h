@@ -99,6 +99,7 @@ struct Message {
   bool chunked = false;
   bool content_length = false;
   bool complete = false;
+  uint64_t announced = 0;  // body bytes promised: the Content-Length, or the chunk sizes so far
 
   size_t count(std::string_view name) const {
     size_t n = 0;
@@ -159,6 +160,7 @@ class Reparser final : private HttpHandler {
       m.headers.emplace_back(std::string(h.name.view(base)), std::string(h.value.view(base)));
     m.chunked = (parser_.raw().flags & F_CHUNKED) != 0;
     m.content_length = (parser_.raw().flags & F_CONTENT_LENGTH) != 0;
+    if (m.content_length) m.announced = parser_.declaredLength();
     messages.push_back(std::move(m));
     return 0;
   }
@@ -166,7 +168,10 @@ class Reparser final : private HttpHandler {
     messages.back().body.append(at, length);
     return 0;
   }
-  int onChunkHeader(uint64_t) override { return 0; }
+  int onChunkHeader(uint64_t size) override {
+    messages.back().announced += size;
+    return 0;
+  }
   int onChunkComplete() override { return 0; }
   int onMessageComplete() override {
     messages.back().complete = true;

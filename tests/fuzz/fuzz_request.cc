@@ -19,7 +19,8 @@
 //     body, every head passes checkRequestHead() itself, never both
 //     Content-Length and Transfer-Encoding, never two Content-Length or Host;
 //     a request cut short (the client closed, or its body was refused) is a
-//     clean prefix: never a complete message, never a parse error;
+//     clean prefix: never a complete message, never a parse error; no body
+//     (Content-Length or chunk sizes announced) over max_body_bytes;
 //   - with the same limits, the split does not change the outcome.
 #include <cstring>
 #include <string>
@@ -192,7 +193,7 @@ class ClientSim final : private HttpHandler {
     if (!forwarding_) return 0;
     body_bytes_ += length;
     if (limits_.max_body_bytes != 0 && body_bytes_ > limits_.max_body_bytes) {
-      respondError(413);
+      respondError(413);  // refuseOversizedBody(): no response has started here
       return HPE_PAUSED;
     }
     sink_.append(at, length);
@@ -202,6 +203,11 @@ class ClientSim final : private HttpHandler {
 
   int onChunkHeader(uint64_t size) override {
     if (!forwarding_ || size == 0) return 0;
+    // The whole chunk is weighed at its size line, before the line is forwarded.
+    if (limits_.max_body_bytes != 0 && size > limits_.max_body_bytes - body_bytes_) {
+      respondError(413);
+      return HPE_PAUSED;
+    }
     in_chunk_ = true;
     appendNumber(sink_, size, 16);
     sink_.append("\r\n");
@@ -243,7 +249,7 @@ Outcome run(const uint8_t* data, size_t size, const LimitsConfig& limits, Splitt
   return sim.finish();
 }
 
-void checkOutcome(const Outcome& o) {
+void checkOutcome(const Outcome& o, const LimitsConfig& limits) {
   failureContext() = "local status " + std::to_string(o.local_status) + ", " +
                      std::to_string(o.forwarded.size()) + " request(s) forwarded as:\n" +
                      escaped(o.upstream_bytes);
@@ -268,6 +274,8 @@ void checkOutcome(const Outcome& o) {
     if (sent.complete) FUZZ_CHECK(seen.body == sent.body);
     else FUZZ_CHECK(sent.body.compare(0, seen.body.size(), seen.body) == 0);
     FUZZ_CHECK(!(seen.content_length && seen.chunked));
+    // Nothing past max_body_bytes, not even a chunk size that promises it.
+    FUZZ_CHECK(limits.max_body_bytes == 0 || seen.announced <= limits.max_body_bytes);
     FUZZ_CHECK(seen.count("content-length") + seen.count("transfer-encoding") <= 1);
     FUZZ_CHECK(seen.count("host") == 1);
     FUZZ_CHECK(seen.count("connection") == 0 && seen.count("keep-alive") == 0 && seen.count("te") == 0 &&
@@ -305,7 +313,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size > 256 * 1024) return 0;
 
   const Outcome whole = run(data, size, LimitsConfig{}, nullptr);
-  checkOutcome(whole);
+  checkOutcome(whole, LimitsConfig{});
 
   LimitsConfig small;
   // (max(max_request_line, max_header_bytes) + 1024 must leave room for one
@@ -316,7 +324,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   small.max_body_bytes = 64;
   Splitter splitter(data, size);
   const Outcome split = run(data, size, small, &splitter);
-  checkOutcome(split);
+  checkOutcome(split, small);
 
   // The same limits, one read against many: the same outcome. Except for the
   // head limits: ClientConnection applies them to the bytes buffered so far
@@ -325,7 +333,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // head, so a head near a limit gets 414/431 or passes depending on how it was
   // split.
   const Outcome small_whole = run(data, size, small, nullptr);
-  checkOutcome(small_whole);
+  checkOutcome(small_whole, small);
   auto headLimit = [](int status) { return status == 414 || status == 431; };
   if (!headLimit(split.local_status) && !headLimit(small_whole.local_status)) {
     FUZZ_CHECK(split.local_status == small_whole.local_status);

@@ -153,6 +153,10 @@ std::vector<RequestCase> requestCases() {
   c.push_back(refused("ChunkSizeNotHex", kChunkedPost + "zz\r\nhello\r\n0\r\n\r\n"));
   c.push_back(refused("ChunkSizeEmpty", kChunkedPost + "\r\nhello\r\n0\r\n\r\n"));
   c.push_back(refused("ChunkSizeOverflow", kChunkedPost + "fffffffffffffffff\r\nhello\r\n0\r\n\r\n"));
+  // Below 2^64 (llhttp takes it) but negative as a signed 64-bit integer, as many
+  // app servers read it.
+  c.push_back(refused("ChunkSizeOverInt64", kChunkedPost + "FFFFFFFFFFFFFFED\r\nhello\r\n0\r\n\r\n"));
+  c.push_back(refused("ChunkSizeTwoToThe63", kChunkedPost + "8000000000000000\r\nhello\r\n0\r\n\r\n"));
   // Leading zeros do not change a chunk size, and the body is re-chunked on the way
   // up, so the upstream never sees them: accepted as 5 (only a value past 2^64 is
   // refused, above). A deliberate choice, documented in README.
@@ -219,6 +223,10 @@ std::vector<RequestCase> requestCases() {
   c.push_back(accepted("OptionsAsterisk", "OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n").withTarget("*"));
   c.push_back(accepted("AbsoluteFormBecomesOriginForm", "GET http://a/ok?x=1 HTTP/1.1\r\nHost: a\r\n\r\n")
                   .withTarget("/ok?x=1"));
+  c.push_back(refused("FragmentInTarget", "GET /poison#frag HTTP/1.1\r\nHost: a\r\n\r\n"));
+  c.push_back(refused("FragmentAfterQuery", "GET /poison?x=1#frag HTTP/1.1\r\nHost: a\r\n\r\n"));
+  c.push_back(refused("EmptyFragment", "GET /poison# HTTP/1.1\r\nHost: a\r\n\r\n"));
+  c.push_back(refused("FragmentInAbsoluteForm", "GET http://a/poison#frag HTTP/1.1\r\nHost: a\r\n\r\n"));
   c.push_back(accepted("AbsoluteFormHostCaseInsensitive", "GET http://A.example/ok HTTP/1.1\r\nHost: a.EXAMPLE\r\n\r\n")
                   .withTarget("/ok"));
   // ---- Host
@@ -230,6 +238,17 @@ std::vector<RequestCase> requestCases() {
                       "GET http://a.example:81/poison HTTP/1.1\r\nHost: a.example:82\r\n\r\n"));
   c.push_back(refused("HostWithSpace", "GET /poison HTTP/1.1\r\nHost: a b\r\n\r\n"));
   c.push_back(refused("HostWithSlash", "GET /poison HTTP/1.1\r\nHost: a/b\r\n\r\n"));
+  c.push_back(refused("HostPortNotDecimal", "GET /poison HTTP/1.1\r\nHost: example.com.:1.2\r\n\r\n"));
+  c.push_back(refused("HostPortLetters", "GET /poison HTTP/1.1\r\nHost: a:8o\r\n\r\n"));
+  c.push_back(refused("HostPortOutOfRange", "GET /poison HTTP/1.1\r\nHost: a:65536\r\n\r\n"));
+  c.push_back(refused("HostPortWraps32Bits", "GET /poison HTTP/1.1\r\nHost: a:4294967376\r\n\r\n"));
+  c.push_back(refused("HostTwoPorts", "GET /poison HTTP/1.1\r\nHost: a:80:80\r\n\r\n"));
+  c.push_back(refused("HostIpLiteralThenJunk", "GET /poison HTTP/1.1\r\nHost: [::1]x\r\n\r\n"));
+  c.push_back(refused("HostIpLiteralUnclosed", "GET /poison HTTP/1.1\r\nHost: [::1\r\n\r\n"));
+  c.push_back(refused("AbsoluteFormPortNotDecimal", "GET http://a:1.2/poison HTTP/1.0\r\n\r\n"));
+  // RFC 3986 3.2.3: port = *DIGIT, so "a:" is a valid Host (the default port).
+  c.push_back(accepted("HostEmptyPort", "GET /ok HTTP/1.1\r\nHost: a:\r\n\r\n"));
+  c.push_back(accepted("HostPortInRange", "GET /ok HTTP/1.1\r\nHost: [::1]:65535\r\n\r\n"));
   c.push_back(sequence("Http10WithoutHost", "GET /ok HTTP/1.0\r\n\r\n", {200}, true, Reaches::kForwarded));
   // ---- limits
   c.push_back(refused("RequestLineTooLong414", "GET /poison?" + std::string(2000, 'a') + " HTTP/1.1\r\nHost: a\r\n\r\n", 414)
@@ -245,6 +264,15 @@ std::vector<RequestCase> requestCases() {
                       413)
                   .withLimits("limits = { max_body_bytes = 1000; };")
                   .reaching(Reaches::kPrefix));
+  // The chunk is weighed whole at its size line: refused before anything of the
+  // request is forwarded, even though only 4 of its bytes were sent.
+  c.push_back(refused("ChunkAnnouncedOverLimit413", kChunkedPost + "100000\r\ncccc", 413)
+                  .withLimits("limits = { max_body_bytes = 1000; };"));
+  c.push_back(accepted("ChunkedBodyAtLimit",
+                       "POST /ok HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+                       "4\r\n0123\r\n6\r\n456789\r\n0\r\n\r\n")
+                  .withLimits("limits = { max_body_bytes = 10; };")
+                  .withBody("0123456789"));
   c.push_back(accepted("ContentLengthAtLimit", "POST /ok HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\n0123456789")
                   .withLimits("limits = { max_body_bytes = 10; };")
                   .withBody("0123456789"));
@@ -419,6 +447,10 @@ std::vector<ResponseCase> responseCases() {
   c.push_back(bad("ContentLengthNegative", kOk + "Content-Length: -1\r\n\r\nhello"));
   c.push_back(bad("ContentLengthThenChunked", kOk + "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"));
   c.push_back(bad("ChunkedThenContentLength", kOk + "Transfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n"));
+  // Chunked applied twice is invalid framing (RFC 9112 6.1), whatever llhttp makes of it.
+  c.push_back(bad("TeChunkedTwice", kOk + "Transfer-Encoding: chunked, chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n"));
+  c.push_back(bad("TeChunkedInTwoHeaders",
+                  kOk + "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n"));
   c.push_back(bad("InterimWithBody",
                   "HTTP/1.1 103 Early Hints\r\nContent-Length: 4\r\n\r\nevilHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"));
   // ---- head syntax, injection, size
@@ -440,6 +472,9 @@ std::vector<ResponseCase> responseCases() {
   c.push_back(cutShort("ChunkedCutShort", kChunkedOk + "5\r\nhel", 200, "hel").closing());
   c.push_back(cutShort("InvalidChunkSize", kChunkedOk + "zz\r\nhello\r\n0\r\n\r\n", 200, ""));
   c.push_back(cutShort("ChunkSizeOverflow", kChunkedOk + "fffffffffffffffff1\r\nhello\r\n0\r\n\r\n", 200, ""));
+  c.push_back(cutShort("ChunkSizeOverInt64", kChunkedOk + "FFFFFFFFFFFFFFED\r\nhello\r\n0\r\n\r\n", 200, ""));
+  c.push_back(cutShort("ChunkSizeTwoToThe63AfterAGoodChunk",
+                       kChunkedOk + "2\r\nok\r\n8000000000000000\r\nhello\r\n0\r\n\r\n", 200, "ok"));
   c.push_back(cutShort("ChunkMissingCrlf", kChunkedOk + "5\r\nhelloXX0\r\n\r\n", 200, "hello"));
   c.push_back(cutShort("ChunkExtensionBareLf", kChunkedOk + "5;a\nhello\r\n0\r\n\r\n", 200, ""));
   // ---- relayed

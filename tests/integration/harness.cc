@@ -988,7 +988,7 @@ bool TestUpstream::awaitNextRequest(SocketReader& reader, UpstreamConnection& co
 }
 
 std::optional<UpstreamRequest> TestUpstream::readRequest(SocketReader& reader, int fd,
-                                                         uint64_t id, size_t index) {
+                                                         uint64_t id, size_t index, bool withBody) {
   auto head = reader.readHead();
   if (!head) return std::nullopt;
   auto parsed = parseHead(*head);
@@ -1003,8 +1003,12 @@ std::optional<UpstreamRequest> TestUpstream::readRequest(SocketReader& reader, i
       (req.header("Content-Length") || req.header("Transfer-Encoding")))
     sendAll(fd, "HTTP/1.1 100 Continue\r\n\r\n");
   Framing framing = Framing::kNone;
-  req.body = readBody(reader, req.headers, /*allowClose=*/false, &framing);
-  req.chunked = framing == Framing::kChunked;
+  if (withBody) {
+    req.body = readBody(reader, req.headers, /*allowClose=*/false, &framing);
+  } else {
+    req.chunked = !headerTokens(req.headers, "Transfer-Encoding").empty();
+  }
+  req.chunked = req.chunked || framing == Framing::kChunked;
   req.bodyLength = req.body.size();
   req.bodyChecksum = checksum(req.body);
   return req;
@@ -1015,7 +1019,7 @@ void TestUpstream::serve(int fd, uint64_t id) {
   SocketReader reader(fd, kIoTimeout, [this, id](std::string_view bytes) {
     std::lock_guard lock(mutex_);
     bytesReceived_ += bytes.size();
-    constexpr size_t kRawCap = 1 << 20;
+    constexpr size_t kRawCap = 4 << 20;
     std::string& raw = connections_[id].raw;
     if (raw.size() < kRawCap) raw.append(bytes.substr(0, kRawCap - raw.size()));
   });
@@ -1023,7 +1027,12 @@ void TestUpstream::serve(int fd, uint64_t id) {
   bool byPeer = false;
   try {
     for (size_t index = 0; awaitNextRequest(reader, conn); ++index) {
-      std::optional<UpstreamRequest> req = readRequest(reader, fd, id, index);
+      bool early = false;
+      {
+        std::lock_guard lock(mutex_);
+        early = answerBeforeBody_;
+      }
+      std::optional<UpstreamRequest> req = readRequest(reader, fd, id, index, !early);
       if (!req) {
         byPeer = true;  // clean EOF between requests
         break;
@@ -1038,6 +1047,10 @@ void TestUpstream::serve(int fd, uint64_t id) {
       conn.responded_ = false;
       handler(*req, conn);
       if (!conn.responded_ && !stopping()) conn.respond(200, "ok\n");
+      if (early && !conn.close_ && !conn.reset_) {
+        Framing framing = Framing::kNone;
+        readBody(reader, req->headers, /*allowClose=*/false, &framing);  // dropped
+      }
       conn.current_ = nullptr;
       if (conn.close_ || conn.reset_ || stopping()) break;
     }
@@ -1076,6 +1089,11 @@ void TestUpstream::recordError(const std::string& what) {
 void TestUpstream::setHandler(UpstreamHandler handler) {
   std::lock_guard lock(mutex_);
   handler_ = std::move(handler);
+}
+
+void TestUpstream::answerBeforeBody(bool on) {
+  std::lock_guard lock(mutex_);
+  answerBeforeBody_ = on;
 }
 
 void TestUpstream::closeIdleAfter(Millis idle, bool withReset) {

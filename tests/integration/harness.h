@@ -376,12 +376,16 @@ class TestUpstream {
   void setHandler(UpstreamHandler handler);
   // Close connections that stay idle (between requests) longer than this; 0 = never.
   void closeIdleAfter(Millis idle, bool withReset = false);
+  // An app that answers before it reads the body: the handler runs (and the request is
+  // recorded, with an empty body) as soon as the head has arrived; the body is read and
+  // dropped after the handler returns, so rawReceived() still shows what came of it.
+  void answerBeforeBody(bool on);
 
   std::vector<UpstreamRequest> requests() const;
   size_t requestCount() const;
   size_t connectionCount() const;    // accepted so far
   uint64_t bytesReceived() const;
-  // Everything received, all connections in order of their ids (first 1 MiB of each).
+  // Everything received, all connections in order of their ids (first 4 MiB of each).
   std::string rawReceived() const;
   std::vector<std::string> errors() const;  // handler exceptions, protocol errors
   bool waitForRequests(size_t n, Millis timeout = 5s) const;
@@ -396,7 +400,7 @@ class TestUpstream {
     int fd = -1;
     bool open = true;
     bool closedByPeer = false;
-    std::string raw;  // first 1 MiB received
+    std::string raw;  // first 4 MiB received
   };
   void acceptLoop();
   void serve(int fd, uint64_t id);
@@ -404,7 +408,7 @@ class TestUpstream {
   bool awaitNextRequest(SocketReader& reader, UpstreamConnection& conn);
   // nullopt on a clean EOF before the request.
   std::optional<UpstreamRequest> readRequest(SocketReader& reader, int fd, uint64_t id,
-                                             size_t index);
+                                             size_t index, bool withBody);
   void record(const UpstreamRequest& request);
   void recordError(const std::string& what);
   void finishConnection(uint64_t id, bool byPeer);
@@ -421,6 +425,7 @@ class TestUpstream {
   UpstreamHandler handler_;
   Millis idleClose_{0};
   bool idleReset_ = false;
+  bool answerBeforeBody_ = false;
   std::vector<UpstreamRequest> requests_;
   std::map<uint64_t, ConnectionState> connections_;
   std::vector<std::thread> threads_;

@@ -302,6 +302,23 @@ TEST(HttpParserStrict, RejectsInvalidChunkSize) {
   EXPECT_EQ(h.handler.messages_complete, 0);
 }
 
+TEST(HttpParserStrict, ChunkSizeMustFitASigned64BitInteger) {
+  const std::string head = "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n";
+  for (const char* size : {"8000000000000000", "FFFFFFFFFFFFFFED", "ffffffffffffffff"}) {
+    SCOPED_TRACE(size);
+    Harness h(HTTP_REQUEST);
+    EXPECT_EQ(h.feed(head + size + "\r\nhello\r\n0\r\n\r\n"), HPE_CB_CHUNK_HEADER);
+    EXPECT_TRUE(h.handler.chunk_sizes.empty()) << "the handler heard of the size";
+    EXPECT_EQ(h.handler.messages_complete, 0);
+  }
+  Harness largest(HTTP_REQUEST);  // INT64_MAX itself is a size (the body is cut, never complete)
+  EXPECT_EQ(largest.feed(head + "7FFFFFFFFFFFFFFF\r\nhello"), HPE_OK);
+  EXPECT_EQ(largest.handler.chunk_sizes, (std::vector<uint64_t>{0x7fffffffffffffffULL}));
+  Harness zeros(HTTP_REQUEST);  // leading zeros change nothing
+  EXPECT_EQ(zeros.feed(head + "000000000000000000005\r\nhello\r\n0\r\n\r\n"), HPE_OK);
+  EXPECT_EQ(zeros.handler.chunk_sizes, (std::vector<uint64_t>{5, 0}));
+}
+
 TEST(HttpParserStrict, RejectsObsoleteLineFolding) {
   Harness h(HTTP_REQUEST);
   EXPECT_EQ(h.feed("GET / HTTP/1.1\r\nHost: a\r\nX-Folded: one\r\n two\r\n\r\n"), HPE_USER);
@@ -392,6 +409,44 @@ TEST(HttpParserResponse, ChunkedBodyFedOneByteAtATime) {
   EXPECT_EQ(h.handler.chunk_sizes, (std::vector<uint64_t>{3, 10, 0}));
   EXPECT_EQ(h.handler.body, "abc0123456789");
   EXPECT_EQ(h.handler.messages_complete, 1);
+}
+
+TEST(HttpParserResponse, ChunkSizeMustFitASigned64BitInteger) {
+  Harness h(HTTP_RESPONSE);
+  EXPECT_EQ(h.feed("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                   "5\r\nhello\r\nFFFFFFFFFFFFFFED\r\nworld\r\n0\r\n\r\n"),
+            HPE_CB_CHUNK_HEADER);
+  EXPECT_EQ(h.handler.chunk_sizes, (std::vector<uint64_t>{5}));
+  EXPECT_EQ(h.handler.body, "hello");
+  EXPECT_EQ(h.handler.messages_complete, 0);
+}
+
+// acceptableResponseHead() on a response head fed to a parser.
+bool acceptable(const std::string& response) {
+  Harness h(HTTP_RESPONSE);
+  h.handler.headers_result = HPE_PAUSED;
+  llhttp_errno_t err = h.feed(response);
+  EXPECT_TRUE(err == HPE_PAUSED) << llhttp_errno_name(err) << " for " << response;
+  return acceptableResponseHead(h.parser, h.storage);
+}
+
+TEST(HttpParserResponse, ChunkedTwiceIsNotAcceptable) {
+  EXPECT_TRUE(acceptable("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"));
+  EXPECT_TRUE(acceptable("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"));
+  EXPECT_TRUE(acceptable("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n"));
+  EXPECT_FALSE(acceptable("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, chunked\r\n\r\n"));
+  EXPECT_FALSE(acceptable("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n"));
+  EXPECT_FALSE(acceptable("HTTP/1.1 200 OK\r\nTransfer-Encoding: CHUNKED ,\tChunked\r\n\r\n"));
+  EXPECT_FALSE(acceptable("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip, chunked\r\n\r\n"));
+}
+
+TEST(HeaderRules, ChunkedCodingsCountsOverEveryTransferEncoding) {
+  Harness h(HTTP_RESPONSE);
+  h.handler.headers_result = HPE_PAUSED;
+  ASSERT_EQ(h.feed("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, x-chunked\r\nX-A: chunked\r\n"
+                   "transfer-encoding: gzip ,chunked\r\n\r\n"),
+            HPE_PAUSED);
+  EXPECT_EQ(chunkedCodings(h.parser.head(), h.storage), 2);
 }
 
 TEST(HttpParserResponse, CloseDelimitedBodyCompletesAtFinish) {

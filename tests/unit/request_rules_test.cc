@@ -76,6 +76,55 @@ TEST(RequestRules, TargetForms) {
   EXPECT_EQ(check("GET http://u@a/x HTTP/1.1\r\nHost: a\r\n\r\n").status, 400);
 }
 
+TEST(RequestRules, FragmentInTargetIsRefused) {
+  EXPECT_EQ(check("GET /p#frag HTTP/1.1\r\nHost: a\r\n\r\n").status, 400);
+  EXPECT_EQ(check("GET /p?q=1#frag HTTP/1.1\r\nHost: a\r\n\r\n").status, 400);
+  EXPECT_EQ(check("GET /p# HTTP/1.1\r\nHost: a\r\n\r\n").status, 400);
+  EXPECT_EQ(check("GET http://a/p#frag HTTP/1.1\r\nHost: a\r\n\r\n").status, 400);
+  EXPECT_EQ(check("GET http://a#frag HTTP/1.1\r\nHost: a\r\n\r\n").status, -2);  // llhttp refuses this one
+  EXPECT_EQ(check("GET /p?q=%23 HTTP/1.1\r\nHost: a\r\n\r\n").status, 0);  // an encoded # is data
+}
+
+TEST(RequestRules, HostPort) {
+  auto withHost = [](const std::string& host) { return check("GET / HTTP/1.1\r\nHost: " + host + "\r\n\r\n").status; };
+  EXPECT_EQ(withHost("example.com:8080"), 0);
+  EXPECT_EQ(withHost("example.com.:80"), 0);
+  EXPECT_EQ(withHost("example.com:0"), 0);
+  EXPECT_EQ(withHost("example.com:65535"), 0);
+  EXPECT_EQ(withHost("example.com:00080"), 0);   // leading zeros: still 80
+  EXPECT_EQ(withHost("example.com:"), 0);        // empty port: RFC 3986 allows it
+  EXPECT_EQ(withHost("[::1]:8080"), 0);
+  EXPECT_EQ(withHost("[::1]"), 0);
+  EXPECT_EQ(withHost("[::1]:"), 0);
+  EXPECT_EQ(withHost("example.com.:1.2"), 400);  // not a decimal number
+  EXPECT_EQ(withHost("example.com:80a"), 400);
+  EXPECT_EQ(withHost("example.com:-1"), 400);
+  EXPECT_EQ(withHost("example.com:+80"), 400);
+  EXPECT_EQ(withHost("example.com:65536"), 400);  // not a TCP port
+  EXPECT_EQ(withHost("example.com:99999999999999999999"), 400);
+  EXPECT_EQ(withHost("example.com:80:80"), 400);
+  EXPECT_EQ(withHost("a:b:c"), 400);
+  EXPECT_EQ(withHost("[::1]x"), 400);
+  EXPECT_EQ(withHost("[::1]:8x"), 400);
+  EXPECT_EQ(withHost("[::1"), 400);
+  EXPECT_EQ(withHost("a]b"), 400);
+  // An absolute-form authority stands in for Host (HTTP/1.0 may send no Host).
+  EXPECT_EQ(check("GET http://a:1.2/ HTTP/1.0\r\n\r\n").status, 400);
+  EXPECT_EQ(check("GET http://a:70000/ HTTP/1.0\r\n\r\n").status, 400);
+  EXPECT_EQ(check("GET http://a:8080/ HTTP/1.0\r\n\r\n").status, 0);
+}
+
+TEST(RequestRules, IsValidPort) {
+  EXPECT_TRUE(isValidPort(""));
+  EXPECT_TRUE(isValidPort("0"));
+  EXPECT_TRUE(isValidPort("65535"));
+  EXPECT_TRUE(isValidPort("0000000000065535"));
+  EXPECT_FALSE(isValidPort("65536"));
+  EXPECT_FALSE(isValidPort("4294967376"));  // 2^32 + 80: no wrap-around
+  EXPECT_FALSE(isValidPort("1.2"));
+  EXPECT_FALSE(isValidPort(" 80"));
+}
+
 TEST(RequestRules, BareLfWhereLlhttpAllowsIt) {
   EXPECT_EQ(check("GET / HTTP/1.1\nHost: a\r\n\r\n").status, 400);    // after the request line
   EXPECT_EQ(check("GET / HTTP/1.1\r\nHost: a\r\n\n").status, 400);    // the final empty line
