@@ -270,6 +270,13 @@ def load_economy(results):
     return meta, scenarios, runs
 
 
+def fmt_ratio(value):
+    """Fewer digits for large ratios (new connections against a proxy that opened ~none)."""
+    if value != value:
+        return "-"
+    return f"{value:.0f}" if value >= 100 else f"{value:.1f}" if value >= 10 else f"{value:.2f}"
+
+
 def print_economy(meta, scenarios, runs):
     names = list(scenarios) or sorted({s for (s, _p) in runs})
     rounds = max((len(v) for v in runs.values()), default=0)
@@ -285,8 +292,8 @@ def print_economy(meta, scenarios, runs):
     print()
     print("New upstream conns: accepted by the upstream during the measured window (its "
           "stub_status `accepts`, after − before − 1). Peak: the most established "
-          "connections to the proxy's upstream port seen by `ss` (sampled ~every 100 ms; "
-          "samples per window in brackets). Held: established after the window. Errors: "
+          "connections to the proxy's upstream port seen by `ss` (sampled every 50 ms plus "
+          "the time ss takes; samples per window in brackets). Held: established after the window. Errors: "
           "non-2xx + socket errors, summed over the rounds. CPU µs per answer (any status) "
           "and per 2xx answer.")
     print()
@@ -327,7 +334,7 @@ def print_economy(meta, scenarios, runs):
             continue
         cells = []
         for key in ("ok_rps", "p99", "cpu_us_ok", "accepts", "peak"):
-            cells += [fmt(ratio(pg[key], ng[key])), fmt(ratio(pg[key], hp[key]))]
+            cells += [fmt_ratio(ratio(pg[key], ng[key])), fmt_ratio(ratio(pg[key], hp[key]))]
         print(f"| {name} | " + " | ".join(cells) + " |")
     print()
 
