@@ -9,6 +9,12 @@ Input (a results directory written by tools/bench/run):
               proxy workers hwm_kb rss_before_kb rss_after_kb idle_requested
               idle_opened idle_ok
   meta        key=value lines (clk_tck, mode, ...)
+  economy.tsv (--economy) one line per measured window:
+              scenario proxy workers conns round wrk_file cpu_ticks upstream_accepts
+              peak_established samples held_after, then poolgate's /stats deltas summed
+              over workers and servers (or - for the others): opened reused trimmed
+              pool_full yielded direct expired queue_timeouts
+  scenarios.tsv (--economy) scenario workers conns max_conns max_idle
 
 Output: markdown tables on stdout (readable in a terminal, pasteable into
 BENCHMARKS.md).
@@ -220,10 +226,145 @@ def print_memory_table(memory):
         print()
 
 
+PG_COUNTERS = ("opened", "reused", "trimmed", "pool_full", "yielded", "direct", "expired",
+               "queue_timeouts")
+
+
+def load_economy(results):
+    """Economy runs: {(scenario, proxy): [measurement]}, scenarios in run order."""
+    scenarios = {}
+    scenarios_file = results / "scenarios.tsv"
+    if scenarios_file.exists():
+        for line in scenarios_file.read_text().splitlines():
+            name, workers, conns, max_conns, max_idle = line.split("\t")
+            scenarios[name] = dict(workers=int(workers), conns=int(conns),
+                                   max_conns=int(max_conns), max_idle=int(max_idle))
+    meta = {}
+    for line in (results / "meta").read_text().splitlines():
+        key, _, value = line.partition("=")
+        meta[key] = value
+    clk_tck = float(meta.get("clk_tck", "100"))
+    runs = defaultdict(list)
+    economy_file = results / "economy.tsv"
+    for line in economy_file.read_text().splitlines() if economy_file.exists() else []:
+        fields = line.split("\t")
+        scenario, proxy, _w, _c, _round, wrk_file, ticks, accepts, peak, samples, held = \
+            fields[:11]
+        wrk = parse_wrk(wrk_file)
+        errors = wrk["non2xx"] + wrk["socket_errors"]
+        ok = max(wrk["requests"] - wrk["non2xx"], 0)
+        cpu_s = int(ticks) / clk_tck
+        m = dict(wrk, errors=errors, ok=ok,
+                 ok_rps=wrk["rps"] * ok / wrk["requests"] if wrk["requests"] else 0.0,
+                 cpu_us=cpu_s * 1e6 / wrk["requests"] if wrk["requests"] else float("nan"),
+                 cpu_us_ok=cpu_s * 1e6 / ok if ok else float("nan"),
+                 accepts=int(accepts), peak=int(peak), samples=int(samples),
+                 held=int(held),
+                 per_k=int(accepts) * 1000 / ok if ok else float("nan"))
+        pg = fields[11:19]
+        if pg and pg[0] != "-":
+            m.update({key: int(value) for key, value in zip(PG_COUNTERS, pg)})
+            total = m["opened"] + m["reused"]
+            m["reuse"] = m["reused"] / total if total else float("nan")
+        runs[(scenario, proxy)].append(m)
+    return meta, scenarios, runs
+
+
+def fmt_ratio(value):
+    """Fewer digits for large ratios (new connections against a proxy that opened ~none)."""
+    if value != value:
+        return "-"
+    return f"{value:.0f}" if value >= 100 else f"{value:.1f}" if value >= 10 else f"{value:.2f}"
+
+
+def print_economy(meta, scenarios, runs):
+    names = list(scenarios) or sorted({s for (s, _p) in runs})
+    rounds = max((len(v) for v in runs.values()), default=0)
+    print(f"### Pools smaller than the load (--economy): medians of {rounds} round(s), "
+          f"{meta.get('duration', '?')} s each after a 1 s warm-up, wrk -t2, 100 B")
+    print()
+    for name in names:
+        sc = scenarios.get(name)
+        if sc:
+            cap = f"max_conns {sc['max_conns']}" if sc["max_conns"] else "no max_conns"
+            print(f"- **{name}**: {sc['workers']} worker(s), {sc['conns']} clients, {cap}, "
+                  f"max_idle {sc['max_idle']} per worker")
+    print()
+    print("New upstream conns: accepted by the upstream during the measured window (its "
+          "stub_status `accepts`, after − before − 1). Peak: the most established "
+          "connections to the proxy's upstream port seen by `ss` (sampled every 50 ms plus "
+          "the time ss takes; samples per window in brackets). Held: established after the window. Errors: "
+          "non-2xx + socket errors, summed over the rounds. CPU µs per answer (any status) "
+          "and per 2xx answer.")
+    print()
+    print("| scenario | proxy | req/s | 2xx/s | p50 ms | p99 ms | errors | CPU µs/req "
+          "| CPU µs/2xx | new upstream conns | per 1000 2xx | peak upstream conns "
+          "| held after |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    med = {}
+    for name in names:
+        for proxy in PROXIES:
+            ms = runs.get((name, proxy))
+            if not ms:
+                continue
+            s = {key: median([m[key] for m in ms])
+                 for key in ("rps", "ok_rps", "p50", "p99", "cpu_us", "cpu_us_ok",
+                             "accepts", "per_k", "peak", "held", "samples")}
+            s["errors"] = sum(m["errors"] for m in ms)
+            s["requests"] = sum(m["requests"] for m in ms)
+            med[(name, proxy)] = s
+            error_share = (f" ({100 * s['errors'] / s['requests']:.0f} %)"
+                           if s["errors"] and s["requests"] else "")
+            print(f"| {name} | {proxy} | {s['rps']:.0f} | {s['ok_rps']:.0f} | "
+                  f"{fmt(s['p50'])} | {fmt(s['p99'])} | {s['errors']}{error_share} | "
+                  f"{fmt(s['cpu_us'], 1)} | {fmt(s['cpu_us_ok'], 1)} | {s['accepts']:.0f} | "
+                  f"{fmt(s['per_k'], 1)} | {s['peak']:.0f} [{s['samples']:.0f}] | "
+                  f"{s['held']:.0f} |")
+    print()
+
+    print("### Ratios, pools smaller than the load (poolgate / nginx, poolgate / HAProxy)")
+    print()
+    print("| scenario | 2xx/s pg/nginx | 2xx/s pg/haproxy | p99 pg/nginx | p99 pg/haproxy "
+          "| CPU/2xx pg/nginx | CPU/2xx pg/haproxy | new conns pg/nginx "
+          "| new conns pg/haproxy | peak pg/nginx | peak pg/haproxy |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for name in names:
+        pg, ng, hp = (med.get((name, proxy)) for proxy in PROXIES)
+        if not (pg and ng and hp):
+            continue
+        cells = []
+        for key in ("ok_rps", "p99", "cpu_us_ok", "accepts", "peak"):
+            cells += [fmt_ratio(ratio(pg[key], ng[key])), fmt_ratio(ratio(pg[key], hp[key]))]
+        print(f"| {name} | " + " | ".join(cells) + " |")
+    print()
+
+    print("### poolgate's /stats over the measured windows (deltas summed over workers; "
+          "medians of the rounds)")
+    print()
+    print("| scenario | requests | opened | reused | reuse ratio | trimmed_total "
+          "| no_reuse.pool_full | no_reuse.yielded | direct_total | expired_total "
+          "| queue_timeouts_total |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for name in names:
+        ms = [m for m in runs.get((name, "poolgate"), []) if "opened" in m]
+        if not ms:
+            continue
+        s = {key: median([m[key] for m in ms]) for key in PG_COUNTERS + ("reuse",)}
+        print(f"| {name} | {median([m['opened'] + m['reused'] for m in ms]):.0f} | "
+              f"{s['opened']:.0f} | {s['reused']:.0f} | {fmt(s['reuse'], 4)} | "
+              f"{s['trimmed']:.0f} | {s['pool_full']:.0f} | {s['yielded']:.0f} | "
+              f"{s['direct']:.0f} | {s['expired']:.0f} | {s['queue_timeouts']:.0f} |")
+    print()
+
+
 def main():
     if len(sys.argv) != 2:
         sys.exit("usage: report.py RESULTS_DIR")
-    print_tables(*load(Path(sys.argv[1])))
+    results = Path(sys.argv[1])
+    if (results / "economy.tsv").exists():
+        print_economy(*load_economy(results))
+        return
+    print_tables(*load(results))
 
 
 if __name__ == "__main__":
