@@ -62,6 +62,13 @@ PoolMember* Pool::checkout() {
 
 bool Pool::reserve() {
   if (shared_conns_ == nullptr) return true;
+  // A place this worker has just given up is meant for other workers'
+  // waiters: leave it to them for two of their looks (kWaiterRecheckMs), or
+  // our own queue would take it straight back and theirs would starve.
+  if (timers_.now() < yielded_until_ms_ && shared_waiters_ != nullptr &&
+      shared_waiters_->load(std::memory_order_relaxed) > static_cast<int32_t>(waiter_count_)) {
+    return false;
+  }
   int32_t current = shared_conns_->load(std::memory_order_relaxed);
   do {
     if (current >= static_cast<int32_t>(config_.max_conns)) return false;
@@ -168,6 +175,7 @@ bool Pool::checkin(PoolMember& member, NoReuse verdict) {
   if (verdict == NoReuse::kReusable && shouldYield()) {
     verdict = NoReuse::kYielded;
     last_yield_ms_ = timers_.now();
+    yielded_until_ms_ = last_yield_ms_ + 2 * kWaiterRecheckMs;
   }
   if (verdict != NoReuse::kReusable) {
     ServerCounters::add(counters_.no_reuse_total[static_cast<int>(verdict)]);

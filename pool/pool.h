@@ -170,7 +170,8 @@ class Pool {
   Timer wake_timer_;
   Timer yield_timer_;  // at max_conns: give idle connections up to other workers' waiters
   size_t waiter_count_ = 0;
-  uint64_t last_yield_ms_ = 0;  // when checkin() last gave up a connection to other workers
+  uint64_t last_yield_ms_ = 0;     // when checkin() last gave up a connection to other workers
+  uint64_t yielded_until_ms_ = 0;  // ...and until when its place is left to them
   PoolWaiter* first_waiter_ = nullptr;
   PoolWaiter* last_waiter_ = nullptr;
 };

@@ -689,7 +689,8 @@ TEST_F(SharedPoolTest, OverItsShareAWorkerYieldsAtMostOncePerSpacing) {
   EXPECT_FALSE(pool.checkin(a, NoReuse::kReusable));  // over the share: yielded
   EXPECT_EQ(yielded(), 1u);
   pool.noteClosed(a);
-  FakeMember& c = open(3);      // (we got the place back meanwhile)
+  timers.setNow(kStart + 40);   // nobody else took the place: ours again
+  FakeMember& c = open(3);
   timers.setNow(kStart + 49);
   EXPECT_TRUE(pool.checkin(c, NoReuse::kReusable));  // too soon after the last yield: kept
   EXPECT_EQ(yielded(), 1u);
@@ -699,6 +700,27 @@ TEST_F(SharedPoolTest, OverItsShareAWorkerYieldsAtMostOncePerSpacing) {
   EXPECT_EQ(yielded(), 2u);
   pool.noteClosed(b);
   pool.dequeue(mine);
+}
+
+// The place a worker gives up goes to the others: its own queue may not
+// take it straight back while they wait (for 40 ms: two of their looks).
+TEST_F(SharedPoolTest, AYieldedPlaceIsLeftToTheOtherWorkers) {
+  FakeMember& a = open(1);
+  open(2);
+  Waiter mine;
+  pool.enqueue(mine);
+  waiters.fetch_add(3);
+  ASSERT_FALSE(pool.checkin(a, NoReuse::kReusable));  // yielded
+  pool.noteClosed(a);
+  EXPECT_FALSE(pool.atCap());
+  EXPECT_FALSE(pool.reserve()) << "our queue took back the place it gave up";
+  timers.setNow(kStart + 39);
+  EXPECT_FALSE(pool.reserve());
+  timers.setNow(kStart + 40);
+  EXPECT_TRUE(pool.reserve());  // nobody else took it: ours again
+  pool.unreserve();
+  pool.dequeue(mine);
+  waiters.fetch_sub(3);
 }
 
 TEST_F(SharedPoolTest, WithinItsShareAWorkerKeepsItsConnections) {
