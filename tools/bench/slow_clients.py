@@ -190,9 +190,11 @@ def fmt(value, pattern):
     return pattern.format(value)
 
 
-def ratio(a, b):
+def ratio(a, b, pattern):
+    """a / b, from the values as printed (0.04 printed as 0.0 gives no ratio)."""
     if a != a or b != b:
         return "–"
+    a, b = float(pattern.format(a)), float(pattern.format(b))
     if b == 0:
         return "–" if a == 0 else "∞"
     return f"{a / b:.2f}"
@@ -232,7 +234,7 @@ def report(args):
             first = False
             print(f"| {name} | {label} | {fmt(values['poolgate'], pattern)} | "
                   f"{fmt(values['nginx'], pattern)} | "
-                  f"{ratio(values['poolgate'], values['nginx'])} |")
+                  f"{ratio(values['poolgate'], values['nginx'], pattern)} |")
     if rounds > 1:
         print()
         print("#### Every run")
