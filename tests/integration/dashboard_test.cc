@@ -369,7 +369,9 @@ constexpr const char* kProbe = R"JS((function () {
           error: document.getElementById("err").textContent,
           external: document.querySelectorAll("script[src],link[href],img,iframe,object,embed").length,
           violations: window.__cspViolations === undefined ? null : window.__cspViolations,
-          charts: charts, rows: rows};
+          charts: charts, rows: rows,
+          servers: Array.prototype.map.call(document.querySelectorAll("#rows tr.srv"),
+                                            function (r) { return r.textContent; })};
 })())JS";
 
 const Json* chartById(const Json& probe, const std::string& id) {
@@ -512,6 +514,16 @@ TEST_F(Dashboard, ChromiumShowsChartsThatFollowLoadReloadAndOutage) {
         << "requests/s not drawn: " << busy.dump();
     EXPECT_GT(busy.at("points"), idle.at("points"));
     EXPECT_GT(chartById(busy, "reuse")->at("points"), 0) << "reuse % not plotted: " << busy.dump();
+    // Each server row names the pool's demand (peak of concurrent requests):
+    // under load at least one worker's is above zero.
+    bool demandShown = false;
+    for (const auto& row : busy.at("servers")) {
+      const std::string text = row.get<std::string>();
+      const size_t at = text.find("demand ");
+      demandShown = demandShown || (at != std::string::npos && at + 7 < text.size() && text[at + 7] >= '1' &&
+                                    text[at + 7] <= '9');
+    }
+    EXPECT_TRUE(demandShown) << busy.at("servers").dump();
     auto errors = load.finish();
     ASSERT_TRUE(errors.empty()) << errors.front();
     EXPECT_GT(load.completed(), 0u);
