@@ -701,7 +701,8 @@ TEST_F(PoolgateTop, OnceShowsOneRowPerWorkerAndPerServer) {
 
   const std::vector<std::string> columns = {"worker",   "pid",     "gen",       "state",
                                             "cl_active", "cl_idle", "sv_active", "sv_idle",
-                                            "sv_open",  "sv_opened", "reuse%",  "req/s", "queued"};
+                                            "sv_open",  "sv_opened", "reuse%",  "req/s", "queued",
+                                            "demand"};
   size_t header = lines.size();
   for (size_t i = 0; i < lines.size(); ++i)
     if (words(lines[i]) == columns) header = i;
@@ -743,6 +744,11 @@ TEST_F(PoolgateTop, OnceShowsOneRowPerWorkerAndPerServer) {
       if (any) queued = std::to_string(sum);
     }
     EXPECT_EQ(ws[12], queued) << lines[at];
+    // demand: the sum of the worker's servers' demand (a worker that served nothing: 0).
+    long long demand = 0;
+    for (const auto& u : w.at("upstreams"))
+      for (const auto& s : u.at("servers")) demand += s.at("demand").get<long long>();
+    EXPECT_EQ(ws[13], std::to_string(demand)) << lines[at];
     opened += w.at("upstream").at("opened_total").get<uint64_t>();
     ASSERT_LT(at + 1, lines.size());
     auto sv = words(lines[at + 1]);
