@@ -12,6 +12,17 @@ std::string_view trimBlanks(std::string_view s) {
   while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
   return s;
 }
+
+// Calls `visit` with each comma-separated element of a header value, blanks
+// trimmed; stops when it returns false.
+template <typename Visit>
+void forEachListItem(std::string_view list, Visit&& visit) {
+  for (;;) {
+    const size_t comma = list.find(',');
+    if (!visit(trimBlanks(list.substr(0, comma))) || comma == std::string_view::npos) return;
+    list.remove_prefix(comma + 1);
+  }
+}
 }  // namespace
 
 std::vector<HeaderSlice> HeaderStore::take() {
@@ -202,13 +213,10 @@ int chunkedCodings(const HttpHead& head, const char* base) {
   int count = 0;
   for (const HeaderSlice& h : head.headers) {
     if (!equalsIgnoreCase(h.name.view(base), "transfer-encoding")) continue;
-    std::string_view list = h.value.view(base);
-    for (;;) {
-      size_t comma = list.find(',');
-      if (equalsIgnoreCase(trimBlanks(list.substr(0, comma)), "chunked")) ++count;
-      if (comma == std::string_view::npos) break;
-      list.remove_prefix(comma + 1);
-    }
+    forEachListItem(h.value.view(base), [&](std::string_view coding) {
+      if (equalsIgnoreCase(coding, "chunked")) ++count;
+      return true;
+    });
   }
   return count;
 }
@@ -240,14 +248,12 @@ bool equalsIgnoreCase(std::string_view a, std::string_view b) {
 }
 
 bool containsTokenIgnoreCase(std::string_view list, std::string_view token) {
-  while (!list.empty()) {
-    size_t comma = list.find(',');
-    std::string_view item = trimBlanks(list.substr(0, comma));
-    if (equalsIgnoreCase(item, token)) return true;
-    if (comma == std::string_view::npos) break;
-    list.remove_prefix(comma + 1);
-  }
-  return false;
+  bool found = false;
+  forEachListItem(list, [&](std::string_view item) {
+    found = equalsIgnoreCase(item, token);
+    return !found;
+  });
+  return found;
 }
 
 bool isHopByHop(std::string_view name) {
@@ -301,31 +307,22 @@ std::string_view reasonPhrase(int status) {
 
 KeepAliveHint parseKeepAlive(std::string_view value) {
   KeepAliveHint hint;
-  while (!value.empty()) {
-    size_t comma = value.find(',');
-    std::string_view item = value.substr(0, comma);
-    value = comma == std::string_view::npos ? std::string_view() : value.substr(comma + 1);
-    while (!item.empty() && (item.front() == ' ' || item.front() == '\t')) item.remove_prefix(1);
-    while (!item.empty() && (item.back() == ' ' || item.back() == '\t')) item.remove_suffix(1);
-    size_t equals = item.find('=');
-    if (equals == std::string_view::npos) continue;
-    std::string_view name = item.substr(0, equals);
+  forEachListItem(value, [&](std::string_view item) {
+    const size_t equals = item.find('=');
+    if (equals == std::string_view::npos) return true;
     std::string_view number = item.substr(equals + 1);
     if (number.size() >= 2 && number.front() == '"' && number.back() == '"') number = number.substr(1, number.size() - 2);
-    if (number.empty() || number.size() > 9) continue;
+    if (number.empty() || number.size() > 9) return true;
     int64_t parsed = 0;
-    bool digits = true;
     for (char c : number) {
-      if (c < '0' || c > '9') {
-        digits = false;
-        break;
-      }
+      if (c < '0' || c > '9') return true;
       parsed = parsed * 10 + (c - '0');
     }
-    if (!digits) continue;
+    const std::string_view name = item.substr(0, equals);
     if (equalsIgnoreCase(name, "timeout")) hint.timeout_s = parsed;
     if (equalsIgnoreCase(name, "max")) hint.max = parsed;
-  }
+    return true;
+  });
   return hint;
 }
 
