@@ -51,6 +51,8 @@ struct ServerCounters {
   std::atomic<uint64_t> trimmed_total{0};   // surplus idle connections closed (beyond max_idle, idle trim_after)
   std::atomic<uint64_t> direct_total{0};    // releases that went straight to a request waiting here
   std::atomic<uint64_t> expired_total{0};   // idle connections dropped at the upstream's Keep-Alive timeout
+  std::atomic<uint64_t> handed_total{0};    // idle connections sent to a request waiting in another worker
+  std::atomic<uint64_t> received_total{0};  // ...and received from another worker
   // Demand: the peak of `active` per window of kDemandWindowMs, rolled by
   // the owner when a connection becomes active; read with demandAt().
   std::atomic<uint64_t> demand_current{0};    // peak in the window that started at demand_window_ms

@@ -32,16 +32,19 @@ constexpr uint64_t kWaiterRecheckMs = 20;  // places freed by other workers are 
 constexpr uint64_t kYieldSpacingMs = 50;
 }
 
-Pool::Pool(TimerQueue& timers, const PoolConfig& config, ServerCounters& counters,
-           std::atomic<int32_t>* shared_conns, std::atomic<int32_t>* shared_waiters)
+Pool::Pool(TimerQueue& timers, const PoolConfig& config, ServerCounters& counters, const PoolShared& shared)
     : config_(config),
       counters_(counters),
       timers_(timers),
       idle_timer_(timers, [this] { onIdleTimer(); }),
-      shared_conns_(config.max_conns != 0 ? shared_conns : nullptr),
-      shared_waiters_(config.max_conns != 0 ? shared_waiters : nullptr),
+      shared_conns_(config.max_conns != 0 ? shared.conns : nullptr),
+      shared_waiters_(config.max_conns != 0 ? shared.waiters : nullptr),
       wake_timer_(timers, [this] { onWakeTimer(); }),
-      yield_timer_(timers, [this] { onYieldTimer(); }) {}
+      yield_timer_(timers, [this] { onYieldTimer(); }),
+      tickets_(shared_waiters_ != nullptr && shared.slot < kMaxPoolSlots ? shared.tickets : nullptr),
+      slot_(shared.slot),
+      shared_key_(shared.server),
+      courier_(tickets_ != nullptr && shared.server >= 0 ? shared.courier : nullptr) {}
 
 Pool::~Pool() { closeIdle(); }
 
@@ -62,11 +65,15 @@ PoolMember* Pool::checkout() {
 
 bool Pool::reserve() {
   if (shared_conns_ == nullptr) return true;
-  // A place this worker has just given up is meant for other workers'
-  // waiters: leave it to them for two of their looks (kWaiterRecheckMs), or
-  // our own queue would take it straight back and theirs would starve.
-  if (timers_.now() < yielded_until_ms_ && shared_waiters_ != nullptr &&
-      shared_waiters_->load(std::memory_order_relaxed) > static_cast<int32_t>(waiter_count_)) {
+  if (courier_ != nullptr) {
+    // A free place belongs to the oldest request waiting for one: a new
+    // request, or a waiter of ours that came later, queues behind it.
+    if (olderWaiterElsewhere(serving_ticket_ != 0 ? serving_ticket_ : UINT64_MAX)) return false;
+  } else if (timers_.now() < yielded_until_ms_ && shared_waiters_ != nullptr &&
+             shared_waiters_->load(std::memory_order_relaxed) > static_cast<int32_t>(waiter_count_)) {
+    // A place this worker has just given up is meant for other workers'
+    // waiters: leave it to them for two of their looks (kWaiterRecheckMs), or
+    // our own queue would take it straight back and theirs would starve.
     return false;
   }
   int32_t current = shared_conns_->load(std::memory_order_relaxed);
@@ -89,6 +96,9 @@ bool Pool::atCap() const {
 void Pool::enqueue(PoolWaiter& waiter, bool at_front) {
   if (waiter.queued_) return;
   waiter.queued_ = true;
+  if (!at_front || waiter.ticket_ == 0) {  // a waiter put back keeps its place in the order
+    waiter.ticket_ = tickets_ != nullptr ? tickets_->next.fetch_add(1, std::memory_order_relaxed) : ++local_tickets_;
+  }
   if (at_front) {
     waiter.prev_ = nullptr;
     waiter.next_ = first_waiter_;
@@ -103,11 +113,13 @@ void Pool::enqueue(PoolWaiter& waiter, bool at_front) {
   ServerCounters::add(counters_.queued);
   ++waiter_count_;
   if (shared_waiters_ != nullptr) shared_waiters_->fetch_add(1, std::memory_order_relaxed);
+  if (first_waiter_ == &waiter) publishFirstTicket();
   scheduleWake(kWaiterRecheckMs);
 }
 
 void Pool::dequeue(PoolWaiter& waiter) {
   if (!waiter.queued_) return;
+  const bool was_first = first_waiter_ == &waiter;
   if (waiter.prev_ != nullptr) waiter.prev_->next_ = waiter.next_; else first_waiter_ = waiter.next_;
   if (waiter.next_ != nullptr) waiter.next_->prev_ = waiter.prev_; else last_waiter_ = waiter.prev_;
   waiter.prev_ = waiter.next_ = nullptr;
@@ -115,6 +127,29 @@ void Pool::dequeue(PoolWaiter& waiter) {
   ServerCounters::sub(counters_.queued);
   --waiter_count_;
   if (shared_waiters_ != nullptr) shared_waiters_->fetch_sub(1, std::memory_order_relaxed);
+  if (was_first) publishFirstTicket();
+}
+
+void Pool::publishFirstTicket() {
+  if (tickets_ != nullptr) {
+    tickets_->first[slot_].store(first_waiter_ != nullptr ? first_waiter_->ticket_ : 0, std::memory_order_relaxed);
+  }
+  claim_seen_ms_ = 0;
+}
+
+// Our first waiter was claimed by a worker sending it a connection, and no
+// connection came: it was lost on the way (the master could not pass it on),
+// or a new request of ours took it before the waiter's turn. After a while
+// the waiter shows again, or no other worker would ever send it one.
+void Pool::renewStaleClaim() {
+  if (tickets_ == nullptr || first_waiter_ == nullptr) return;
+  if (tickets_->first[slot_].load(std::memory_order_relaxed) != 0) {
+    claim_seen_ms_ = 0;
+  } else if (claim_seen_ms_ == 0) {
+    claim_seen_ms_ = timers_.now();
+  } else if (timers_.now() - claim_seen_ms_ >= kWaiterRecheckMs) {
+    publishFirstTicket();
+  }
 }
 
 void Pool::noteQueueTimeout() { ServerCounters::add(counters_.queue_timeouts_total); }
@@ -128,9 +163,12 @@ void Pool::onWakeTimer() {
   while (first_waiter_ != nullptr && (idle_count_ > 0 || !atCap())) {
     PoolWaiter& waiter = *first_waiter_;
     dequeue(waiter);
+    serving_ticket_ = waiter.ticket_;
     waiter.onPoolAvailable();  // takes a connection, or queues again at the front
-    if (waiter.queued_) break;  // it could not (another worker was faster): later
+    serving_ticket_ = 0;
+    if (waiter.queued_) break;  // it could not (another worker was faster, or came first): later
   }
+  renewStaleClaim();
   if (first_waiter_ != nullptr) scheduleWake(kWaiterRecheckMs);
 }
 
@@ -146,10 +184,84 @@ void Pool::armYieldTimer() {
 }
 
 void Pool::onYieldTimer() {
-  if (othersWait() && tail_ != nullptr) {
+  uint32_t slot = 0;
+  if (courier_ != nullptr) {
+    // Idle here while requests wait elsewhere (they came in while our own
+    // queue was empty): the coldest goes to the oldest of them.
+    if (tail_ != nullptr && claimOlderWaiter(&slot)) {
+      PoolMember& member = *tail_;
+      unlink(member);
+      ServerCounters::sub(counters_.idle);
+      handOver(member, slot, timers_.now() - member.idle_since_ms_);
+    }
+  } else if (othersWait() && tail_ != nullptr) {
     ServerCounters::add(counters_.no_reuse_total[static_cast<int>(NoReuse::kYielded)]);
     tail_->evictFromPool();  // the coldest goes; its place is free for the others
   }
+  armYieldTimer();
+}
+
+// Is a request of another worker waiting since before `ticket`?
+bool Pool::olderWaiterElsewhere(uint64_t ticket) const {
+  if (tickets_ == nullptr) return false;
+  if (shared_waiters_->load(std::memory_order_relaxed) <= static_cast<int32_t>(waiter_count_)) return false;
+  for (uint32_t i = 0; i < kMaxPoolSlots; ++i) {
+    if (i == slot_) continue;
+    const uint64_t first = tickets_->first[i].load(std::memory_order_relaxed);
+    if (first != 0 && first < ticket) return true;
+  }
+  return false;
+}
+
+bool Pool::claimOlderWaiter(uint32_t* slot) {
+  if (tickets_ == nullptr) return false;
+  // Cheap first: the scan runs only while some other worker has requests queued.
+  if (shared_waiters_->load(std::memory_order_relaxed) <= static_cast<int32_t>(waiter_count_)) return false;
+  const uint64_t own = first_waiter_ != nullptr ? first_waiter_->ticket_ : UINT64_MAX;
+  for (int attempt = 0; attempt < 4; ++attempt) {
+    uint64_t oldest = own;
+    uint32_t oldest_slot = kMaxPoolSlots;
+    for (uint32_t i = 0; i < kMaxPoolSlots; ++i) {
+      if (i == slot_) continue;
+      const uint64_t first = tickets_->first[i].load(std::memory_order_relaxed);
+      if (first != 0 && first < oldest) {
+        oldest = first;
+        oldest_slot = i;
+      }
+    }
+    if (oldest_slot == kMaxPoolSlots) return false;
+    // Claimed: no other worker sends that request a second connection; its
+    // worker publishes its next waiter once this one is served (or gone).
+    if (tickets_->first[oldest_slot].compare_exchange_strong(oldest, 0, std::memory_order_relaxed)) {
+      *slot = oldest_slot;
+      return true;
+    }
+  }
+  return false;
+}
+
+// `member` is already out of the lists and the idle/active counts. Its place
+// under max_conns travels with it: the receiver holds it from now on.
+void Pool::handOver(PoolMember& member, uint32_t slot, uint64_t idle_ms) {
+  HandOverNote note;
+  note.server = shared_key_;
+  note.target = slot;
+  note.idle_ms = idle_ms;
+  const int fd = member.detachSocket(note);
+  if (courier_->send(fd, note)) {
+    ServerCounters::add(counters_.handed_total);
+  } else {
+    ServerCounters::add(counters_.no_reuse_total[static_cast<int>(NoReuse::kYielded)]);
+    unreserve();  // closed: its place is free
+  }
+}
+
+void Pool::adopt(PoolMember& member) {
+  ServerCounters::add(counters_.received_total);
+  ServerCounters::add(counters_.idle);
+  pushIdle(member);
+  publishFirstTicket();  // the claim is answered: whatever happens to it now, our queue shows again
+  if (first_waiter_ != nullptr) scheduleWake(0);
   armYieldTimer();
 }
 
@@ -168,18 +280,24 @@ bool Pool::shouldYield() const {
   return own * static_cast<uint64_t>(total) > uint64_t{config_.max_conns} * waiter_count_;
 }
 
-bool Pool::checkin(PoolMember& member, NoReuse verdict) {
+Checkin Pool::checkin(PoolMember& member, NoReuse verdict) {
   // Surplus idle connections are trimmed later (onIdleTimer), not refused
   // here; only max_idle = 0 means "never pool".
   if (verdict == NoReuse::kReusable && config_.max_idle == 0) verdict = NoReuse::kPoolFull;
-  if (verdict == NoReuse::kReusable && shouldYield()) {
+  uint32_t slot = 0;
+  if (verdict == NoReuse::kReusable && courier_ != nullptr && claimOlderWaiter(&slot)) {
+    ServerCounters::sub(counters_.active);
+    handOver(member, slot, 0);
+    return Checkin::kHandedOver;
+  }
+  if (verdict == NoReuse::kReusable && courier_ == nullptr && shouldYield()) {
     verdict = NoReuse::kYielded;
     last_yield_ms_ = timers_.now();
     yielded_until_ms_ = last_yield_ms_ + 2 * kWaiterRecheckMs;
   }
   if (verdict != NoReuse::kReusable) {
     ServerCounters::add(counters_.no_reuse_total[static_cast<int>(verdict)]);
-    return false;
+    return Checkin::kRefused;
   }
   ServerCounters::sub(counters_.active);
   ServerCounters::add(counters_.idle);
@@ -189,7 +307,7 @@ bool Pool::checkin(PoolMember& member, NoReuse verdict) {
     scheduleWake(0);
   }
   armYieldTimer();
-  return true;
+  return Checkin::kPooled;
 }
 
 void Pool::noteConnecting() { noteActive(); }

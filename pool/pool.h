@@ -22,6 +22,7 @@
 #include "config/config.h"
 #include "core/timer.h"
 #include "pool/counters.h"
+#include "pool/handover.h"
 
 namespace poolgate {
 
@@ -40,6 +41,7 @@ class PoolWaiter {
   friend class Pool;
   PoolWaiter* prev_ = nullptr;
   PoolWaiter* next_ = nullptr;
+  uint64_t ticket_ = 0;  // its place in the instance-wide order (WaiterTickets)
   bool queued_ = false;
 };
 
@@ -53,6 +55,11 @@ class PoolMember {
   // The pool drops this idle member (timeout, failed probe, pool shutdown):
   // close the socket, call Pool::noteClosed(), schedule own deletion.
   virtual void evictFromPool() noexcept = 0;
+  // The pool hands this member's socket to another worker: stop watching it,
+  // fill in the note's created_ms, requests_served and idle_limit_ms, schedule
+  // own deletion, and return the descriptor (now the caller's). No
+  // Pool::noteClosed(): the connection lives on, elsewhere.
+  virtual int detachSocket(HandOverNote& note) noexcept = 0;
 
   uint64_t createdMs() const { return created_ms_; }
   uint64_t requestsServed() const { return requests_served_; }
@@ -89,17 +96,35 @@ struct ReuseFacts {
   uint64_t age_ms = 0;
 };
 
+// This server's entry in shared memory, as its pool uses it; all null when
+// the server has none (unit tests, a full table).
+struct PoolShared {
+  std::atomic<int32_t>* conns = nullptr;    // connections of all workers, against pool.max_conns
+  std::atomic<int32_t>* waiters = nullptr;  // requests of all workers queued for a place
+  WaiterTickets* tickets = nullptr;         // ...and their order of arrival
+  uint32_t slot = 0;                        // this worker's index in tickets->first
+  int32_t server = -1;                      // the entry's index, the key of a hand-over
+  // Passes idle sockets to other workers; null: connections never move
+  // (a TLS session cannot leave the process that holds it).
+  PoolCourier* courier = nullptr;
+};
+
+// What became of a connection given back to its pool.
+enum class Checkin : uint8_t {
+  kPooled,      // idle in this worker's pool
+  kHandedOver,  // gone to a request waiting in another worker (the member is deleted)
+  kRefused,     // the caller closes it (then calls noteClosed())
+};
+
 // The reuse checklist: one reason per early return, in the order an
 // operator would look for them. kReusable means "may go back to the pool".
 NoReuse reuseVerdict(const ReuseFacts& facts, const PoolConfig& config);
 
 class Pool {
  public:
-  // `shared_conns`: this server's connection count across all workers (in
-  // shared memory), enforced against pool.max_conns; may be null when no cap.
-  // `shared_waiters`: requests of all workers queued for this server.
-  Pool(TimerQueue& timers, const PoolConfig& config, ServerCounters& counters,
-       std::atomic<int32_t>* shared_conns = nullptr, std::atomic<int32_t>* shared_waiters = nullptr);
+  // `shared`: the server's entry in shared memory (max_conns is enforced on
+  // its count of connections across all workers; without one, per worker).
+  Pool(TimerQueue& timers, const PoolConfig& config, ServerCounters& counters, const PoolShared& shared = {});
   ~Pool();
   Pool(const Pool&) = delete;
   Pool& operator=(const Pool&) = delete;
@@ -108,10 +133,18 @@ class Pool {
   // nullptr. Members that fail the probe are evicted on the way.
   PoolMember* checkout();
 
-  // A finished exchange hands its connection back. Returns true if the pool
-  // kept it (it is now idle); false if the caller must close it (and then call
-  // noteClosed()). The verdict, when not kReusable, is counted.
-  bool checkin(PoolMember& member, NoReuse verdict);
+  // A finished exchange hands its connection back. A reusable one goes to
+  // the oldest request waiting for this server: another worker's (kHandedOver)
+  // or this one's (kPooled, served on the next loop turn); with none waiting
+  // it is pooled. kRefused: the caller closes it (and then calls
+  // noteClosed()); the verdict, when not kReusable, is counted.
+  Checkin checkin(PoolMember& member, NoReuse verdict);
+
+  // A connection another worker handed over (see pool/handover.h): counted
+  // as received, pooled idle, and offered to the first waiter. (The member
+  // adds the note's idle_ms to what it is told in probeIdle().)
+  void adopt(PoolMember& member);
+  int32_t sharedKey() const { return shared_key_; }
 
   // max_conns: takes a place for a new connection across all workers (no
   // lock: a compare-and-swap on the shared count). false = at the cap.
@@ -155,6 +188,14 @@ class Pool {
   void scheduleWake(uint64_t delay_ms);
   bool othersWait() const;
   bool shouldYield() const;
+  // The worker slot whose oldest waiting request came before ours (before
+  // any, when none of ours waits), claimed for a connection about to be
+  // sent; false when ours is the oldest or nobody else waits.
+  bool claimOlderWaiter(uint32_t* slot);
+  bool olderWaiterElsewhere(uint64_t ticket) const;
+  void publishFirstTicket();
+  void renewStaleClaim();
+  void handOver(PoolMember& member, uint32_t slot, uint64_t idle_ms);
   void onYieldTimer();
   void armYieldTimer();
 
@@ -169,6 +210,13 @@ class Pool {
   std::atomic<int32_t>* shared_waiters_;
   Timer wake_timer_;
   Timer yield_timer_;  // at max_conns: give idle connections up to other workers' waiters
+  WaiterTickets* tickets_;
+  uint32_t slot_;
+  int32_t shared_key_;
+  PoolCourier* courier_;
+  uint64_t local_tickets_ = 0;   // the order of arrival without shared tickets
+  uint64_t serving_ticket_ = 0;  // the waiter onWakeTimer() is serving, for reserve()
+  uint64_t claim_seen_ms_ = 0;   // when our first waiter was seen claimed with nothing come yet
   size_t waiter_count_ = 0;
   uint64_t last_yield_ms_ = 0;     // when checkin() last gave up a connection to other workers
   uint64_t yielded_until_ms_ = 0;  // ...and until when its place is left to them

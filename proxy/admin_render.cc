@@ -85,6 +85,7 @@ struct ServerSnap {
   uint64_t tls_handshakes, tls_resumed;
   uint64_t requests, closed_idle;
   uint64_t trimmed, direct, expired, demand;
+  uint64_t handed, received;
   uint64_t queued, queue_timeouts;
   uint64_t no_reuse[kReasons];
 };
@@ -205,6 +206,8 @@ void takeSnapshot(const StatsSegment& seg, uint64_t monotonic_ms, Snapshot& s) {
         ss.trimmed = load(c.trimmed_total);
         ss.direct = load(c.direct_total);
         ss.expired = load(c.expired_total);
+        ss.handed = load(c.handed_total);
+        ss.received = load(c.received_total);
         ss.demand = demandAt(c, monotonic_ms);
         ss.queued = load(c.queued);
         ss.queue_timeouts = load(c.queue_timeouts_total);
@@ -435,6 +438,8 @@ void server(std::string& out, const ServerSnap& s) {
   field(out, "trimmed_total", s.trimmed);
   field(out, "expired_total", s.expired);
   field(out, "direct_total", s.direct);
+  field(out, "handed_total", s.handed);
+  field(out, "received_total", s.received);
   field(out, "demand", s.demand);
   field(out, "queued", s.queued);
   field(out, "queue_timeouts_total", s.queue_timeouts);
@@ -778,6 +783,12 @@ void renderMetrics(const StatsSegment& seg, const RenderContext& ctx, std::strin
   serverFamily(out, s, l, "poolgate_upstream_direct_total", "counter",
                "Released connections that went straight to a request waiting for the server.",
                [](const ServerSnap& v) { return v.direct; });
+  serverFamily(out, s, l, "poolgate_upstream_handed_total", "counter",
+               "Connections handed to a request waiting in another worker (pool.max_conns).",
+               [](const ServerSnap& v) { return v.handed; });
+  serverFamily(out, s, l, "poolgate_upstream_received_total", "counter",
+               "Connections received from another worker for a request waiting here.",
+               [](const ServerSnap& v) { return v.received; });
   serverFamily(out, s, l, "poolgate_upstream_demand", "gauge",
                "Peak of concurrent requests on the server over the last 10 to 20 s.",
                [](const ServerSnap& v) { return v.demand; });

@@ -501,6 +501,8 @@ Rates and reuse % are per poll interval.</div>
                " <span class=\"note\">max_idle " + esc(g.max_idle) +
                (v.demand === undefined ? "" : " \u00b7 demand " + esc(v.demand)) +
                (v.trimmed_total === undefined ? "" : " \u00b7 trimmed " + esc(v.trimmed_total)) +
+               (!v.handed_total && !v.received_total ? "" :
+                " \u00b7 handed " + esc(v.handed_total) + " \u00b7 received " + esc(v.received_total)) +
                "</span></td><td></td><td></td>" +
                td(v.active) + td(v.idle) + td(v.open) + td(v.opened_total) + td(v.reused_total) +
                td(v.failed_total) + td(pct(v.reused_total, v.opened_total)) + "</tr>";

@@ -112,6 +112,7 @@ bool Master::mapSegment() {
     return false;
   }
   segment_ = new (memory) StatsSegment();
+  relay_ = std::make_unique<HandOverRelay>(loop_, *segment_);
   segment_->header.master_pid.store(getpid(), std::memory_order_relaxed);
   segment_->header.generation.store(generation_, std::memory_order_relaxed);
   segment_->header.started_ms.store(realtimeMs(), std::memory_order_relaxed);
@@ -277,6 +278,7 @@ void Master::spawn(uint32_t number) {
   } else {
     worker.handoff.reset();
   }
+  Fd handover_worker_end = relay_->open(slot);
   WorkerSlot* entry = new (&segment_->workers[slot]) WorkerSlot();
   entry->state.store(static_cast<uint32_t>(SlotState::kStarting), std::memory_order_relaxed);
   entry->slot.store(number, std::memory_order_relaxed);
@@ -286,10 +288,12 @@ void Master::spawn(uint32_t number) {
   if (pid < 0) {
     LOG_ERROR("fork: %s", strerror(errno));
     entry->state.store(static_cast<uint32_t>(SlotState::kFree), std::memory_order_relaxed);
+    relay_->close(slot);
     return;
   }
   if (pid == 0) {
     handoff_fd_for_child_ = handoff_worker_end.release();
+    handover_fd_for_child_ = handover_worker_end.release();
     runWorker(number, slot);
   }
   entry->pid.store(pid, std::memory_order_relaxed);
@@ -307,6 +311,7 @@ void Master::runWorker(uint32_t number, size_t slot) {
   loop_.closeAfterFork();
   signal_fd_.reset();
   monitor_.reset();  // closes the master's lookup and probe sockets in this process
+  relay_->dropAfterFork();  // the master's ends of every worker's hand-over pair
   char role[32];
   snprintf(role, sizeof role, "worker %u", number);
   Log::setRole(role);
@@ -335,7 +340,7 @@ void Master::runWorker(uint32_t number, size_t slot) {
   }
   int code;
   {
-    Worker worker(config_, *segment_, slot, number, generation_, std::move(sockets));
+    Worker worker(config_, *segment_, slot, number, generation_, std::move(sockets), Fd(handover_fd_for_child_));
     code = worker.run();
   }
   _exit(code);
@@ -518,6 +523,7 @@ void Master::onRecycleRequest(pid_t pid) {
 }
 
 void Master::freeSlot(size_t slot) {
+  relay_->close(slot);  // connections on their way to or from it
   WorkerSlot& entry = segment_->workers[slot];
   // A worker that died with connections open must not keep their places under max_conns.
   uint32_t servers = std::min<uint32_t>(entry.server_count.load(std::memory_order_relaxed), kMaxServers);

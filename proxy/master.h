@@ -14,6 +14,7 @@
 #include "core/event_loop.h"
 #include "core/log_throttle.h"
 #include "core/fd.h"
+#include "proxy/handover.h"
 #include "proxy/stats_segment.h"
 #include "proxy/upstream_monitor.h"
 #include "proxy/tls_server.h"
@@ -103,6 +104,7 @@ class Master final : private IoHandler {
   LogThrottle handoff_log_{loop_.timers(), LogLevel::kWarn, "handoff", "connections closed"};
   Fd signal_fd_;
   StatsSegment* segment_ = nullptr;
+  std::unique_ptr<HandOverRelay> relay_;  // idle upstream sockets between workers
   std::vector<ListenerSockets> listeners_;
   std::vector<WorkerProcess> workers_;
   // Replaced workers finishing their clients: pid -> stats slot.
@@ -121,6 +123,7 @@ class Master final : private IoHandler {
   std::vector<std::string> argv_;
   std::string cwd_;
   pid_t upgrade_pid_ = 0;
+  int handover_fd_for_child_ = -1;  // in a freshly forked worker: its end of the hand-over pair
   int handoff_fd_for_child_ = -1;  // in a freshly forked worker: its end of the pair  // the new master started by SIGUSR2, while it runs
 };
 

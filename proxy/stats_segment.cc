@@ -53,6 +53,8 @@ int addSharedServer(StatsSegment& segment, std::string_view upstream, std::strin
   return addEntry(segment.shared, upstream, address, [](SharedServer& entry) {
     entry.conns.store(0, std::memory_order_relaxed);
     entry.waiters.store(0, std::memory_order_relaxed);
+    entry.tickets.next.store(1, std::memory_order_relaxed);
+    for (auto& first : entry.tickets.first) first.store(0, std::memory_order_relaxed);
     entry.health.reset();
   });
 }

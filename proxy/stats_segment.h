@@ -11,11 +11,12 @@
 #include <vector>
 
 #include "pool/counters.h"
+#include "pool/handover.h"
 #include "upstream/health.h"
 
 namespace poolgate {
 
-inline constexpr size_t kMaxWorkerSlots = 128;   // live + draining workers
+inline constexpr size_t kMaxWorkerSlots = kMaxPoolSlots;  // live + draining workers
 inline constexpr size_t kMaxUpstreams = 32;      // per slot
 inline constexpr size_t kMaxServers = 128;       // per slot, all upstreams
 inline constexpr size_t kNameBytes = 64;
@@ -62,6 +63,10 @@ struct WorkerSlot {
   std::atomic<uint64_t> admin_active{0};    // connections open now
   std::atomic<uint64_t> admin_denied{0};    // connections from outside admin.allow (answered 403)
 
+  // Upstream connections handed over: the sequence number of the last
+  // message from the master this worker has taken (see proxy/handover.h).
+  std::atomic<uint64_t> handover_taken{0};
+
   // Written by the worker before it sets state = running; server_count grows
   // (release) after a new entry is filled in, when DNS adds an address.
   std::atomic<uint32_t> upstream_count{0};
@@ -89,6 +94,7 @@ struct SharedServer {
   char key[2 * kNameBytes];  // "upstream name" NUL "address"
   std::atomic<int32_t> conns{0};
   std::atomic<int32_t> waiters{0};  // requests queued for a place, all workers
+  WaiterTickets tickets;            // ...and their order of arrival
   SharedHealth health;
 };
 

@@ -55,10 +55,11 @@ bool hostMatches(std::string_view pattern, std::string_view host) {
 }  // namespace
 
 Worker::Worker(const Config& config, StatsSegment& segment, size_t slot_index, uint32_t worker_number,
-               uint64_t generation, std::vector<ListenSocket> sockets)
+               uint64_t generation, std::vector<ListenSocket> sockets, Fd handover)
     : config_(config),
       segment_(segment),
       slot_(segment.workers[slot_index]),
+      slot_index_(static_cast<uint32_t>(slot_index)),
       pid_(getpid()),
       drain_deadline_(loop_.timers(), [this] {
         LOG_WARN("shutdown_timeout reached with %zu client(s) left; exiting", clients_.size());
@@ -74,6 +75,8 @@ Worker::Worker(const Config& config, StatsSegment& segment, size_t slot_index, u
   slot_.slot.store(worker_number, std::memory_order_relaxed);
   slot_.generation.store(generation, std::memory_order_relaxed);
   slot_.started_ms.store(realtimeMs(), std::memory_order_relaxed);
+  if (handover) handover_ = std::make_unique<HandOverPort>(loop_, std::move(handover), slot_.handover_taken,
+                                                           static_cast<HandOverSink&>(*this));
 
   // Describe our upstreams in the slot and build the groups: IP addresses
   // at once, names with the addresses the master's resolver has published
@@ -148,10 +151,34 @@ void Worker::addServer(size_t group_index, const std::string& address_text, cons
   ServerStorage storage;
   storage.counters = &entry.counters;
   storage.health = shared != nullptr ? &shared->health : nullptr;
-  storage.shared_conns = shared != nullptr ? &shared->conns : nullptr;
-  storage.shared_waiters = shared != nullptr ? &shared->waiters : nullptr;
+  if (shared != nullptr) {
+    storage.pool.conns = &shared->conns;
+    storage.pool.waiters = &shared->waiters;
+    storage.pool.tickets = &shared->tickets;
+    storage.pool.slot = slot_index_;
+    storage.pool.server = shared_index;
+    // A TLS connection's session lives in this process: it cannot move.
+    if (!config_.upstreams[group_index].tls.enabled) storage.pool.courier = handover_.get();
+  }
   if (own_entry) storage.in_service = &entry.in_service;
   group.addServer(address_text, address, weight, storage, name);
+}
+
+void Worker::onHandedOver(Fd fd, const HandOverNote& note) noexcept {
+  Server* server = nullptr;
+  for (auto& group : upstreams_) {
+    for (size_t i = 0; i < group->size() && server == nullptr; ++i) {
+      if (group->server(i).pool().sharedKey() == note.server) server = &group->server(i);
+    }
+  }
+  if (fd && server != nullptr && server->inService() &&
+      UpstreamConnection::adopt(loop_, buffers_, &headers_, *server, config_.timeouts, std::move(fd), note) != nullptr) {
+    return;
+  }
+  // Lost on the way (our table was full), or no longer ours to use (a reload
+  // removed the server, DNS retired it): closed, and then its place is free.
+  fd.reset();
+  segment_.shared[note.server].conns.fetch_sub(1, std::memory_order_relaxed);
 }
 
 void Worker::syncNames() {

@@ -15,6 +15,7 @@
 #include "core/fd.h"
 #include "core/log_throttle.h"
 #include "proxy/access_log.h"
+#include "proxy/handover.h"
 #include "proxy/stats_segment.h"
 #include "upstream/http.h"
 #include "upstream/upstream.h"
@@ -44,10 +45,12 @@ struct ListenSocket {
   std::vector<const TlsServer*> handoff_tls = {};
 };
 
-class Worker final : private IoHandler, private LoopObserver {
+class Worker final : private IoHandler, private LoopObserver, private HandOverSink {
  public:
+  // `handover`: this worker's end of its hand-over pair with the master
+  // (empty: its upstream connections never move to other workers).
   Worker(const Config& config, StatsSegment& segment, size_t slot_index, uint32_t worker_number,
-         uint64_t generation, std::vector<ListenSocket> sockets);
+         uint64_t generation, std::vector<ListenSocket> sockets, Fd handover = Fd());
   ~Worker();
 
   // Runs the event loop until the worker is told to stop; returns the exit code.
@@ -102,6 +105,8 @@ class Worker final : private IoHandler, private LoopObserver {
   void endAcceptBackoff();
   void setupSignals();
   void checkDrained();
+  // An upstream connection another worker handed over (through the master).
+  void onHandedOver(Fd fd, const HandOverNote& note) noexcept override;
 
   // A server of the configuration given by name: its addresses come from
   // the master's resolver through shared memory.
@@ -121,11 +126,13 @@ class Worker final : private IoHandler, private LoopObserver {
   const Config& config_;
   StatsSegment& segment_;
   WorkerSlot& slot_;
+  const uint32_t slot_index_;
   const int32_t pid_;
   HeaderStore headers_;  // before loop_: what the loop deletes late may still give arrays back
   EventLoop loop_;
   BufferPool buffers_;
   Fd signal_fd_;
+  std::unique_ptr<HandOverPort> handover_;
   std::vector<std::unique_ptr<Listener>> listeners_;
   std::vector<std::unique_ptr<UpstreamGroup>> upstreams_;
   std::unique_ptr<AccessLog> access_log_;

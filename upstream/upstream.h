@@ -26,8 +26,7 @@ namespace poolgate {
 struct ServerStorage {
   ServerCounters* counters = nullptr;
   SharedHealth* health = nullptr;                 // null: the server keeps its own
-  std::atomic<int32_t>* shared_conns = nullptr;   // max_conns count across workers, or null
-  std::atomic<int32_t>* shared_waiters = nullptr;
+  PoolShared pool;                                // max_conns across workers, hand-overs
   std::atomic<uint32_t>* in_service = nullptr;    // mirrors Server::inService() for stats, or null
 };
 

@@ -36,8 +36,8 @@ const char* toString(UpstreamError error) {
 }
 
 UpstreamConnection::UpstreamConnection(EventLoop& loop, BufferPool& buffers, HeaderStore* headers,
-                                       Server& server, const TimeoutsConfig& timeouts, Fd fd)
-    : PoolMember(loop.now()),
+                                       Server& server, const TimeoutsConfig& timeouts, Fd fd, uint64_t created_ms)
+    : PoolMember(created_ms),
       loop_(loop),
       server_(server),
       timeouts_(timeouts),
@@ -60,7 +60,7 @@ UpstreamConnection* UpstreamConnection::open(EventLoop& loop, BufferPool& buffer
     server.pool().noteFailed();
     return nullptr;
   }
-  auto* conn = new UpstreamConnection(loop, buffers, headers, server, timeouts, std::move(fd));
+  auto* conn = new UpstreamConnection(loop, buffers, headers, server, timeouts, std::move(fd), loop.now());
   if (!loop.add(conn->fd_.get(), kEvents, conn)) {
     *error = errno;
     server.pool().unreserve();
@@ -78,6 +78,25 @@ void UpstreamConnection::attach(UpstreamUser& user) {
   user_ = &user;
   state_ = State::kActive;
   reused_ = true;
+}
+
+UpstreamConnection* UpstreamConnection::adopt(EventLoop& loop, BufferPool& buffers, HeaderStore* headers,
+                                              Server& server, const TimeoutsConfig& timeouts, Fd fd,
+                                              const HandOverNote& note) {
+  auto* conn = new UpstreamConnection(loop, buffers, headers, server, timeouts, std::move(fd), note.created_ms);
+  if (!loop.add(conn->fd_.get(), kEvents, conn)) {
+    delete conn;
+    return nullptr;
+  }
+  conn->state_ = State::kIdle;
+  // Edge-triggered: the EPOLLOUT of its registration comes while it is idle
+  // (and is ignored there); an idle socket's send buffer is empty.
+  conn->writable_ = true;
+  conn->requests_served_ = note.requests_served;
+  conn->idle_limit_ms_ = note.idle_limit_ms;
+  conn->idle_elsewhere_ms_ = note.idle_ms;
+  server.pool().adopt(*conn);
+  return conn;
 }
 
 void UpstreamConnection::beginRequest(bool head_request) {
@@ -476,7 +495,9 @@ void UpstreamConnection::release(bool request_complete, bool exiting) {
   NoReuse verdict = reuseVerdict(facts, server_.pool().config());
   user_ = nullptr;
   endRequest();
-  if (server_.pool().checkin(*this, verdict)) {
+  const Checkin outcome = server_.pool().checkin(*this, verdict);
+  if (outcome == Checkin::kHandedOver) return;  // detachSocket() has run: this object is on its way out
+  if (outcome == Checkin::kPooled) {
     state_ = State::kIdle;
     timer_.cancel();
     paused_ = false;
@@ -497,6 +518,8 @@ void UpstreamConnection::endRequest() {
 }
 
 bool UpstreamConnection::probeIdle(uint64_t idle_ms) noexcept {
+  idle_ms += idle_elsewhere_ms_;
+  idle_elsewhere_ms_ = 0;
   // With TLS the socket carries records: any byte at all (a close_notify
   // alert, a stray record) means the connection is not fit for a request.
   if (tls_.hasBuffered()) return false;
@@ -517,6 +540,19 @@ bool UpstreamConnection::probeIdle(uint64_t idle_ms) noexcept {
 }
 
 void UpstreamConnection::evictFromPool() noexcept { close(); }
+
+int UpstreamConnection::detachSocket(HandOverNote& note) noexcept {
+  note.created_ms = createdMs();
+  note.requests_served = requests_served_;
+  note.idle_limit_ms = idle_limit_ms_;
+  state_ = State::kClosed;
+  user_ = nullptr;
+  endRequest();
+  timer_.cancel();
+  loop_.remove(fd_.get());
+  loop_.deferDelete(static_cast<Deletable*>(this));
+  return fd_.release();
+}
 
 void UpstreamConnection::close() {
   if (state_ == State::kClosed) return;

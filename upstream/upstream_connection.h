@@ -69,6 +69,11 @@ class UpstreamConnection final : public IoHandler, public PoolMember, public Del
                                   const TimeoutsConfig& timeouts, UpstreamUser& user, int* error);
   // Takes a connection checked out of the pool for `user`.
   void attach(UpstreamUser& user);
+  // A plain TCP connection another worker handed over (pool/handover.h):
+  // pooled idle in `server`'s pool. nullptr (and `fd` closed) if it cannot be
+  // watched; the caller then frees its place under max_conns.
+  static UpstreamConnection* adopt(EventLoop& loop, BufferPool& buffers, HeaderStore* headers, Server& server,
+                                   const TimeoutsConfig& timeouts, Fd fd, const HandOverNote& note);
 
   // Starts a request: resets the response parser. `head_request` = no body.
   void beginRequest(bool head_request);
@@ -96,10 +101,11 @@ class UpstreamConnection final : public IoHandler, public PoolMember, public Del
   void onIoEvent(uint32_t events) noexcept override;
   bool probeIdle(uint64_t idle_ms) noexcept override;
   void evictFromPool() noexcept override;
+  int detachSocket(HandOverNote& note) noexcept override;
 
  private:
   UpstreamConnection(EventLoop& loop, BufferPool& buffers, HeaderStore* headers, Server& server,
-                     const TimeoutsConfig& timeouts, Fd fd);
+                     const TimeoutsConfig& timeouts, Fd fd, uint64_t created_ms);
   ~UpstreamConnection() override = default;
 
   void onConnectDone();
@@ -162,6 +168,9 @@ class UpstreamConnection final : public IoHandler, public PoolMember, public Del
   // will take another request at all.
   uint64_t idle_limit_ms_ = UINT64_MAX;
   bool upstream_max_reached_ = false;
+  // Received from another worker: how long it had been idle there, added to
+  // this pool's idle time until its next request.
+  uint64_t idle_elsewhere_ms_ = 0;
 };
 
 }  // namespace poolgate

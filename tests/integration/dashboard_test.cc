@@ -702,7 +702,7 @@ TEST_F(PoolgateTop, OnceShowsOneRowPerWorkerAndPerServer) {
   const std::vector<std::string> columns = {"worker",   "pid",     "gen",       "state",
                                             "cl_active", "cl_idle", "sv_active", "sv_idle",
                                             "sv_open",  "sv_opened", "reuse%",  "req/s", "queued",
-                                            "demand"};
+                                            "demand",   "handed",  "recvd"};
   size_t header = lines.size();
   for (size_t i = 0; i < lines.size(); ++i)
     if (words(lines[i]) == columns) header = i;
@@ -749,6 +749,15 @@ TEST_F(PoolgateTop, OnceShowsOneRowPerWorkerAndPerServer) {
     for (const auto& u : w.at("upstreams"))
       for (const auto& s : u.at("servers")) demand += s.at("demand").get<long long>();
     EXPECT_EQ(ws[13], std::to_string(demand)) << lines[at];
+    // handed / recvd: the sums of the servers' handed_total and received_total.
+    long long handed = 0, received = 0;
+    for (const auto& u : w.at("upstreams"))
+      for (const auto& s : u.at("servers")) {
+        handed += s.at("handed_total").get<long long>();
+        received += s.at("received_total").get<long long>();
+      }
+    EXPECT_EQ(ws[14], std::to_string(handed)) << lines[at];
+    EXPECT_EQ(ws[15], std::to_string(received)) << lines[at];
     opened += w.at("upstream").at("opened_total").get<uint64_t>();
     ASSERT_LT(at + 1, lines.size());
     auto sv = words(lines[at + 1]);

@@ -21,6 +21,7 @@
 #include <fstream>
 #include <iostream>
 #include <regex>
+#include <set>
 #include <sstream>
 #include <utility>
 
@@ -718,22 +719,26 @@ namespace {
 // `matches` gets the remote address as the kernel prints it (hex, 32-bit words in
 // host byte order: 8 digits for IPv4, 32 for IPv6).
 size_t countEstablishedTo(uint16_t port, const std::function<bool(const std::string&)>& matches) {
-  size_t count = 0;
+  // The kernel lists the table in pieces, one read at a time; a socket that
+  // moves in its hash chain between two reads can be listed twice. Each
+  // socket is counted once, by its inode.
+  std::set<unsigned long> inodes;
   for (const char* file : {"/proc/net/tcp", "/proc/net/tcp6"}) {
     std::ifstream in(file);
     std::string line;
     std::getline(in, line);  // header
     while (std::getline(in, line)) {
       std::istringstream ss(line);
-      std::string slot, local, remote, state;
-      ss >> slot >> local >> remote >> state;
+      std::string slot, local, remote, state, queues, timer, retransmits, uid, timeout;
+      unsigned long inode = 0;
+      ss >> slot >> local >> remote >> state >> queues >> timer >> retransmits >> uid >> timeout >> inode;
       size_t colon = remote.rfind(':');
       if (colon == std::string::npos || state != "01") continue;
       if (std::strtoul(remote.c_str() + colon + 1, nullptr, 16) != port) continue;
-      if (matches(remote.substr(0, colon))) ++count;
+      if (matches(remote.substr(0, colon))) inodes.insert(inode);
     }
   }
-  return count;
+  return inodes.size();
 }
 
 }  // namespace

@@ -179,12 +179,19 @@ class FakeMember : public PoolMember {
     ++evictions;
     pool_.noteClosed(*this);
   }
+  int detachSocket(HandOverNote& note) noexcept override {
+    note.created_ms = createdMs();
+    note.requests_served = requestsServed();
+    detached = true;
+    return id;  // stands for the descriptor
+  }
 
   Pool& pool_;
   int id;
   bool probe_ok = true;
   int probes = 0;
   int evictions = 0;
+  bool detached = false;
 };
 
 class PoolTest : public ::testing::Test {
@@ -230,7 +237,7 @@ TEST_F(PoolTest, EmptyPoolChecksOutNothing) {
 
 TEST_F(PoolTest, CheckinKeepsAReusableConnection) {
   FakeMember& a = open(1);
-  EXPECT_TRUE(pool.checkin(a, NoReuse::kReusable));
+  EXPECT_EQ(pool.checkin(a, NoReuse::kReusable), Checkin::kPooled);
   EXPECT_TRUE(a.isIdle());
   EXPECT_EQ(pool.idleCount(), 1u);
   EXPECT_EQ(get(counters.idle), 1u);
@@ -269,11 +276,11 @@ TEST_F(PoolTest, MaxIdleKeepsTheSurplusUntilItIdlesTrimAfter) {
   FakeMember& a = open(1);
   FakeMember& b = open(2);
   FakeMember& c = open(3);
-  EXPECT_TRUE(pool.checkin(a, NoReuse::kReusable));
+  EXPECT_EQ(pool.checkin(a, NoReuse::kReusable), Checkin::kPooled);
   timers.setNow(kStart + 100);
-  EXPECT_TRUE(pool.checkin(b, NoReuse::kReusable));
+  EXPECT_EQ(pool.checkin(b, NoReuse::kReusable), Checkin::kPooled);
   timers.setNow(kStart + 200);
-  EXPECT_TRUE(pool.checkin(c, NoReuse::kReusable));
+  EXPECT_EQ(pool.checkin(c, NoReuse::kReusable), Checkin::kPooled);
   EXPECT_EQ(pool.idleCount(), 3u);
   EXPECT_EQ(refused(NoReuse::kPoolFull), 0u);
 
@@ -358,7 +365,7 @@ TEST_F(PoolTest, DemandIsThePeakOfActiveOverRecentWindows) {
 TEST_F(PoolTest, ZeroMaxIdleRefusesWithPoolFull) {
   config.max_idle = 0;
   FakeMember& a = open(1);
-  EXPECT_FALSE(pool.checkin(a, NoReuse::kReusable));
+  EXPECT_EQ(pool.checkin(a, NoReuse::kReusable), Checkin::kRefused);
   EXPECT_FALSE(a.isIdle());
   EXPECT_EQ(refused(NoReuse::kPoolFull), 1u);
   pool.noteClosed(a);  // the caller closes what the pool refused
@@ -369,13 +376,13 @@ TEST_F(PoolTest, ZeroMaxIdleRefusesWithPoolFull) {
 TEST_F(PoolTest, ZeroMaxIdleKeepsNothing) {
   config.max_idle = 0;
   FakeMember& a = open(1);
-  EXPECT_FALSE(pool.checkin(a, NoReuse::kReusable));
+  EXPECT_EQ(pool.checkin(a, NoReuse::kReusable), Checkin::kRefused);
   EXPECT_EQ(refused(NoReuse::kPoolFull), 1u);
 }
 
 TEST_F(PoolTest, NonReusableVerdictIsRefusedAndCounted) {
   FakeMember& a = open(1);
-  EXPECT_FALSE(pool.checkin(a, NoReuse::kUpstreamClose));
+  EXPECT_EQ(pool.checkin(a, NoReuse::kUpstreamClose), Checkin::kRefused);
   EXPECT_EQ(refused(NoReuse::kUpstreamClose), 1u);
   EXPECT_EQ(refused(NoReuse::kPoolFull), 0u);
   EXPECT_EQ(pool.idleCount(), 0u);
@@ -385,7 +392,7 @@ TEST_F(PoolTest, NonReusableVerdictIsRefusedAndCounted) {
 TEST_F(PoolTest, FullPoolStillCountsTheOriginalReason) {
   config.max_idle = 0;
   FakeMember& a = open(1);
-  EXPECT_FALSE(pool.checkin(a, NoReuse::kError));
+  EXPECT_EQ(pool.checkin(a, NoReuse::kError), Checkin::kRefused);
   EXPECT_EQ(refused(NoReuse::kError), 1u);
   EXPECT_EQ(refused(NoReuse::kPoolFull), 0u);
 }
@@ -602,7 +609,7 @@ TEST_F(PoolTest, CountersStayConsistentThroughAScriptedSequence) {
   expect(1, 0, 1, 1, 0, 0);
 
   // Request done: back to the pool.
-  ASSERT_TRUE(pool.checkin(a, NoReuse::kReusable));
+  ASSERT_EQ(pool.checkin(a, NoReuse::kReusable), Checkin::kPooled);
   expect(1, 1, 0, 1, 0, 0);
 
   // Next request reuses it.
@@ -615,8 +622,8 @@ TEST_F(PoolTest, CountersStayConsistentThroughAScriptedSequence) {
   expect(2, 0, 2, 2, 1, 0);
 
   // Both finish; b is pooled, a said Connection: close.
-  ASSERT_TRUE(pool.checkin(b, NoReuse::kReusable));
-  ASSERT_FALSE(pool.checkin(a, NoReuse::kUpstreamClose));
+  ASSERT_EQ(pool.checkin(b, NoReuse::kReusable), Checkin::kPooled);
+  ASSERT_EQ(pool.checkin(a, NoReuse::kUpstreamClose), Checkin::kRefused);
   pool.noteClosed(a);
   expect(1, 1, 0, 2, 1, 0);
 
@@ -628,7 +635,7 @@ TEST_F(PoolTest, CountersStayConsistentThroughAScriptedSequence) {
   // A third connection is opened, pooled, and times out idle.
   config.idle_timeout = 2.0;
   FakeMember& c = open(3);
-  ASSERT_TRUE(pool.checkin(c, NoReuse::kReusable));
+  ASSERT_EQ(pool.checkin(c, NoReuse::kReusable), Checkin::kPooled);
   expect(1, 1, 0, 3, 1, 1);
   timers.setNow(timers.now() + 2000);
   timers.runExpired();
@@ -676,7 +683,7 @@ class SharedPoolTest : public ::testing::Test {
   std::atomic<int32_t> conns{0};
   std::atomic<int32_t> waiters{0};
   std::vector<std::unique_ptr<FakeMember>> members;
-  Pool pool{timers, config, counters, &conns, &waiters};
+  Pool pool{timers, config, counters, PoolShared{&conns, &waiters}};
 };
 
 TEST_F(SharedPoolTest, OverItsShareAWorkerYieldsAtMostOncePerSpacing) {
@@ -686,17 +693,17 @@ TEST_F(SharedPoolTest, OverItsShareAWorkerYieldsAtMostOncePerSpacing) {
   Waiter mine;
   pool.enqueue(mine);           // 1 of ours waits...
   waiters.fetch_add(3);         // ...and 3 of other workers': our share is 2 x 1/4
-  EXPECT_FALSE(pool.checkin(a, NoReuse::kReusable));  // over the share: yielded
+  EXPECT_EQ(pool.checkin(a, NoReuse::kReusable), Checkin::kRefused);  // over the share: yielded
   EXPECT_EQ(yielded(), 1u);
   pool.noteClosed(a);
   timers.setNow(kStart + 40);   // nobody else took the place: ours again
   FakeMember& c = open(3);
   timers.setNow(kStart + 49);
-  EXPECT_TRUE(pool.checkin(c, NoReuse::kReusable));  // too soon after the last yield: kept
+  EXPECT_EQ(pool.checkin(c, NoReuse::kReusable), Checkin::kPooled);  // too soon after the last yield: kept
   EXPECT_EQ(yielded(), 1u);
   ASSERT_NE(pool.checkout(), nullptr);
   timers.setNow(kStart + 50);
-  EXPECT_FALSE(pool.checkin(b, NoReuse::kReusable));  // the spacing has passed
+  EXPECT_EQ(pool.checkin(b, NoReuse::kReusable), Checkin::kRefused);  // the spacing has passed
   EXPECT_EQ(yielded(), 2u);
   pool.noteClosed(b);
   pool.dequeue(mine);
@@ -710,7 +717,7 @@ TEST_F(SharedPoolTest, AYieldedPlaceIsLeftToTheOtherWorkers) {
   Waiter mine;
   pool.enqueue(mine);
   waiters.fetch_add(3);
-  ASSERT_FALSE(pool.checkin(a, NoReuse::kReusable));  // yielded
+  ASSERT_EQ(pool.checkin(a, NoReuse::kReusable), Checkin::kRefused);  // yielded
   pool.noteClosed(a);
   EXPECT_FALSE(pool.atCap());
   EXPECT_FALSE(pool.reserve()) << "our queue took back the place it gave up";
@@ -729,10 +736,202 @@ TEST_F(SharedPoolTest, WithinItsShareAWorkerKeepsItsConnections) {
   pool.enqueue(one);
   pool.enqueue(two);
   waiters.fetch_add(2);  // half of the waiting requests are ours: a share of 1 of 2
-  EXPECT_TRUE(pool.checkin(a, NoReuse::kReusable));
+  EXPECT_EQ(pool.checkin(a, NoReuse::kReusable), Checkin::kPooled);
   EXPECT_EQ(yielded(), 0u);
   pool.dequeue(one);
   pool.dequeue(two);
+}
+
+}  // namespace
+}  // namespace poolgate
+
+namespace poolgate {
+namespace {
+
+// Hand-over between workers (pool/handover.h): two pools play two workers'
+// pools of the same server, sharing its count, its waiters and their tickets
+// as the shared segment would; the courier delivers straight to the other
+// pool, as the master would after a turn of the loops.
+class HandOverTest : public ::testing::Test {
+ protected:
+  struct Waiter : PoolWaiter {
+    explicit Waiter(Pool& pool) : pool(pool) {}
+    void onPoolAvailable() noexcept override {  // as a request does: reuse, else open, else wait on
+      got = pool.checkout();
+      if (got == nullptr) reserved = pool.reserve();
+      if (got == nullptr && !reserved) pool.enqueue(*this, /*at_front=*/true);
+    }
+    Pool& pool;
+    PoolMember* got = nullptr;
+    bool reserved = false;
+  };
+  struct Courier : PoolCourier {
+    bool send(int fd, const HandOverNote& note) noexcept override {
+      sent.push_back({fd, note});
+      return works;
+    }
+    std::vector<std::pair<int, HandOverNote>> sent;
+    bool works = true;
+  };
+  static PoolConfig sharedConfig() {
+    PoolConfig config;
+    config.max_idle = 8;
+    config.max_conns = 2;
+    config.idle_timeout = 0;
+    return config;
+  }
+  PoolShared shared(uint32_t slot) {
+    PoolShared s;
+    s.conns = &conns;
+    s.waiters = &waiters;
+    s.tickets = &tickets;
+    s.slot = slot;
+    s.server = 7;
+    s.courier = &courier;
+    return s;
+  }
+  FakeMember& open(Pool& pool, int id) {
+    EXPECT_TRUE(pool.reserve());
+    pool.noteConnecting();
+    pool.noteConnected();
+    members.push_back(std::make_unique<FakeMember>(pool, timers.now(), id));
+    return *members.back();
+  }
+  // The master's part: the last socket sent arrives in `to`.
+  FakeMember& deliver(Pool& to) {
+    const auto& [fd, note] = courier.sent.back();
+    members.push_back(std::make_unique<FakeMember>(to, note.created_ms, fd));
+    to.adopt(*members.back());
+    return *members.back();
+  }
+  static uint64_t get(const std::atomic<uint64_t>& c) { return ServerCounters::get(c); }
+  static uint64_t open(const ServerCounters& c) { return get(c.idle) + get(c.active); }
+
+  TimerQueue timers{kStart};
+  PoolConfig config = sharedConfig();
+  std::atomic<int32_t> conns{0};
+  std::atomic<int32_t> waiters{0};
+  WaiterTickets tickets;
+  Courier courier;
+  ServerCounters counters_a, counters_b;
+  std::vector<std::unique_ptr<FakeMember>> members;
+  Pool a{timers, config, counters_a, shared(0)};
+  Pool b{timers, config, counters_b, shared(1)};
+};
+
+TEST_F(HandOverTest, AReleaseGoesToTheOlderRequestOfAnotherWorker) {
+  FakeMember& one = open(a, 1);
+  open(a, 2);
+  Waiter there(b);
+  b.enqueue(there);  // at the cap: B's request waits
+  EXPECT_FALSE(b.reserve());
+
+  EXPECT_EQ(a.checkin(one, NoReuse::kReusable), Checkin::kHandedOver);
+  EXPECT_TRUE(one.detached);
+  ASSERT_EQ(courier.sent.size(), 1u);
+  EXPECT_EQ(courier.sent[0].first, 1);  // the member's socket
+  EXPECT_EQ(courier.sent[0].second.server, 7);
+  EXPECT_EQ(courier.sent[0].second.target, 1u);
+  EXPECT_EQ(get(counters_a.handed_total), 1u);
+  EXPECT_EQ(open(counters_a), 1u);  // counted nowhere while in flight...
+  EXPECT_EQ(conns.load(), 2);       // ...but its place under max_conns travels with it
+
+  FakeMember& arrived = deliver(b);
+  EXPECT_EQ(get(counters_b.received_total), 1u);
+  EXPECT_EQ(get(counters_b.idle), 1u);
+  timers.runExpired();  // the next turn of B's loop
+  EXPECT_EQ(there.got, &arrived);
+  EXPECT_EQ(get(counters_b.active), 1u);
+  EXPECT_EQ(conns.load(), 2);
+  EXPECT_EQ(waiters.load(), 0);
+}
+
+TEST_F(HandOverTest, WaitersAreServedInOrderOfArrivalAcrossWorkers) {
+  FakeMember& one = open(a, 1);
+  FakeMember& two = open(a, 2);
+  Waiter first(b), second(a), third(b);
+  b.enqueue(first);
+  a.enqueue(second);
+  b.enqueue(third);
+
+  // B's request came first: A's release goes there, though A has one waiting.
+  EXPECT_EQ(a.checkin(one, NoReuse::kReusable), Checkin::kHandedOver);
+  deliver(b);
+  timers.runExpired();
+  EXPECT_NE(first.got, nullptr);
+  // Now A's own request is the oldest: the next release stays.
+  EXPECT_EQ(a.checkin(two, NoReuse::kReusable), Checkin::kPooled);
+  EXPECT_EQ(get(counters_a.direct_total), 1u);
+  timers.runExpired();
+  EXPECT_EQ(second.got, &two);
+  EXPECT_EQ(third.got, nullptr);
+  EXPECT_EQ(courier.sent.size(), 1u);
+  b.dequeue(third);
+}
+
+TEST_F(HandOverTest, AClaimedRequestIsNotSentASecondConnection) {
+  FakeMember& one = open(a, 1);
+  FakeMember& two = open(a, 2);
+  Waiter there(b);
+  b.enqueue(there);
+  EXPECT_EQ(a.checkin(one, NoReuse::kReusable), Checkin::kHandedOver);
+  // Before B has taken it, a second release finds B's request already claimed.
+  EXPECT_EQ(a.checkin(two, NoReuse::kReusable), Checkin::kPooled);
+  EXPECT_EQ(courier.sent.size(), 1u);
+  deliver(b);
+  timers.runExpired();
+  EXPECT_NE(there.got, nullptr);
+}
+
+TEST_F(HandOverTest, AFreePlaceBelongsToTheOldestRequest) {
+  FakeMember& one = open(a, 1);
+  open(a, 2);
+  Waiter there(b);
+  b.enqueue(there);
+  // A's connection closes (say the upstream said Connection: close): its
+  // place is free, and B's request is older than any new one of A's.
+  ASSERT_EQ(a.checkin(one, NoReuse::kUpstreamClose), Checkin::kRefused);
+  a.noteClosed(one);
+  EXPECT_FALSE(a.atCap());
+  EXPECT_FALSE(a.reserve()) << "a new request of A jumped B's queue";
+  Waiter later(a);
+  a.enqueue(later);
+  timers.setNow(kStart + 20);
+  timers.runExpired();  // both workers' periodic looks: B's request takes the place
+  EXPECT_TRUE(there.reserved);
+  EXPECT_FALSE(later.reserved);
+  EXPECT_EQ(conns.load(), 2);
+  a.dequeue(later);
+}
+
+TEST_F(HandOverTest, AnIdleConnectionMovesToAWorkerWhoseRequestsWait) {
+  FakeMember& one = open(a, 1);
+  open(a, 2);
+  ASSERT_EQ(a.checkin(one, NoReuse::kReusable), Checkin::kPooled);  // nobody waits yet
+  Waiter there(b);
+  b.enqueue(there);
+  timers.setNow(kStart + 30);
+  timers.runExpired();  // A's look at the others' queues
+  ASSERT_EQ(courier.sent.size(), 1u);
+  EXPECT_EQ(courier.sent[0].second.idle_ms, 30u);
+  EXPECT_EQ(get(counters_a.idle), 0u);
+  EXPECT_EQ(get(counters_a.handed_total), 1u);
+  deliver(b);
+  timers.runExpired();
+  EXPECT_NE(there.got, nullptr);
+}
+
+TEST_F(HandOverTest, ASocketThatCannotLeaveIsClosedAndItsPlaceFreed) {
+  courier.works = false;
+  FakeMember& one = open(a, 1);
+  open(a, 2);
+  Waiter there(b);
+  b.enqueue(there);
+  EXPECT_EQ(a.checkin(one, NoReuse::kReusable), Checkin::kHandedOver);
+  EXPECT_EQ(get(counters_a.handed_total), 0u);
+  EXPECT_EQ(get(counters_a.no_reuse_total[static_cast<int>(NoReuse::kYielded)]), 1u);
+  EXPECT_EQ(conns.load(), 1);  // free for B's request to open a new one
+  b.dequeue(there);
 }
 
 }  // namespace

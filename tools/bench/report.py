@@ -227,7 +227,7 @@ def print_memory_table(memory):
 
 
 PG_COUNTERS = ("opened", "reused", "trimmed", "pool_full", "yielded", "direct", "expired",
-               "queue_timeouts")
+               "queue_timeouts", "handed", "received")
 
 
 def load_economy(results):
@@ -261,9 +261,11 @@ def load_economy(results):
                  accepts=int(accepts), peak=int(peak), samples=int(samples),
                  held=int(held),
                  per_k=int(accepts) * 1000 / ok if ok else float("nan"))
-        pg = fields[11:19]
+        pg = fields[11:21]
         if pg and pg[0] != "-":
             m.update({key: int(value) for key, value in zip(PG_COUNTERS, pg)})
+            for key in PG_COUNTERS[len(pg):]:  # results saved before a counter existed
+                m[key] = 0
             total = m["opened"] + m["reused"]
             m["reuse"] = m["reused"] / total if total else float("nan")
         runs[(scenario, proxy)].append(m)
@@ -343,8 +345,8 @@ def print_economy(meta, scenarios, runs):
     print()
     print("| scenario | requests | opened | reused | reuse ratio | trimmed_total "
           "| no_reuse.pool_full | no_reuse.yielded | direct_total | expired_total "
-          "| queue_timeouts_total |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "| queue_timeouts_total | handed_total | received_total |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name in names:
         ms = [m for m in runs.get((name, "poolgate"), []) if "opened" in m]
         if not ms:
@@ -353,7 +355,8 @@ def print_economy(meta, scenarios, runs):
         print(f"| {name} | {median([m['opened'] + m['reused'] for m in ms]):.0f} | "
               f"{s['opened']:.0f} | {s['reused']:.0f} | {fmt(s['reuse'], 4)} | "
               f"{s['trimmed']:.0f} | {s['pool_full']:.0f} | {s['yielded']:.0f} | "
-              f"{s['direct']:.0f} | {s['expired']:.0f} | {s['queue_timeouts']:.0f} |")
+              f"{s['direct']:.0f} | {s['expired']:.0f} | {s['queue_timeouts']:.0f} | "
+              f"{s['handed']:.0f} | {s['received']:.0f} |")
     print()
 
 
