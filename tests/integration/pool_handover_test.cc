@@ -261,5 +261,46 @@ TEST_F(HandOver, GracefulStopWhileConnectionsMove) {
   EXPECT_EQ(refused.load(), 32) << "every client ends on a refused connect";
 }
 
+// Binary upgrade (SIGUSR2) while connections move: the new master starts
+// its own workers with their own shared segment (two instances, each under
+// its own cap, while both run); the old one drains on SIGQUIT. No request
+// fails, and the new instance alone keeps to the cap with every place usable.
+TEST_F(HandOver, BinaryUpgradeWhileConnectionsMove) {
+  startProxy(4, "pool = { max_conns = 4; max_idle = 4; queue_timeout = 10.0; };",
+             "pid_file = \"${DIR}/poolgate.pid\"; shutdown_timeout = 10.0;");
+  const std::string pid_file = proxy().dir().file("poolgate.pid");
+  const pid_t old_master = proxy().pid();
+  pid_t new_master = 0;
+  {
+    Load load(*this, 32, "/delay/1", connector());
+    ASSERT_TRUE(waitUntil([&] { return load.completed() >= 500; }, 30s));
+    proxy().signal(SIGUSR2);
+    ASSERT_TRUE(waitUntil(
+        [&] {
+          const std::string current = readFile(pid_file);
+          if (readFile(pid_file + ".oldbin").empty() || current.empty()) return false;
+          new_master = std::stoi(current);
+          return new_master != old_master;
+        },
+        10s));
+    ASSERT_TRUE(waitUntil([&] { return proxy().stats().at("master_pid").get<pid_t>() == new_master; }, 5s));
+    proxy().signal(SIGQUIT);  // the old master drains and leaves
+    std::optional<ExitStatus> old = proxy().waitExit(15s);
+    ASSERT_TRUE(old.has_value()) << "old master still running 15 s after SIGQUIT";
+    EXPECT_TRUE(old->exited() && old->code() == 0) << old->describe();
+    PeakSampler sampler(upstream_.port());
+    const int before = load.completed();
+    ASSERT_TRUE(waitUntil([&] { return load.completed() >= before + 500; }, 30s));
+    auto errors = load.stop();
+    EXPECT_TRUE(errors.empty()) << errors.front();
+    EXPECT_EQ(load.failures(), 0);
+    EXPECT_LE(sampler.stop(), 4u) << "the new instance alone went over max_conns";
+  }
+  EXPECT_GT(sumServers(proxy().stats(), "handed_total"), 0u);
+  expectAllPlacesUsable();
+  ::kill(new_master, SIGTERM);
+  EXPECT_TRUE(waitUntil([&] { return processGone(new_master); }, 10s)) << "new master still running";
+}
+
 }  // namespace
 }  // namespace pgtest
