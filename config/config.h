@@ -108,6 +108,17 @@ struct LimitsConfig {
   uint64_t max_body_bytes = 104857600;  // 0 = unlimited
 };
 
+// Response buffering: what the upstream sends faster than the client reads
+// is kept here (memory, then an unlinked temporary file), so the upstream
+// connection is released as soon as the response is complete.
+struct BufferingConfig {
+  bool response = true;                     // per route: routes[].response_buffering
+  uint64_t memory = 262144;                 // per response, in memory
+  uint64_t max_temp_file = 1073741824;      // per response, on disk (0 = never: memory, then backpressure)
+  uint64_t worker_memory = 67108864;        // all responses of a worker together, in memory
+  std::string temp_path = "/tmp";           // directory of the temporary files
+};
+
 struct PoolConfig {
   uint32_t max_idle = 32;   // idle connections kept for a while (0 = none: never pooled)
   double trim_after = 1.0;  // surplus idle connections (beyond max_idle) closed after this idle time
@@ -156,6 +167,7 @@ struct RouteConfig {
   std::string prefix = "/";
   std::string upstream;
   size_t upstream_index = 0;  // index into Config::upstreams, resolved at load
+  bool response_buffering = true;  // false: stream (server-sent events, long polls...)
 };
 
 // Upper bound of Config::workers (and of effectiveWorkers()).
@@ -181,6 +193,7 @@ struct Config {
   ResolverConfig resolver;
   TimeoutsConfig timeouts;
   LimitsConfig limits;
+  BufferingConfig buffering;
   std::vector<UpstreamConfig> upstreams;  // at least one
   // Always filled after loading: with exactly one upstream and no routes in the
   // file, one catch-all route { "*", "/", that upstream } is added.

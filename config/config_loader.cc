@@ -6,6 +6,7 @@
 // "file:line: path: what", and thrown together as one ConfigError once the
 // whole file has been read. Paths read like C++: "upstreams[0].pool.max_idle".
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -744,6 +745,31 @@ const Keys<LimitsConfig>& limitKeys() {
   return keys;
 }
 
+// A directory that exists and that we may write into: temporary files are
+// opened there under load, when it is too late to say the path is wrong.
+void readTempPath(Loader& loader, const Node& node, BufferingConfig& out) {
+  std::string value;
+  if (!readString(loader, node, &value)) return;
+  struct stat info {};
+  if (value.empty() || ::stat(value.c_str(), &info) != 0 || !S_ISDIR(info.st_mode) ||
+      ::access(value.c_str(), W_OK | X_OK) != 0) {
+    loader.error(node, inQuotes(value) + " is not a directory this process can write into");
+    return;
+  }
+  out.temp_path = value;
+}
+
+const Keys<BufferingConfig>& bufferingKeys() {
+  static const Keys<BufferingConfig> keys = {
+      {"response", flag(&BufferingConfig::response)},
+      {"memory", integer(&BufferingConfig::memory)},
+      {"max_temp_file", integer(&BufferingConfig::max_temp_file)},
+      {"worker_memory", integer(&BufferingConfig::worker_memory)},
+      {"temp_path", readTempPath},
+  };
+  return keys;
+}
+
 const Keys<ServerConfig>& serverKeys() {
   static const Keys<ServerConfig> keys = {
       {"address", address(&ServerConfig::address, AddressUse::kServer), true},
@@ -902,6 +928,7 @@ const Keys<RouteConfig>& routeKeys() {
       {"host", readRouteHost},
       {"prefix", readRoutePrefix},
       {"upstream", text(&RouteConfig::upstream), true},
+      {"response_buffering", flag(&RouteConfig::response_buffering)},
   };
   return keys;
 }
@@ -930,6 +957,7 @@ const Keys<Config>& topKeys() {
       {"resolver", group(&Config::resolver, resolverKeys())},
       {"timeouts", group(&Config::timeouts, timeoutKeys())},
       {"limits", group(&Config::limits, limitKeys())},
+      {"buffering", group(&Config::buffering, bufferingKeys())},
       {"upstreams",
        listOf(&Config::upstreams, ElementFn<UpstreamConfig>(readUpstream),
               "at least one upstream is required"),

@@ -104,6 +104,7 @@ struct WorkerSnap {
   uint64_t generation, started_ms;
   uint64_t accepted, requests, clients_active, clients_idle, accept_wakeups, accept_empty;
   uint64_t admin_accepted, admin_active, admin_denied;
+  uint64_t buffered, buffered_disk, buffered_bytes, buffered_largest, buffered_memory, buffer_errors, time_saved_ms;
   size_t upstream_begin, upstream_count;  // into Snapshot::upstreams
   size_t server_begin, server_count;      // into Snapshot::servers, grouped by upstream
   Conns up;                               // sum over the servers
@@ -152,6 +153,13 @@ void takeSnapshot(const StatsSegment& seg, uint64_t monotonic_ms, Snapshot& s) {
     ws.admin_accepted = load(w.admin_accepted);
     ws.admin_active = load(w.admin_active);
     ws.admin_denied = load(w.admin_denied);
+    ws.buffered = load(w.buffered_total);
+    ws.buffered_disk = load(w.buffered_disk_total);
+    ws.buffered_bytes = load(w.buffered_bytes_total);
+    ws.buffered_largest = load(w.buffered_largest);
+    ws.buffered_memory = load(w.buffered_memory);
+    ws.buffer_errors = load(w.buffer_errors_total);
+    ws.time_saved_ms = load(w.upstream_time_saved_ms_total);
 
     const uint32_t n_up =
         std::min<uint32_t>(w.upstream_count.load(std::memory_order_relaxed), kMaxUpstreams);
@@ -482,6 +490,18 @@ void worker(std::string& out, const Snapshot& s, const WorkerSnap& w, uint64_t n
   field(out, "denied", w.admin_denied);
   close(out, '}');
   out.push_back(',');
+  key(out, "buffering");
+  out.push_back('{');
+  field(out, "responses_total", w.buffered);
+  field(out, "responses_disk_total", w.buffered_disk);
+  field(out, "bytes_total", w.buffered_bytes);
+  field(out, "largest_bytes", w.buffered_largest);
+  field(out, "memory_bytes", w.buffered_memory);
+  field(out, "errors_total", w.buffer_errors);
+  key(out, "upstream_time_saved_seconds");
+  appendMsAsSeconds(out, w.time_saved_ms);
+  close(out, '}');
+  out.push_back(',');
   key(out, "started_seconds_ago");
   appendMsAsSeconds(out, msSince(w.started_ms, now_ms));
   out.push_back(',');
@@ -735,6 +755,27 @@ void renderMetrics(const StatsSegment& seg, const RenderContext& ctx, std::strin
   workerFamily(out, s, l, "poolgate_worker_admin_denied_total", "counter",
                "Admin listener connections from clients outside admin.allow (answered 403).",
                [](const WorkerSnap& w) { return w.admin_denied; });
+  workerFamily(out, s, l, "poolgate_worker_buffered_responses_total", "counter",
+               "Responses read ahead of a slow client into a spool (memory, then a temporary file).",
+               [](const WorkerSnap& w) { return w.buffered; });
+  workerFamily(out, s, l, "poolgate_worker_buffered_responses_disk_total", "counter",
+               "Buffered responses that spilled to a temporary file.",
+               [](const WorkerSnap& w) { return w.buffered_disk; });
+  workerFamily(out, s, l, "poolgate_worker_buffered_bytes_total", "counter",
+               "Response bytes that went through a spool.",
+               [](const WorkerSnap& w) { return w.buffered_bytes; });
+  workerFamily(out, s, l, "poolgate_worker_buffered_largest_bytes", "gauge",
+               "The most one buffered response held at once.",
+               [](const WorkerSnap& w) { return w.buffered_largest; });
+  workerFamily(out, s, l, "poolgate_worker_buffered_memory_bytes", "gauge",
+               "Spool memory the worker's responses hold now.",
+               [](const WorkerSnap& w) { return w.buffered_memory; });
+  workerFamily(out, s, l, "poolgate_worker_buffer_errors_total", "counter",
+               "Temporary file writes or reads that failed (the response was cut short).",
+               [](const WorkerSnap& w) { return w.buffer_errors; });
+  workerFamily(out, s, l, "poolgate_worker_upstream_time_saved_seconds_total", "counter",
+               "Time upstream connections were back in the pool while clients still read their responses.",
+               [](const WorkerSnap& w) { return w.time_saved_ms / 1000; });
   workerFamily(out, s, l, "poolgate_worker_draining", "gauge",
                "1 while the worker drains (old generation or stopping), else 0.",
                [](const WorkerSnap& w) { return w.state == SlotState::kDraining ? 1u : 0u; });

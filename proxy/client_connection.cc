@@ -433,23 +433,38 @@ void ClientConnection::flushClient() {
     }
     response_held_ = false;  // the request has ended, or the response is too big to hold
   }
-  while (writable_ && !out_.empty()) {
-    ssize_t n = transmit(out_.data(), out_.size());
-    if (n > 0) {
-      out_.consume(static_cast<size_t>(n));
-      record_.bytes_sent += static_cast<uint64_t>(n);
-      continue;
+  for (;;) {
+    while (writable_ && !out_.empty()) {
+      ssize_t n = transmit(out_.data(), out_.size());
+      if (n > 0) {
+        out_.consume(static_cast<size_t>(n));
+        record_.bytes_sent += static_cast<uint64_t>(n);
+        continue;
+      }
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        writable_ = false;
+        break;
+      }
+      close();  // the client went away
+      return;
     }
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      writable_ = false;
-      break;
+    // Out of out_, on to what the spool kept (one high-water mark at a time).
+    if (!writable_ || !out_.empty() || !spool_ || spool_->empty()) break;
+    if (spool_->drainInto(out_, kHighWatermark) == 0) {
+      ServerCounters::add(worker_.stats().buffer_errors_total);
+      LOG_ERROR("response buffering: cannot read back a temporary file: %s; response cut short", strerror(errno));
+      abandonUpstream(NoReuse::kError);
+      close();
+      return;
     }
-    close();  // the client went away
-    return;
+    ServerCounters::set(worker_.stats().buffered_memory, worker_.spoolBudget().in_use);
   }
-  if (upstream_ != nullptr && out_.size() < kLowWatermark) upstream_->pauseReading(false);
-  if (out_.empty()) {
+  const bool spooled = spool_ && !spool_->empty();
+  if (upstream_ != nullptr && out_.size() < kLowWatermark && !(spooled && spool_->full())) {
+    upstream_->pauseReading(false);
+  }
+  if (out_.empty() && !spooled) {
     out_.releaseIfEmpty();
     if (response_complete_ && (state_ == State::kExchange || state_ == State::kClosing)) {
       finishExchange();
@@ -474,6 +489,7 @@ void ClientConnection::finishExchange() {
     return;
   }
   logExchange();
+  endSpool();
   // A response sent as keep-alive is honoured even if the worker began to
   // drain meanwhile: the client may already be sending its next request.
   if (!keep_alive_ || !request_complete_ || state_ == State::kClosing) {
@@ -489,6 +505,7 @@ void ClientConnection::finishExchange() {
   stale_retried_ = false;
   head_request_ = idempotent_ = request_chunked_ = request_complete_ = body_started_ = in_chunk_ = false;
   response_started_ = response_complete_ = response_held_ = keep_alive_ = expect_continue_ = upgrade_ = false;
+  buffer_response_ = false;
   framing_ = Framing::kNone;
   body_bytes_ = 0;
   held_.clear();
@@ -521,6 +538,7 @@ void ClientConnection::close() {
   }
   abandonUpstream(NoReuse::kClientGone);  // never pool a connection whose exchange was cut short
   leaveQueue();
+  endSpool();
   WorkerSlot& stats = worker_.stats();
   if (kind_ == ListenerKind::kAdmin) {
     ServerCounters::sub(stats.admin_active);
@@ -591,6 +609,7 @@ void ClientConnection::startExchange() {
     return;
   }
   group_ = &worker_.upstream(route->upstream_index);
+  route_buffers_ = route->response_buffering;
   // Copied: a retry picks again after the head has left the read buffer.
   hash_value_.clear();
   if (!group_->hashHeader().empty()) hash_value_.assign(findHeader(head, base, group_->hashHeader()));
@@ -974,12 +993,23 @@ void ClientConnection::writeInterimResponse(const HttpParser& parser, const char
   flushClient();
 }
 
+namespace {
+bool startsWithIgnoreCase(std::string_view text, std::string_view prefix) {
+  return text.size() >= prefix.size() && equalsIgnoreCase(text.substr(0, prefix.size()), prefix);
+}
+}  // namespace
+
 void ClientConnection::writeResponseHead(const HttpParser& parser, const char* base) {
   const bool client_http11 = parser_.versionMinor() >= 1;
   // Held only when nothing else waits in out_ (a 1xx or our 100 Continue),
   // so that dropping it drops nothing that was partly sent.
   const bool hold = holdsResponse() && out_.empty();
   framing_ = chooseResponseFraming(parser.raw(), head_request_, client_http11);
+  // Read ahead of a slow client, unless the route or the response asks for
+  // a stream: server-sent events, or the app's own X-Accel-Buffering: no.
+  buffer_response_ = config_.buffering.response && route_buffers_ && framing_ != Framing::kNone &&
+                     !startsWithIgnoreCase(findHeader(parser.head(), base, "content-type"), "text/event-stream") &&
+                     !equalsIgnoreCase(findHeader(parser.head(), base, "x-accel-buffering"), "no");
   // Keep the client only if its request has fully arrived and nothing else
   // forbids it.
   if (framing_ == Framing::kClose || !request_complete_ || worker_.draining()) keep_alive_ = false;
@@ -991,11 +1021,61 @@ void ClientConnection::writeResponseHead(const HttpParser& parser, const char* b
 
 void ClientConnection::onUpstreamBody(const char* at, size_t length) noexcept {
   if (length == 0) return;
+  if (buffer_response_ && (out_.size() >= kHighWatermark || (spool_ && !spool_->empty()))) {
+    if (!spoolBody(at, length)) {
+      abandonUpstream(NoReuse::kError);
+      close();  // the head is out: the client sees a truncated response
+      return;
+    }
+    if (spool_->full() && upstream_ != nullptr) upstream_->pauseReading(true);  // past its caps: backpressure
+    return;
+  }
   appendBodyPiece(out_, framing_, at, length);
   if (out_.size() >= kHighWatermark) {
-    if (upstream_ != nullptr) upstream_->pauseReading(true);
+    if (upstream_ != nullptr && !buffer_response_) upstream_->pauseReading(true);
     flushClient();
   }
+}
+
+bool ClientConnection::spoolBody(const char* at, size_t length) {
+  if (!spool_) spool_ = std::make_unique<Spool>(worker_.buffers(), worker_.spoolBudget(), worker_.spoolLimits());
+  bool ok = true;
+  if (framing_ == Framing::kChunked) {
+    char line[24];
+    const int n = snprintf(line, sizeof line, "%zx\r\n", length);
+    ok = spool_->append(line, static_cast<size_t>(n)) && spool_->append(at, length) && spool_->append("\r\n");
+  } else {
+    ok = spool_->append(at, length);
+  }
+  WorkerSlot& stats = worker_.stats();
+  ServerCounters::set(stats.buffered_memory, worker_.spoolBudget().in_use);
+  if (!ok) {
+    ServerCounters::add(stats.buffer_errors_total);
+    if (worker_.bufferLog().admit(strerror(errno))) {
+      LOG_ERROR("response buffering: cannot write a temporary file in %s: %s; response cut short",
+                worker_.spoolLimits().directory.c_str(), strerror(errno));
+    }
+  }
+  return ok;
+}
+
+void ClientConnection::endSpool() {
+  WorkerSlot& stats = worker_.stats();
+  if (released_ms_ != 0) {
+    ServerCounters::add(stats.upstream_time_saved_ms_total, worker_.loop().now() - released_ms_);
+    released_ms_ = 0;
+  }
+  if (!spool_) return;
+  if (spool_->peak() > 0) {
+    ServerCounters::add(stats.buffered_total);
+    if (spool_->usedFile()) ServerCounters::add(stats.buffered_disk_total);
+    ServerCounters::add(stats.buffered_bytes_total, spool_->appended());
+    if (spool_->peak() > ServerCounters::get(stats.buffered_largest)) {
+      ServerCounters::set(stats.buffered_largest, spool_->peak());
+    }
+  }
+  spool_.reset();  // an idle keep-alive client holds no spool
+  ServerCounters::set(stats.buffered_memory, worker_.spoolBudget().in_use);
 }
 
 void ClientConnection::onUpstreamInputDone() noexcept {
@@ -1011,9 +1091,20 @@ void ClientConnection::onUpstreamComplete() noexcept {
     flushClient();
     return;
   }
-  if (framing_ == Framing::kChunked) out_.append("0\r\n\r\n");
+  if (framing_ == Framing::kChunked) {
+    if (spool_ && !spool_->empty()) {
+      if (!spool_->append("0\r\n\r\n")) {
+        abandonUpstream(NoReuse::kError);
+        close();
+        return;
+      }
+    } else {
+      out_.append("0\r\n\r\n");
+    }
+  }
   completeResponse();
   if (!request_complete_) keep_alive_ = false;
+  if (spool_ && !spool_->empty()) released_ms_ = worker_.loop().now();  // the client still reads: time the app got back
   releaseUpstream();
   if (response_held_ && !request_complete_) {
     // The app answered before the body ended. Its answer waits until the

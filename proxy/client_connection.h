@@ -9,12 +9,14 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "core/buffer.h"
 #include "core/event_loop.h"
 #include "core/fd.h"
 #include "core/socket.h"
+#include "core/spool.h"
 #include "core/tls.h"
 #include "proxy/access_log.h"
 #include "proxy/forwarding.h"
@@ -77,6 +79,10 @@ class ClientConnection final : public IoHandler,
   void relayLoop();
   bool checkHeadLimits();
   void flushClient();
+  // Response buffering (see core/spool.h): body bytes past out_'s high-water
+  // mark go to the spool while buffer_response_; false on a write error.
+  bool spoolBody(const char* at, size_t length);
+  void endSpool();  // the exchange is over: figures counted, memory and file freed
   void armClientTimer();
   void onClientTimer();
   void setState(State state);
@@ -184,6 +190,10 @@ class ClientConnection final : public IoHandler,
   bool keep_alive_ = false;
   bool expect_continue_ = false;
   bool upgrade_ = false;  // the request asked to switch protocols (Connection: upgrade + Upgrade)
+  bool route_buffers_ = true;    // the route's response_buffering
+  bool buffer_response_ = false; // this response may be read ahead of the client (Spool)
+  std::unique_ptr<Spool> spool_; // what the client has not taken yet, past out_ (made on first use)
+  uint64_t released_ms_ = 0;     // the upstream connection went back while the client still read
   Framing framing_ = Framing::kNone;
   RequestTarget target_;  // slices of the current request head
   std::string hash_value_;  // balance = hash, hash_key = header:NAME: that header's value

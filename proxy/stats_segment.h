@@ -63,6 +63,15 @@ struct WorkerSlot {
   std::atomic<uint64_t> admin_active{0};    // connections open now
   std::atomic<uint64_t> admin_denied{0};    // connections from outside admin.allow (answered 403)
 
+  // Response buffering (core/spool.h): responses read ahead of a slow client.
+  std::atomic<uint64_t> buffered_total{0};          // responses that used a spool
+  std::atomic<uint64_t> buffered_disk_total{0};     // ...of which spilled to a temporary file
+  std::atomic<uint64_t> buffered_bytes_total{0};    // bytes that went through a spool
+  std::atomic<uint64_t> buffered_largest{0};        // the most one response held at once, bytes
+  std::atomic<uint64_t> buffered_memory{0};         // in spool memory now, bytes (all responses)
+  std::atomic<uint64_t> buffer_errors_total{0};     // temporary file writes or reads that failed
+  std::atomic<uint64_t> upstream_time_saved_ms_total{0};  // upstream released before the client finished
+
   // Upstream connections handed over: the sequence number of the last
   // message from the master this worker has taken (see proxy/handover.h).
   std::atomic<uint64_t> handover_taken{0};

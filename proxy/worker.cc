@@ -70,11 +70,16 @@ Worker::Worker(const Config& config, StatsSegment& segment, size_t slot_index, u
         names_timer_.arm(kNamePollMs);
       }),
       accept_retry_(loop_.timers(), [this] { endAcceptBackoff(); }),
-      accept_log_(loop_.timers(), LogLevel::kError, "accept", "failures") {
+      accept_log_(loop_.timers(), LogLevel::kError, "accept", "failures"),
+      buffer_log_(loop_.timers(), LogLevel::kError, "response buffering", "failures") {
   slot_.pid.store(getpid(), std::memory_order_relaxed);
   slot_.slot.store(worker_number, std::memory_order_relaxed);
   slot_.generation.store(generation, std::memory_order_relaxed);
   slot_.started_ms.store(realtimeMs(), std::memory_order_relaxed);
+  spool_limits_.memory = config.buffering.memory;
+  spool_limits_.file = config.buffering.max_temp_file;
+  spool_limits_.directory = config.buffering.temp_path;
+  spool_budget_.cap = config.buffering.worker_memory;
   if (handover) handover_ = std::make_unique<HandOverPort>(loop_, std::move(handover), slot_.handover_taken,
                                                            static_cast<HandOverSink&>(*this));
 

@@ -14,6 +14,7 @@
 #include "core/event_loop.h"
 #include "core/fd.h"
 #include "core/log_throttle.h"
+#include "core/spool.h"
 #include "proxy/access_log.h"
 #include "proxy/handover.h"
 #include "proxy/stats_segment.h"
@@ -65,6 +66,11 @@ class Worker final : private IoHandler, private LoopObserver, private HandOverSi
   UpstreamGroup& upstream(size_t index) { return *upstreams_[index]; }
   bool draining() const { return draining_; }
   AccessLog* accessLog() { return access_log_.get(); }  // nullptr when off
+  // Response buffering: the limits of one response's spool, and what all of
+  // this worker's spools may hold in memory together.
+  const SpoolLimits& spoolLimits() const { return spool_limits_; }
+  SpoolBudget& spoolBudget() { return spool_budget_; }
+  LogThrottle& bufferLog() { return buffer_log_; }
 
   // Route lookup: the first of the routes with the longest matching prefix
   // among those whose host matches. nullptr = 404.
@@ -133,6 +139,8 @@ class Worker final : private IoHandler, private LoopObserver, private HandOverSi
   BufferPool buffers_;
   Fd signal_fd_;
   std::unique_ptr<HandOverPort> handover_;
+  SpoolLimits spool_limits_;
+  SpoolBudget spool_budget_;
   std::vector<std::unique_ptr<Listener>> listeners_;
   std::vector<std::unique_ptr<UpstreamGroup>> upstreams_;
   std::unique_ptr<AccessLog> access_log_;
@@ -150,6 +158,7 @@ class Worker final : private IoHandler, private LoopObserver, private HandOverSi
   bool fd_short_ = false;  // paused because the reserve was reached
   Timer accept_retry_;     // armed while accepting is backed off
   LogThrottle accept_log_;
+  LogThrottle buffer_log_;
   uint64_t recycle_after_ = 0;  // max_requests_per_worker plus jitter; 0 = never
   uint64_t served_ = 0;
   int exit_code_ = 0;
