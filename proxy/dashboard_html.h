@@ -468,8 +468,12 @@ Rates and reuse % are per poll interval.</div>
   // ------------------------------------------------------------ text
 
   function render(st, s) {
-    var t = st.totals || {}, draining = 0;
-    (st.workers || []).forEach(function (w) { if (w.state === "draining") draining++; });
+    var t = st.totals || {}, draining = 0, buf = { n: 0, d: 0, m: 0 };
+    (st.workers || []).forEach(function (w) {
+      if (w.state === "draining") draining++;
+      var b = w.buffering || {};
+      buf.n += num(b.responses_total); buf.d += num(b.responses_disk_total); buf.m += num(b.memory_bytes);
+    });
     $("ver").textContent = st.version || "";
     $("hdr").textContent = "master pid " + st.master_pid + " \u00b7 generation " + st.generation +
         " \u00b7 up " + dur(st.uptime_seconds) + " \u00b7 accept " + st.accept_mode + " \u00b7 " +
@@ -481,7 +485,9 @@ Rates and reuse % are per poll interval.</div>
         "<span><b>reuse</b> " + (100 * num(t.reuse_ratio)).toFixed(1) + "%</span>" +
         "<span><b>requests</b> " + num(t.requests) + (s.hasRates ? " \u00b7 " + fmt(s.rps) + "/s" : "") + "</span>" +
         "<span><b>accepted</b> " + num(t.accepted) + (s.hasRates ? " \u00b7 " + fmt(s.aps) + "/s" : "") + "</span>" +
-        "<span><b>admin</b> accepted " + num(t.admin_accepted) + " \u00b7 denied " + num(t.admin_denied) + "</span>";
+        "<span><b>admin</b> accepted " + num(t.admin_accepted) + " \u00b7 denied " + num(t.admin_denied) + "</span>" +
+        "<span id=\"buffered\"><b>buffered</b> " + buf.n + " \u00b7 to disk " + buf.d + " \u00b7 in memory " +
+        (buf.m / 1024).toFixed(0) + " KiB</span>";
     var h = "";
     (st.workers || []).forEach(function (w) {
       var dr = w.state === "draining", cls = dr ? " draining" : "", c = w.clients || {}, u = w.upstream || {};

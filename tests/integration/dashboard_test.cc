@@ -461,6 +461,10 @@ TEST_F(Dashboard, ChromiumShowsChartsThatFollowLoadReloadAndOutage) {
   EXPECT_TRUE(idle.at("violations").empty()) << idle.at("violations").dump();
   EXPECT_EQ(idle.at("requests"), 0);
   EXPECT_EQ(idle.at("workers"), 2);
+  // Response buffering, summed over the workers: nothing buffered yet.
+  EXPECT_NE(idle.at("totals").get<std::string>().find("buffered 0 \u00b7 to disk 0 \u00b7 in memory 0 KiB"),
+            std::string::npos)
+      << idle.at("totals");
   ASSERT_EQ(idle.at("rows").size(), 2u) << idle.dump();
   for (const auto& row : idle.at("rows")) EXPECT_EQ(row.at("state"), "running");
   std::vector<std::string> ids;
