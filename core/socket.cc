@@ -129,4 +129,47 @@ void setNoDelay(int fd) {
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
 
+bool sendWithDescriptor(int channel, const void* bytes, size_t size, int fd) {
+  iovec iov{const_cast<void*>(bytes), size};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+  msghdr message{};
+  message.msg_iov = &iov;
+  message.msg_iovlen = 1;
+  message.msg_control = control;
+  message.msg_controllen = sizeof control;
+  cmsghdr* cmsg = CMSG_FIRSTHDR(&message);
+  cmsg->cmsg_level = SOL_SOCKET;
+  cmsg->cmsg_type = SCM_RIGHTS;
+  cmsg->cmsg_len = CMSG_LEN(sizeof(int));
+  memcpy(CMSG_DATA(cmsg), &fd, sizeof(int));
+  return sendmsg(channel, &message, MSG_DONTWAIT | MSG_NOSIGNAL) == static_cast<ssize_t>(size);
+}
+
+ssize_t receiveWithDescriptor(int channel, void* bytes, size_t size, Fd* fd, bool* lost) {
+  iovec iov{bytes, size};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
+  msghdr message{};
+  message.msg_iov = &iov;
+  message.msg_iovlen = 1;
+  message.msg_control = control;
+  message.msg_controllen = sizeof control;
+  fd->reset();
+  *lost = false;
+  const ssize_t n = recvmsg(channel, &message, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+  if (n <= 0) return n;
+  const cmsghdr* cmsg = CMSG_FIRSTHDR(&message);
+  if (cmsg != nullptr && cmsg->cmsg_level == SOL_SOCKET && cmsg->cmsg_type == SCM_RIGHTS &&
+      cmsg->cmsg_len == CMSG_LEN(sizeof(int))) {
+    int received;
+    memcpy(&received, CMSG_DATA(cmsg), sizeof received);
+    fd->reset(received);
+  }
+  *lost = (message.msg_flags & MSG_CTRUNC) != 0;
+  if ((message.msg_flags & MSG_TRUNC) != 0) {  // longer than we take: not one of ours
+    errno = EBADMSG;
+    return -1;
+  }
+  return n;
+}
+
 }  // namespace poolgate

@@ -57,4 +57,14 @@ int socketError(int fd);
 
 void setNoDelay(int fd);
 
+// SCM_RIGHTS over a Unix socket: `size` bytes with one descriptor riding
+// along, sent without blocking. true when the whole message left (the
+// caller still owns `fd`: in flight, the kernel holds its own reference).
+bool sendWithDescriptor(int channel, const void* bytes, size_t size, int fd);
+// Reads one message of at most `size` bytes without blocking; returns what
+// recvmsg() returned. `*fd` gets the descriptor that came with it, or is
+// left empty: none came, or it was lost because our descriptor table was
+// full (then *lost is true and the kernel has closed it).
+ssize_t receiveWithDescriptor(int channel, void* bytes, size_t size, Fd* fd, bool* lost);
+
 }  // namespace poolgate

@@ -1,62 +1,39 @@
 #include "proxy/handover.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <string.h>
 #include <sys/socket.h>
 
 #include "core/log.h"
+#include "core/socket.h"
 
 namespace poolgate {
 
 bool sendHandOver(int channel, int fd, const HandOverNote& note) {
-  iovec iov{const_cast<HandOverNote*>(&note), sizeof note};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-  msghdr message{};
-  message.msg_iov = &iov;
-  message.msg_iovlen = 1;
-  message.msg_control = control;
-  message.msg_controllen = sizeof control;
-  cmsghdr* cmsg = CMSG_FIRSTHDR(&message);
-  cmsg->cmsg_level = SOL_SOCKET;
-  cmsg->cmsg_type = SCM_RIGHTS;
-  cmsg->cmsg_len = CMSG_LEN(sizeof(int));
-  memcpy(CMSG_DATA(cmsg), &fd, sizeof(int));
-  return sendmsg(channel, &message, MSG_DONTWAIT | MSG_NOSIGNAL) == static_cast<ssize_t>(sizeof note);
+  return sendWithDescriptor(channel, &note, sizeof note, fd);
 }
 
 int receiveHandOver(int channel, Fd* fd, HandOverNote* note) {
   for (;;) {
-    iovec iov{note, sizeof *note};
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
-    msghdr message{};
-    message.msg_iov = &iov;
-    message.msg_iovlen = 1;
-    message.msg_control = control;
-    message.msg_controllen = sizeof control;
-    const ssize_t n = recvmsg(channel, &message, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+    bool lost = false;
+    const ssize_t n = receiveWithDescriptor(channel, note, sizeof *note, fd, &lost);
     if (n == 0) return -1;
     if (n < 0) {
       if (errno == EINTR) continue;
+      if (errno == EBADMSG) {
+        LOG_ERROR("hand-over: oversized message skipped");
+        continue;
+      }
       return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -1;
     }
-    fd->reset();
-    cmsghdr* cmsg = CMSG_FIRSTHDR(&message);
-    if (cmsg != nullptr && cmsg->cmsg_level == SOL_SOCKET && cmsg->cmsg_type == SCM_RIGHTS &&
-        cmsg->cmsg_len == CMSG_LEN(sizeof(int))) {
-      int received;
-      memcpy(&received, CMSG_DATA(cmsg), sizeof received);
-      fd->reset(received);
-    }
-    const bool well_formed = n == static_cast<ssize_t>(sizeof *note) && (message.msg_flags & MSG_TRUNC) == 0 &&
-                             note->server >= 0 && static_cast<size_t>(note->server) < kMaxSharedServers &&
-                             note->target < kMaxPoolSlots;
+    const bool well_formed = n == static_cast<ssize_t>(sizeof *note) && note->server >= 0 &&
+                             static_cast<size_t>(note->server) < kMaxSharedServers && note->target < kMaxPoolSlots;
     if (!well_formed) {
       LOG_ERROR("hand-over: malformed message of %zd bytes skipped", n);
       continue;  // (its descriptor, if any, closes with *fd)
     }
-    // Without a descriptor (MSG_CTRUNC: the receiver's table was full) the
-    // kernel has closed the socket: the message still counts, as a loss.
+    // Without a descriptor (lost: the receiver's table was full) the kernel
+    // has closed the socket: the message still counts, as a loss.
     return 1;
   }
 }

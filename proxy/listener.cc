@@ -58,33 +58,23 @@ void Listener::stop() {
 
 // accept_mode handoff: the next connection the master passed us, or -1.
 int Listener::receiveHandedOff(uint8_t* tag) {
-  char byte;
-  iovec iov{&byte, 1};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
-  msghdr message{};
-  message.msg_iov = &iov;
-  message.msg_iovlen = 1;
-  message.msg_control = control;
-  message.msg_controllen = sizeof control;
-  ssize_t n = recvmsg(socket_.fd, &message, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+  Fd fd;
+  bool lost = false;
+  ssize_t n = receiveWithDescriptor(socket_.fd, tag, 1, &fd, &lost);
   if (n == 0) {  // the master closed its end: no more connections come this way
     pause();
     errno = EAGAIN;
     return -1;
   }
   if (n < 0) return -1;
-  cmsghdr* cmsg = CMSG_FIRSTHDR(&message);
-  if (cmsg == nullptr || cmsg->cmsg_type != SCM_RIGHTS) {
+  if (!fd) {
     // No room in our descriptor table: the kernel dropped the connection.
-    errno = (message.msg_flags & MSG_CTRUNC) != 0 ? EMFILE : EAGAIN;
+    errno = lost ? EMFILE : EAGAIN;
     return -1;
   }
-  int fd;
-  memcpy(&fd, CMSG_DATA(cmsg), sizeof fd);
-  *tag = static_cast<uint8_t>(byte);
-  int flags = fcntl(fd, F_GETFL);
-  fcntl(fd, F_SETFL, flags | O_NONBLOCK);
-  return fd;
+  int flags = fcntl(fd.get(), F_GETFL);
+  fcntl(fd.get(), F_SETFL, flags | O_NONBLOCK);
+  return fd.release();
 }
 
 void Listener::onIoEvent(uint32_t) noexcept {

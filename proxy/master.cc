@@ -449,20 +449,7 @@ bool Master::handOff(int client_fd, uint8_t tag) {
 }
 
 bool Master::sendDescriptor(int channel, int fd, uint8_t tag) {
-  char byte = static_cast<char>(tag);
-  iovec iov{&byte, 1};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-  msghdr message{};
-  message.msg_iov = &iov;
-  message.msg_iovlen = 1;
-  message.msg_control = control;
-  message.msg_controllen = sizeof control;
-  cmsghdr* cmsg = CMSG_FIRSTHDR(&message);
-  cmsg->cmsg_level = SOL_SOCKET;
-  cmsg->cmsg_type = SCM_RIGHTS;
-  cmsg->cmsg_len = CMSG_LEN(sizeof(int));
-  memcpy(CMSG_DATA(cmsg), &fd, sizeof(int));
-  return sendmsg(channel, &message, MSG_DONTWAIT | MSG_NOSIGNAL) == 1;
+  return sendWithDescriptor(channel, &tag, 1, fd);
 }
 
 void Master::reload() {
