@@ -23,6 +23,9 @@ constexpr uint32_t kEvents = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
 // exceed the high mark; start again below the low mark.
 constexpr size_t kHighWatermark = 64 * 1024;
 constexpr size_t kLowWatermark = 16 * 1024;
+// Response buffering starts once a client has kept the upstream waiting this
+// long in all over one response: only slow clients pay for the spool's copies.
+constexpr uint64_t kStallMs = 50;
 constexpr uint64_t kDrainIdleGraceMs = 1000;
 constexpr uint64_t kLingerMs = 2000;              // lingeringClose(): how long input is dropped
 constexpr size_t kMaxLingerBytes = 256 * 1024;    // ...and how much of it
@@ -96,7 +99,11 @@ void ClientConnection::setState(State state) {
 void ClientConnection::armClientTimer() {
   const TimeoutsConfig& t = config_.timeouts;
   if (!out_.empty() && !writable_) {
-    timer_.arm(secondsToMs(t.client_send));
+    uint64_t ms = secondsToMs(t.client_send);
+    // Buffering: look again when the client will have held the upstream
+    // back kStallMs in all (startSpoolingIfStalled()).
+    if (buffer_response_ && !spooling_ && held_since_ms_ != 0 && upstream_ != nullptr) ms = std::min(ms, kStallMs - std::min(kStallMs, heldMs()));
+    timer_.arm(ms);
     return;
   }
   switch (state_) {
@@ -140,6 +147,7 @@ void ClientConnection::onClientTimer() {
     return;
   }
   if (!out_.empty() && !writable_) {
+    if (startSpoolingIfStalled()) return;
     LOG_DEBUG("client %s: send timeout", peer_ip_);
     close();
     return;
@@ -461,9 +469,7 @@ void ClientConnection::flushClient() {
     ServerCounters::set(worker_.stats().buffered_memory, worker_.spoolBudget().in_use);
   }
   const bool spooled = spool_ && !spool_->empty();
-  if (upstream_ != nullptr && out_.size() < kLowWatermark && !(spooled && spool_->full())) {
-    upstream_->pauseReading(false);
-  }
+  if (out_.size() < kLowWatermark && !(spooled && spool_->full())) releaseHold();
   if (out_.empty() && !spooled) {
     out_.releaseIfEmpty();
     if (response_complete_ && (state_ == State::kExchange || state_ == State::kClosing)) {
@@ -505,7 +511,8 @@ void ClientConnection::finishExchange() {
   stale_retried_ = false;
   head_request_ = idempotent_ = request_chunked_ = request_complete_ = body_started_ = in_chunk_ = false;
   response_started_ = response_complete_ = response_held_ = keep_alive_ = expect_continue_ = upgrade_ = false;
-  buffer_response_ = false;
+  buffer_response_ = spooling_ = false;
+  held_since_ms_ = held_ms_ = 0;
   framing_ = Framing::kNone;
   body_bytes_ = 0;
   held_.clear();
@@ -850,6 +857,7 @@ void ClientConnection::abandonUpstream(NoReuse reason) {
   if (upstream_ == nullptr) return;
   UpstreamConnection* conn = upstream_;
   upstream_ = nullptr;
+  held_since_ms_ = 0;
   ServerCounters& counters = conn->server().counters();
   ServerCounters::add(counters.no_reuse_total[static_cast<int>(reason)]);
   conn->close();
@@ -859,6 +867,7 @@ void ClientConnection::releaseUpstream() {
   if (upstream_ == nullptr) return;
   UpstreamConnection* conn = upstream_;
   upstream_ = nullptr;
+  held_since_ms_ = 0;  // nothing left to hold back
   conn->release(request_complete_, worker_.draining());
 }
 
@@ -1021,20 +1030,56 @@ void ClientConnection::writeResponseHead(const HttpParser& parser, const char* b
 
 void ClientConnection::onUpstreamBody(const char* at, size_t length) noexcept {
   if (length == 0) return;
-  if (buffer_response_ && (out_.size() >= kHighWatermark || (spool_ && !spool_->empty()))) {
+  if (spooling_ && (out_.size() >= kHighWatermark || (spool_ && !spool_->empty()))) {
     if (!spoolBody(at, length)) {
       abandonUpstream(NoReuse::kError);
       close();  // the head is out: the client sees a truncated response
       return;
     }
-    if (spool_->full() && upstream_ != nullptr) upstream_->pauseReading(true);  // past its caps: backpressure
+    if (spool_->full()) holdUpstream();  // past its caps: backpressure
     return;
   }
   appendBodyPiece(out_, framing_, at, length);
   if (out_.size() >= kHighWatermark) {
-    if (upstream_ != nullptr && !buffer_response_) upstream_->pauseReading(true);
+    if (!spooling_) holdUpstream();  // (spooling: the next pieces go to the spool)
     flushClient();
   }
+}
+
+// The upstream waits for the client (out_ is full). With buffering, a
+// client that keeps it waiting kStallMs in all, over the response, is slow:
+// from then on the spool takes what it cannot (see startSpooling()). A client
+// only momentarily behind streams as before, with no copy through the spool.
+void ClientConnection::holdUpstream() {
+  if (upstream_ == nullptr || held_since_ms_ != 0) return;
+  held_since_ms_ = worker_.loop().now();
+  upstream_->pauseReading(true);
+}
+
+void ClientConnection::releaseHold() {
+  if (held_since_ms_ == 0) return;
+  held_ms_ += worker_.loop().now() - held_since_ms_;
+  held_since_ms_ = 0;
+  if (upstream_ != nullptr) upstream_->pauseReading(false);
+}
+
+uint64_t ClientConnection::heldMs() const {
+  return held_ms_ + (held_since_ms_ != 0 ? worker_.loop().now() - held_since_ms_ : 0);
+}
+
+// From armClientTimer()/onClientTimer(): the client has held the upstream
+// back long enough. Returns true when spooling has started (or is due later:
+// the timer is re-armed for it).
+bool ClientConnection::startSpoolingIfStalled() {
+  if (!buffer_response_ || spooling_ || held_since_ms_ == 0 || upstream_ == nullptr) return false;
+  if (heldMs() < kStallMs) {
+    armClientTimer();
+    return true;
+  }
+  spooling_ = true;
+  releaseHold();  // read on: into the spool
+  armClientTimer();
+  return true;
 }
 
 bool ClientConnection::spoolBody(const char* at, size_t length) {

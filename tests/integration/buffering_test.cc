@@ -6,6 +6,8 @@
 // response_buffering = false) are never spooled.
 #include <dirent.h>
 
+#include <thread>
+
 #include "tests/integration/harness.h"
 
 namespace pgtest {
@@ -101,6 +103,29 @@ TEST_F(Buffering, ASlowReaderDoesNotHoldTheUpstreamConnection) {
   EXPECT_EQ(buffering.at("errors_total"), 0) << buffering;
   // The connection the slow client did not hold serves the next request.
   EXPECT_EQ(connect().get("/next").upstreamConnection(), r.upstreamConnection());
+}
+
+// A client that reads steadily but slowly (about 6 MiB/s here) is slow too:
+// once it has kept the upstream waiting 50 ms in all, the rest of the
+// response is read ahead, and the upstream connection is back in the pool
+// long before the client has read it all.
+TEST_F(Buffering, ASteadySlowReaderAlsoReleasesTheUpstreamEarly) {
+  serveBodies();
+  startProxy();
+  HttpClient client = connect();
+  client.send(serializeRequest("GET", "/big"));
+  std::string received = client.readRaw(1);
+  while (received.find("\r\n\r\n") == std::string::npos) received += client.readRaw(1);
+  const size_t total = received.size() + big_.size();
+  bool released_early = false;
+  while (received.size() < total) {
+    received += client.readRaw(std::min<size_t>(64 * 1024, total - received.size()));
+    if (!released_early && released()) released_early = received.size() < total;
+    std::this_thread::sleep_for(10ms);  // the client's pace, not a wait for anything
+  }
+  EXPECT_TRUE(released_early) << "the upstream connection was held until the client had read everything";
+  EXPECT_EQ(checksum(std::string_view(received).substr(total - big_.size())), checksum(big_));
+  EXPECT_EQ(bufferingOf(proxy().stats()).at("responses_total"), 1);
 }
 
 TEST_F(Buffering, AChunkedResponseIsKeptInOrderAndReframed) {
