@@ -16,7 +16,7 @@
 #include "core/log_throttle.h"
 #include "proxy/access_log.h"
 #include "proxy/stats_segment.h"
-#include "upstream/http.h"
+#include "http/parser.h"
 #include "upstream/upstream.h"
 
 namespace poolgate {

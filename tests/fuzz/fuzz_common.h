@@ -13,7 +13,7 @@
 #include <string_view>
 #include <vector>
 
-#include "upstream/http.h"
+#include "http/parser.h"
 
 namespace poolgate::fuzz {
 

@@ -28,10 +28,10 @@
 
 #include "config/config.h"
 #include "core/buffer.h"
-#include "proxy/forwarding.h"
-#include "proxy/request_rules.h"
+#include "http/forwarding.h"
+#include "http/request_rules.h"
 #include "tests/fuzz/fuzz_common.h"
-#include "upstream/http.h"
+#include "http/parser.h"
 
 namespace poolgate::fuzz {
 namespace {

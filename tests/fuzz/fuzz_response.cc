@@ -27,9 +27,9 @@
 #include <string>
 
 #include "core/buffer.h"
-#include "proxy/forwarding.h"
+#include "http/forwarding.h"
 #include "tests/fuzz/fuzz_common.h"
-#include "upstream/http.h"
+#include "http/parser.h"
 
 namespace poolgate::fuzz {
 namespace {
@@ -157,7 +157,7 @@ class ResponseSim final : private HttpHandler {
       return 0;
     }
     outcome_.upstream_status = status;
-    framing_ = chooseResponseFraming(parser_.raw(), head_request_, client_http11_);
+    framing_ = chooseResponseFraming(parser_, head_request_, client_http11_);
     if (framing_ == Framing::kClose) keep_alive_ = false;
     outcome_.response_started = true;
     writeClientResponseHead(out_, parser_, in_.base(), framing_, keep_alive_, client_http11_);

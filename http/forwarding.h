@@ -7,7 +7,7 @@
 #include <string_view>
 
 #include "core/buffer.h"
-#include "upstream/http.h"
+#include "http/parser.h"
 
 namespace poolgate {
 
@@ -38,7 +38,7 @@ enum class Framing : uint8_t {
   kClose,    // close-delimited: a body of unknown length to an HTTP/1.0 client
 };
 
-Framing chooseResponseFraming(const llhttp_t& response, bool head_request, bool client_http11);
+Framing chooseResponseFraming(const HttpParser& response, bool head_request, bool client_http11);
 
 // The status line and end-to-end headers of `response`, our framing header
 // and Connection as `keep_alive` and the client's version require.
