@@ -1,6 +1,7 @@
 #include "http/forwarding.h"
 
 #include <charconv>
+#include <cstdio>
 
 namespace poolgate {
 
@@ -154,6 +155,36 @@ void appendBodyPiece(Buffer& out, Framing framing, const char* at, size_t length
   } else {
     out.append(at, length);
   }
+}
+
+void appendBodyEnd(Buffer& out, Framing framing) {
+  if (framing == Framing::kChunked) out.append("0\r\n\r\n");
+}
+
+bool interimGoesToClient(int status, bool client_http11) { return status != 100 && client_http11; }
+
+void writeLocalResponse(Buffer& out, int status, std::string_view content_type, std::string_view body,
+                        bool keep_alive, bool head_request, std::string_view headers) {
+  out.append("HTTP/1.1 ");
+  appendNumber(out, static_cast<uint64_t>(status));
+  out.append(" ");
+  out.append(reasonPhrase(status));
+  out.append("\r\nContent-Type: ");
+  out.append(content_type);
+  out.append("\r\nContent-Length: ");
+  appendNumber(out, body.size());
+  out.append(keep_alive ? "\r\n" : "\r\nConnection: close\r\n");
+  out.append(headers);
+  out.append("Cache-Control: no-store\r\n\r\n");
+  if (!head_request) out.append(body);
+}
+
+void writeErrorResponse(Buffer& out, int status, bool keep_alive, bool head_request, std::string_view headers) {
+  char body[64];
+  const std::string_view reason = reasonPhrase(status);
+  const int n = std::snprintf(body, sizeof body, "%d %.*s\n", status, static_cast<int>(reason.size()), reason.data());
+  writeLocalResponse(out, status, "text/plain", std::string_view(body, static_cast<size_t>(n)), keep_alive, head_request,
+                     headers);
 }
 
 void writeSwitchingProtocolsHead(Buffer& out, const HttpParser& response, const char* base) {

@@ -127,6 +127,10 @@ void RequestReader::releaseBuffer() { in_.releaseIfEmpty(); }
 
 void RequestReader::releaseHeaders() { parser_.releaseHeaders(); }
 
+std::string_view RequestReader::host() const {
+  return target_.authority.empty() ? findHeader(parser_.head(), in_.base(), "host") : target_.authority;
+}
+
 bool RequestReader::headRequest() const { return parser_.method() == HTTP_HEAD; }
 
 bool RequestReader::getOrHead() const { return parser_.method() == HTTP_GET || parser_.method() == HTTP_HEAD; }

@@ -61,6 +61,9 @@ class RequestReader final : private HttpHandler {
   // checkRequestHead()'s answer for the head: 0 = it may be forwarded.
   int verdict() const { return verdict_; }
   const RequestTarget& target() const { return target_; }
+  // The host the request is for: an absolute-form target's authority, else
+  // the Host header ("" for an HTTP/1.0 request without one).
+  std::string_view host() const;
   const HttpParser& parser() const { return parser_; }
   bool headRequest() const;
   bool getOrHead() const;

@@ -521,7 +521,7 @@ void ClientConnection::startExchange() {
   const HttpHead& head = reader_.head();
   const char* base = reader_.base();
   const RequestTarget& target = reader_.target();
-  std::string_view host = target.authority.empty() ? findHeader(head, base, "host") : target.authority;
+  const std::string_view host = reader_.host();
   const RouteConfig* route = worker_.route(hostWithoutPort(host), target.path);
   if (route == nullptr) {
     respondError(404, requestPending());
@@ -883,7 +883,7 @@ void ClientConnection::startTunnel(const HttpParser& response, const char* base)
 
 void ClientConnection::writeInterimResponse(const HttpParser& parser, const char* base) {
   // We answered Expect ourselves; HTTP/1.0 clients get no 1xx at all.
-  if (parser.statusCode() == 100 || reader_.versionMinor() == 0) return;
+  if (!interimGoesToClient(parser.statusCode(), reader_.versionMinor() >= 1)) return;
   writeInterimResponseHead(out_, parser, base);
   flushClient();
 }
@@ -925,7 +925,7 @@ void ClientConnection::onUpstreamComplete() noexcept {
     flushClient();
     return;
   }
-  if (framing_ == Framing::kChunked) out_.append("0\r\n\r\n");
+  appendBodyEnd(out_, framing_);
   completeResponse();
   if (!request_complete_) keep_alive_ = false;
   releaseUpstream();
@@ -945,23 +945,20 @@ void ClientConnection::onUpstreamComplete() noexcept {
 
 void ClientConnection::respond(int status, std::string_view content_type, std::string_view body,
                                bool close_after, std::string_view headers) {
+  beginAnswer(status, close_after);
+  writeLocalResponse(out_, status, content_type, body, keep_alive_, head_request_, headers);
+  sendAnswer();
+}
+
+void ClientConnection::beginAnswer(int status, bool close_after) {
   abandonUpstream(NoReuse::kError);  // an error answer replaces the exchange
   if (close_after || worker_.draining()) keep_alive_ = false;
   response_started_ = true;
   record_.status = status;
   completeResponse();
-  out_.append("HTTP/1.1 ");
-  appendNumber(out_, static_cast<uint64_t>(status));
-  out_.append(" ");
-  out_.append(reasonPhrase(status));
-  out_.append("\r\nContent-Type: ");
-  out_.append(content_type);
-  out_.append("\r\nContent-Length: ");
-  appendNumber(out_, body.size());
-  out_.append(keep_alive_ ? "\r\n" : "\r\nConnection: close\r\n");
-  out_.append(headers);
-  out_.append("Cache-Control: no-store\r\n\r\n");
-  if (!head_request_) out_.append(body);
+}
+
+void ClientConnection::sendAnswer() {
   if (!keep_alive_) setState(State::kClosing);
   // With keep-alive, the rest of the request (if any) must be read first.
   if (keep_alive_ && !request_complete_) return;
@@ -975,11 +972,10 @@ void ClientConnection::respondError(int status, bool close_after) {
     return;
   }
   if (state_ == State::kHead || state_ == State::kIdle) setState(State::kExchange);
-  char body[64];
-  std::string_view reason = reasonPhrase(status);
-  int n = snprintf(body, sizeof body, "%d %.*s\n", status, static_cast<int>(reason.size()), reason.data());
-  respond(status, "text/plain", std::string_view(body, static_cast<size_t>(n)), close_after,
-          kind_ == ListenerKind::kAdmin ? kAdminHeaders : std::string_view());
+  beginAnswer(status, close_after);
+  writeErrorResponse(out_, status, keep_alive_, head_request_,
+                     kind_ == ListenerKind::kAdmin ? kAdminHeaders : std::string_view());
+  sendAnswer();
 }
 
 void ClientConnection::handleAdmin() {

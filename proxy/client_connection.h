@@ -127,6 +127,9 @@ class ClientConnection final : public IoHandler,
   // `headers`: extra header lines, each ending in CRLF.
   void respond(int status, std::string_view content_type, std::string_view body, bool close_after,
                std::string_view headers = {});
+  // respond() in two halves, around the bytes (http/forwarding.h writes them).
+  void beginAnswer(int status, bool close_after);
+  void sendAnswer();
 
   // Upstream side (UpstreamUser).
   void onUpstreamConnected() noexcept override;
