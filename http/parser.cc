@@ -283,6 +283,14 @@ std::string_view findHeader(const HttpHead& head, const char* base, std::string_
   return {};
 }
 
+const char* llhttpVersion() {
+#define PG_STR2(x) #x
+#define PG_STR(x) PG_STR2(x)
+  return PG_STR(LLHTTP_VERSION_MAJOR) "." PG_STR(LLHTTP_VERSION_MINOR) "." PG_STR(LLHTTP_VERSION_PATCH);
+#undef PG_STR
+#undef PG_STR2
+}
+
 std::string_view reasonPhrase(int status) {
   switch (status) {
     case 100: return "Continue";

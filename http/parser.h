@@ -181,6 +181,9 @@ std::string_view findHeader(const HttpHead& head, const char* base, std::string_
 
 std::string_view reasonPhrase(int status);
 
+// The llhttp version the proxy is built with, as "8.1.0".
+const char* llhttpVersion();
+
 // The parameters of a `Keep-Alive` response header (RFC 2068 section 19.7.1,
 // sent by gunicorn, Apache, Node and others): how long the server keeps an
 // idle connection open, and how many more requests it takes on it. -1 where
