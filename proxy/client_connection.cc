@@ -415,7 +415,6 @@ void ClientConnection::finishExchange() {
   head_request_ = idempotent_ = request_chunked_ = request_complete_ = body_started_ = false;
   response_started_ = response_complete_ = response_held_ = keep_alive_ = expect_continue_ = upgrade_ = false;
   framing_ = Framing::kNone;
-  body_bytes_ = 0;
   held_.clear();
   held_.releaseIfEmpty();
   timer_.cancel();

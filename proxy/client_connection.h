@@ -185,7 +185,6 @@ class ClientConnection final : public IoHandler,
   bool upgrade_ = false;  // the request asked to switch protocols (Connection: upgrade + Upgrade)
   Framing framing_ = Framing::kNone;
   std::string hash_value_;  // balance = hash, hash_key = header:NAME: that header's value
-  uint64_t body_bytes_ = 0;
   AccessRecord record_;
   bool record_pending_ = false;  // a request head was parsed and not yet logged
 };

@@ -193,6 +193,22 @@ TEST(RequestReader, HeadCarriesTheFactsTheProxyNeeds) {
   EXPECT_TRUE(reader.complete());
 }
 
+TEST(RequestReader, Http10WithoutKeepAliveIsNotKeepAlive) {
+  BufferPool pool;
+  LimitsConfig limits;
+  RequestReader reader(pool, limits);
+  const std::string bytes = "GET / HTTP/1.0\r\n\r\n";
+  ReadRoom room = reader.reserve();
+  std::memcpy(room.at, bytes.data(), bytes.size());
+  reader.commit(bytes.size());
+  ASSERT_EQ(reader.next(), ReqEvent::kHead);
+  EXPECT_EQ(reader.verdict(), 0);
+  EXPECT_FALSE(reader.keepAlive());
+  EXPECT_EQ(reader.versionMinor(), 0);
+  EXPECT_EQ(reader.host(), "");
+  EXPECT_EQ(reader.next(), ReqEvent::kComplete);
+}
+
 TEST(RequestReader, ContentLengthBodyIsForwardedAsIs) {
   const Transcript t = readRequests("POST /u HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhello", whole());
   EXPECT_EQ(t.events, (Events{"head POST /u", "body:hello", "complete"}));
@@ -455,6 +471,20 @@ TEST(ResponseReader, SwitchingProtocolsThenTunnelBytes) {
   EXPECT_EQ(readResponse(bytes, whole(), false, /*eof=*/true).events,
             (Events{"head 101", "body:raw bytes", "complete"}));
   expectResponseSplitIndependent(bytes, false, true);
+}
+
+TEST(ResponseReader, InterimThenSwitchingProtocols) {
+  const std::string bytes =
+      "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\nConnection: upgrade\r\n\r\nab";
+  EXPECT_EQ(readResponse(bytes, whole(), false, /*eof=*/true).events,
+            (Events{"head 100", "head 101", "body:ab", "complete"}));
+  expectResponseSplitIndependent(bytes, false, true);
+}
+
+TEST(ResponseReader, InterimResponsesToAHeadRequestThenABodylessFinalOne) {
+  const std::string bytes = "HTTP/1.1 103 Early Hints\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\n";
+  EXPECT_EQ(readResponse(bytes, whole(), /*head_request=*/true).events, (Events{"head 103", "head 200", "complete"}));
+  expectResponseSplitIndependent(bytes, /*head_request=*/true);
 }
 
 TEST(ResponseReader, CloseDelimitedBodyEndsAtEof) {
