@@ -2,7 +2,6 @@
 
 #include <ares.h>
 #include <errno.h>
-#include <llhttp.h>
 #include <openssl/crypto.h>
 #include <signal.h>
 #include <string.h>
@@ -16,6 +15,7 @@
 
 #include "config/config.h"
 #include "core/log.h"
+#include "http/parser.h"
 #include "proxy/master.h"
 #include "proxy/tls_server.h"
 #include "version.h"
@@ -40,7 +40,7 @@ int usageError(const char* message) {
 
 void printVersions() {
   printf("poolgate %s\n", POOLGATE_VERSION);
-  printf("llhttp %d.%d.%d\n", LLHTTP_VERSION_MAJOR, LLHTTP_VERSION_MINOR, LLHTTP_VERSION_PATCH);
+  printf("llhttp %s\n", llhttpVersion());
   printf("c-ares %s\n", ares_version(nullptr));
   printf("OpenSSL %s\n", OpenSSL_version_num() ? OpenSSL_version(OPENSSL_VERSION) + 8 : "?");
   printf("libconfig %d.%d.%d\n", LIBCONFIGXX_VER_MAJOR, LIBCONFIGXX_VER_MINOR, LIBCONFIGXX_VER_REVISION);

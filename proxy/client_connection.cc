@@ -10,8 +10,8 @@
 #include "core/clock.h"
 #include "core/log.h"
 #include "proxy/admin.h"
-#include "proxy/forwarding.h"
-#include "proxy/request_rules.h"
+#include "http/forwarding.h"
+#include "http/request_rules.h"
 #include "proxy/tls_server.h"
 
 namespace poolgate {
@@ -30,19 +30,6 @@ constexpr uint64_t kDrainIdleGraceMs = 1000;
 constexpr uint64_t kLingerMs = 2000;              // lingeringClose(): how long input is dropped
 constexpr size_t kMaxLingerBytes = 256 * 1024;    // ...and how much of it
 
-bool midHead(const HttpParser& parser) {
-  return parser.stage() == HeadStage::kStartLine || parser.stage() == HeadStage::kHeaders;
-}
-
-bool isIdempotent(llhttp_method_t method) {
-  switch (method) {
-    case HTTP_GET: case HTTP_HEAD: case HTTP_OPTIONS: case HTTP_PUT: case HTTP_DELETE: case HTTP_TRACE:
-      return true;
-    default:
-      return false;
-  }
-}
-
 }  // namespace
 
 ClientConnection::ClientConnection(Worker& worker, Fd fd, const SocketAddress& peer, ListenerKind kind,
@@ -54,10 +41,9 @@ ClientConnection::ClientConnection(Worker& worker, Fd fd, const SocketAddress& p
       kind_(kind),
       admin_denied_(admin_denied),
       timer_(worker.loop().timers(), [this] { onClientTimer(); }),
-      in_(worker.buffers()),
+      reader_(worker.buffers(), worker.config().limits, &worker.headerStore()),
       out_(worker.buffers()),
-      held_(worker.buffers()),
-      parser_(HTTP_REQUEST, *this, worker.config().limits.max_headers, &worker.headerStore()) {
+      held_(worker.buffers()) {
   peer.ipString(peer_ip_, sizeof peer_ip_);
 }
 
@@ -265,31 +251,26 @@ ssize_t ClientConnection::transmit(const void* buffer, size_t size) {
 }
 
 void ClientConnection::readClient() {
-  if (in_parser_) return;
   if (state_ == State::kTunnel) {
     relayClientBytes();
     return;
   }
-  const LimitsConfig& limits = config_.limits;
-  const size_t head_limit = std::max(limits.max_request_line, limits.max_header_bytes) + size_t{1024};
   while (readable_ && (state_ == State::kIdle || state_ == State::kHead || state_ == State::kExchange)) {
     if (state_ == State::kExchange) {
       // One request at a time: after its end, pipelined bytes wait.
       if (request_complete_) return;
       if (pendingRequestBytes() >= kHighWatermark) return;
     }
-    // A head may hold up to head_limit bytes; whatever the limits, a read
-    // asks for no more room than that leaves.
-    const bool head = midHead(parser_) || state_ == State::kIdle;
-    const size_t room = !head ? 4096 : in_.size() < head_limit ? std::min<size_t>(4096, head_limit - in_.size()) : 0;
-    if (room == 0 || !in_.ensureWritable(room, 0, !midHead(parser_))) {
-      respondError(parser_.stage() == HeadStage::kStartLine ? 414 : 431, true);
+    // The reader says how much a read may bring (a head has its limits).
+    const ReadRoom room = reader_.reserve();
+    if (room.size == 0) {
+      respondError(room.refuse, true);
       return;
     }
-    const size_t asked = in_.writable();
-    ssize_t n = receive(in_.writePtr(), asked);
+    const size_t asked = room.size;
+    ssize_t n = receive(room.at, asked);
     if (n > 0) {
-      in_.commit(static_cast<size_t>(n));
+      reader_.commit(static_cast<size_t>(n));
       // A short plain read drained the socket: the next bytes bring a new
       // edge, so no recv() is spent just to hear EAGAIN. (Not with TLS,
       // which may hold decrypted bytes, nor once the peer has hung up.)
@@ -319,7 +300,7 @@ void ClientConnection::readClient() {
     close();
     return;
   }
-  if (state_ == State::kIdle && in_.empty()) in_.releaseIfEmpty();
+  if (state_ == State::kIdle) reader_.releaseBuffer();  // if empty
 }
 
 void ClientConnection::relayClientBytes() {
@@ -354,83 +335,31 @@ void ClientConnection::relayLoop() {
 }
 
 void ClientConnection::parseClient() {
-  if (in_parser_) return;
   while (state_ == State::kHead || (state_ == State::kExchange && !request_complete_)) {
-    size_t available = in_.size() - parsed_;
-    if (available == 0) return;
-    size_t consumed = 0;
-    in_parser_ = true;
-    llhttp_errno_t err = parser_.execute(in_.base(), in_.data() + parsed_, available, &consumed);
-    in_parser_ = false;
-    if (state_ == State::kClosed) return;
-    if (finish_pending_) {
-      // A local answer went out while the parser ran; the parser has paused at
-      // the end of the request (or for good), so the next one can start now.
-      in_.consume(parsed_ + consumed);
-      parsed_ = 0;
-      finish_pending_ = false;
-      finishExchange();
-      return;
+    if (!reader_.hasWork()) return;
+    const RequestReader::Event event = reader_.next();
+    switch (event) {
+      case RequestReader::Event::kNeedMore:
+        // Sent only now that the reader has taken all it was given, so that
+        // a framing error later in the same bytes (a bad chunk) sends nothing.
+        if (upstream_ != nullptr) upstream_->flush();
+        return;
+      case RequestReader::Event::kHead:
+        onRequestHead();
+        break;
+      case RequestReader::Event::kChunkStart:
+      case RequestReader::Event::kBody:
+      case RequestReader::Event::kChunkEnd:
+        onRequestBody(event);
+        break;
+      case RequestReader::Event::kComplete:
+        onRequestComplete();
+        return;
+      case RequestReader::Event::kError:
+        onRequestError();
+        return;
     }
-    if (state_ == State::kClosing) return;
-    if (err == HPE_PAUSED_UPGRADE) {
-      // The upgrade this request asked for was refused (no 101): plain HTTP
-      // goes on with the next request.
-      llhttp_resume_after_upgrade(&parser_.raw());
-      in_.consume(parsed_ + consumed);
-      parsed_ = 0;
-      continue;
-    }
-    if (err == HPE_OK) {
-      if (midHead(parser_)) {
-        parsed_ = in_.size();
-        if (!checkHeadLimits()) return;
-      } else {
-        in_.consume(in_.size());
-        parsed_ = 0;
-      }
-      if (upstream_ != nullptr) upstream_->flush();
-      return;
-    }
-    if (err == HPE_PAUSED) {  // end of a request: the rest waits for its turn
-      in_.consume(parsed_ + consumed);
-      parsed_ = 0;
-      if (upstream_ != nullptr) {
-        upstream_->flush();
-        // The request's end releases a response held until then (holdsResponse()).
-        if (response_held_ && state_ == State::kExchange) flushClient();
-      } else if (response_complete_) {
-        flushClient();  // a local answer (or a held response) waited for the request's end
-      }
-      return;
-    }
-    if (response_started_ && !response_held_) {
-      close();
-      return;
-    }
-    if (parser_.head().header_overflow) {
-      respondError(431, true);
-    } else {
-      LOG_DEBUG("client %s: bad request: %s (%s)", peer_ip_, llhttp_errno_name(err),
-                parser_.errorReason() ? parser_.errorReason() : "");
-      respondError(400, true);
-    }
-    return;
   }
-}
-
-bool ClientConnection::checkHeadLimits() {
-  const LimitsConfig& limits = config_.limits;
-  size_t head_bytes = in_.size();
-  if (parser_.stage() == HeadStage::kStartLine && head_bytes > limits.max_request_line) {
-    respondError(414, true);
-    return false;
-  }
-  if (head_bytes > limits.max_header_bytes) {
-    respondError(431, true);
-    return false;
-  }
-  return true;
 }
 
 void ClientConnection::flushClient() {
@@ -490,10 +419,6 @@ void ClientConnection::completeResponse() {
 }
 
 void ClientConnection::finishExchange() {
-  if (in_parser_) {
-    finish_pending_ = true;  // parseClient() calls us again once llhttp returns
-    return;
-  }
   logExchange();
   endSpool();
   // A response sent as keep-alive is honoured even if the worker began to
@@ -509,20 +434,19 @@ void ClientConnection::finishExchange() {
   tried_.clear();
   attempts_ = 0;
   stale_retried_ = false;
-  head_request_ = idempotent_ = request_chunked_ = request_complete_ = body_started_ = in_chunk_ = false;
+  head_request_ = idempotent_ = request_chunked_ = request_complete_ = body_started_ = false;
   response_started_ = response_complete_ = response_held_ = keep_alive_ = expect_continue_ = upgrade_ = false;
   buffer_response_ = spooling_ = false;
   held_since_ms_ = held_ms_ = 0;
   framing_ = Framing::kNone;
-  body_bytes_ = 0;
   held_.clear();
   held_.releaseIfEmpty();
   timer_.cancel();
-  setState(in_.empty() ? State::kIdle : State::kHead);
+  setState(reader_.unread().empty() ? State::kIdle : State::kHead);
   if (state_ == State::kHead) record_.started_ms = worker_.loop().now();
-  parser_.resume();
+  reader_.nextMessage();
   parseClient();  // pipelined requests already buffered
-  if (state_ == State::kIdle) parser_.releaseHeaders();  // nothing pipelined: an idle client holds none
+  if (state_ == State::kIdle) reader_.releaseHeaders();  // nothing pipelined: an idle client holds none
   if (state_ == State::kIdle || state_ == State::kHead) {
     armClientTimer();
     readClient();
@@ -566,51 +490,63 @@ void ClientConnection::close() {
 
 // ---- The request -------------------------------------------------------------
 
-int ClientConnection::onHeadersComplete() {
+void ClientConnection::onRequestHead() {
   setState(State::kExchange);
   timer_.cancel();
-  const llhttp_t& p = parser_.raw();
-  const HttpHead& head = parser_.head();
-  const char* base = in_.base();
+  const HttpHead& head = reader_.head();
+  const char* base = reader_.base();
   beginRecord(head, base);
-  head_request_ = p.method == HTTP_HEAD;
-  idempotent_ = isIdempotent(static_cast<llhttp_method_t>(p.method));
-  request_chunked_ = (p.flags & F_CHUNKED) != 0;
-  keep_alive_ = parser_.keepAlive();
-  upgrade_ = p.upgrade != 0;
+  head_request_ = reader_.headRequest();
+  idempotent_ = reader_.idempotent();
+  request_chunked_ = reader_.chunked();
+  keep_alive_ = reader_.keepAlive();
+  upgrade_ = reader_.upgrade();
 
   if (admin_denied_) {  // before anything else about the request: 403 and close
     handleAdmin();
-    return HPE_PAUSED;
+    return;
   }
-  const size_t head_end = in_.beginOffset() + in_.size();
-  if (int status = checkRequestHead(parser_, base, head_end, config_.limits, &target_); status != 0) {
+  if (int status = reader_.verdict(); status != 0) {
     respondError(status, true);
-    return HPE_PAUSED;
+    return;
   }
   expect_continue_ = equalsIgnoreCase(findHeader(head, base, "expect"), "100-continue");
 
+  // A local answer that keeps the connection lets the reader go on to the
+  // end of the (bodyless) request; one that closes it stops reading here.
   if (kind_ == ListenerKind::kAdmin) {
     handleAdmin();
   } else {
     startExchange();
   }
-  // A local answer that keeps the connection lets the parser run to the end
-  // of the (bodyless) request; one that closes it stops the parser here.
-  return state_ == State::kExchange ? 0 : HPE_PAUSED;
+}
+
+void ClientConnection::onRequestError() {
+  if (reader_.bodyTooLarge()) {
+    refuseOversizedBody();
+    return;
+  }
+  if (response_started_ && !response_held_) {
+    close();
+    return;
+  }
+  if (reader_.errorStatus() == 400) {
+    LOG_DEBUG("client %s: bad request: %s (%s)", peer_ip_, reader_.errorName(), reader_.errorReason());
+  }
+  respondError(reader_.errorStatus(), true);
 }
 
 bool ClientConnection::requestPending() const {
   if (request_complete_) return false;
-  const llhttp_t& p = parser_.raw();
-  return (p.flags & F_CHUNKED) || p.content_length > 0;
+  return reader_.bodyPending();
 }
 
 void ClientConnection::startExchange() {
-  const HttpHead& head = parser_.head();
-  const char* base = in_.base();
-  std::string_view host = target_.authority.empty() ? findHeader(head, base, "host") : target_.authority;
-  const RouteConfig* route = worker_.route(hostWithoutPort(host), target_.path);
+  const HttpHead& head = reader_.head();
+  const char* base = reader_.base();
+  const RequestTarget& target = reader_.target();
+  const std::string_view host = reader_.host();
+  const RouteConfig* route = worker_.route(hostWithoutPort(host), target.path);
   if (route == nullptr) {
     respondError(404, requestPending());
     return;
@@ -626,15 +562,14 @@ void ClientConnection::startExchange() {
   // (Queued for max_conns, the head and body wait in held_ until a connection comes.)
   Server& server = group_->server(static_cast<size_t>(upstream_ != nullptr ? server_index_ : queued_server_));
   ForwardContext context{peer_ip_, tls_ ? "https" : "http", host.empty() ? std::string_view(server.name()) : host,
-                         target_.forward, upgrade_ ? findHeader(parser_.head(), base, "upgrade") : std::string_view()};
-  writeForwardedRequestHead(*sink, parser_, in_.base(), context);
-  if (expect_continue_ && parser_.versionMinor() >= 1) {
+                         target.forward, upgrade_ ? findHeader(head, base, "upgrade") : std::string_view()};
+  writeForwardedRequestHead(*sink, reader_.parser(), base, context);
+  if (expect_continue_ && reader_.versionMinor() >= 1) {
     // We answer the expectation ourselves and stream the body when it comes.
     out_.append("HTTP/1.1 100 Continue\r\n\r\n");
     flushClient();
   }
-  // Not sent yet: parseClient() flushes once llhttp has taken all it read, so
-  // a framing error later in the same bytes (a bad chunk) sends nothing.
+  // Not sent yet: parseClient() flushes once the reader has taken all it read.
 }
 
 Buffer* ClientConnection::requestSink() {
@@ -685,60 +620,38 @@ void ClientConnection::onPoolAvailable() noexcept {
 }
 
 
-int ClientConnection::onBody(const char* at, size_t length) {
-  Buffer* sink = kind_ == ListenerKind::kAdmin ? nullptr : requestSink();
-  if (sink == nullptr && !discardingBody()) return 0;  // discarded, after a local answer
-  body_bytes_ += length;
-  // (A chunk was checked whole at its size line; this catches nothing a
-  // Content-Length over the limit did not already get at the head.)
-  if (config_.limits.max_body_bytes != 0 && body_bytes_ > config_.limits.max_body_bytes) {
-    return refuseOversizedBody();
-  }
-  if (sink == nullptr) return 0;  // the app has answered: read and dropped
-  body_started_ = true;
-  sink->append(at, length);
-  return 0;
-}
-
-int ClientConnection::onChunkHeader(uint64_t size) {
+void ClientConnection::onRequestBody(RequestReader::Event event) {
+  // (Counted against max_body_bytes by the reader, also while the body is
+  // read and dropped after the app has answered: discardingBody().)
   Buffer* sink = requestSink();
-  if ((sink == nullptr && !discardingBody()) || size == 0) return 0;
-  // The whole chunk is weighed at its size line, before that line is
-  // forwarded: the upstream never sees a byte, nor a promise of one, past
-  // max_body_bytes (body_bytes_ never exceeds it, so no underflow).
-  const uint64_t limit = config_.limits.max_body_bytes;
-  if (limit != 0 && size > limit - body_bytes_) return refuseOversizedBody();
-  if (sink == nullptr) return 0;
-  in_chunk_ = true;
-  appendNumber(*sink, size, 16);
-  sink->append("\r\n");
-  return 0;
+  if (sink == nullptr) return;  // discarded
+  if (event == RequestReader::Event::kBody) body_started_ = true;
+  reader_.forward(*sink);  // re-chunked for a chunked request
 }
 
-int ClientConnection::onChunkComplete() {
-  // Called after each chunk's data, and after the last (empty) chunk too.
-  if (Buffer* sink = requestSink(); sink != nullptr && in_chunk_) sink->append("\r\n");
-  in_chunk_ = false;
-  return 0;
-}
-
-int ClientConnection::onMessageComplete() {
+void ClientConnection::onRequestComplete() {
   request_complete_ = true;
-  if (Buffer* sink = requestSink(); sink != nullptr && request_chunked_) sink->append("0\r\n\r\n");
-  return HPE_PAUSED;
+  if (Buffer* sink = requestSink(); sink != nullptr) reader_.forward(*sink);  // the last chunk
+  // The rest (pipelined requests) waits for its turn.
+  if (upstream_ != nullptr) {
+    upstream_->flush();
+    // The request's end releases a response held until then (holdsResponse()).
+    if (response_held_ && state_ == State::kExchange) flushClient();
+  } else if (response_complete_) {
+    flushClient();  // a local answer (or a held response) waited for the request's end
+  }
 }
 
-int ClientConnection::refuseOversizedBody() {
+void ClientConnection::refuseOversizedBody() {
   // What was queued for the upstream and not sent yet goes with the
   // connection, which can never carry another request: its body is cut.
   abandonUpstream(NoReuse::kRequestNotSent);
   record_.error = "body_too_large";
   if (response_started_ && !response_held_) {
     close();  // response bytes went out: cut it, never let it pass as complete
-    return HPE_PAUSED;
+    return;
   }
   respondError(413, true);  // replaces a held response
-  return HPE_PAUSED;
 }
 
 bool ClientConnection::holdsResponse() const {
@@ -835,7 +748,7 @@ void ClientConnection::beginRecord(const HttpHead& head, const char* base) {
   record_.upstream_started_ms = record_.upstream_done_ms = 0;
   record_.upstream_reused = false;
   record_.error = nullptr;
-  record_.http_minor = parser_.versionMinor();
+  record_.http_minor = reader_.versionMinor();
   if (worker_.accessLog() == nullptr) return;
   if (!record_.text) record_.text = std::make_unique<AccessText>();  // once per connection
   AccessText& text = *record_.text;
@@ -962,7 +875,7 @@ void ClientConnection::onUpstreamError(UpstreamError error) noexcept {
 // ---- The response ------------------------------------------------------------
 
 int ClientConnection::onUpstreamHead(const HttpParser& parser, const char* base) noexcept {
-  int status = parser.raw().status_code;
+  int status = parser.statusCode();
   if (status == 101) {
     if (!upgrade_ || !request_complete_) return -1;  // a switch nobody asked for: 502
     startTunnel(parser, base);
@@ -986,9 +899,9 @@ void ClientConnection::startTunnel(const HttpParser& response, const char* base)
   setState(State::kTunnel);
   timer_.cancel();
   // Bytes the client sent after its request already belong to the new protocol.
-  if (!in_.empty()) {
-    upstream_->output().append(in_.data(), in_.size());
-    in_.consume(in_.size());
+  if (!reader_.unread().empty()) {
+    upstream_->output().append(reader_.unread());
+    reader_.dropUnread();
     upstream_->flush();
   }
   flushClient();
@@ -997,7 +910,7 @@ void ClientConnection::startTunnel(const HttpParser& response, const char* base)
 
 void ClientConnection::writeInterimResponse(const HttpParser& parser, const char* base) {
   // We answered Expect ourselves; HTTP/1.0 clients get no 1xx at all.
-  if (parser.raw().status_code == 100 || parser_.versionMinor() == 0) return;
+  if (!interimGoesToClient(parser.statusCode(), reader_.versionMinor() >= 1)) return;
   writeInterimResponseHead(out_, parser, base);
   flushClient();
 }
@@ -1009,11 +922,11 @@ bool startsWithIgnoreCase(std::string_view text, std::string_view prefix) {
 }  // namespace
 
 void ClientConnection::writeResponseHead(const HttpParser& parser, const char* base) {
-  const bool client_http11 = parser_.versionMinor() >= 1;
+  const bool client_http11 = reader_.versionMinor() >= 1;
   // Held only when nothing else waits in out_ (a 1xx or our 100 Continue),
   // so that dropping it drops nothing that was partly sent.
   const bool hold = holdsResponse() && out_.empty();
-  framing_ = chooseResponseFraming(parser.raw(), head_request_, client_http11);
+  framing_ = chooseResponseFraming(parser, head_request_, client_http11);
   // Read ahead of a slow client, unless the route or the response asks for
   // a stream: server-sent events, or the app's own X-Accel-Buffering: no.
   buffer_response_ = config_.buffering.response && route_buffers_ && framing_ != Framing::kNone &&
@@ -1025,7 +938,7 @@ void ClientConnection::writeResponseHead(const HttpParser& parser, const char* b
   response_started_ = true;
   response_held_ = hold;
   writeClientResponseHead(out_, parser, base, framing_, keep_alive_, client_http11);
-  record_.status = parser.raw().status_code;
+  record_.status = parser.statusCode();
 }
 
 void ClientConnection::onUpstreamBody(const char* at, size_t length) noexcept {
@@ -1136,16 +1049,15 @@ void ClientConnection::onUpstreamComplete() noexcept {
     flushClient();
     return;
   }
-  if (framing_ == Framing::kChunked) {
-    if (spool_ && !spool_->empty()) {
-      if (!spool_->append("0\r\n\r\n")) {
-        abandonUpstream(NoReuse::kError);
-        close();
-        return;
-      }
-    } else {
-      out_.append("0\r\n\r\n");
+  if (spool_ && !spool_->empty()) {
+    // The client is still behind: the end of the body queues after the spool.
+    if (framing_ == Framing::kChunked && !spool_->append("0\r\n\r\n")) {
+      abandonUpstream(NoReuse::kError);
+      close();
+      return;
     }
+  } else {
+    appendBodyEnd(out_, framing_);
   }
   completeResponse();
   if (!request_complete_) keep_alive_ = false;
@@ -1167,23 +1079,20 @@ void ClientConnection::onUpstreamComplete() noexcept {
 
 void ClientConnection::respond(int status, std::string_view content_type, std::string_view body,
                                bool close_after, std::string_view headers) {
+  beginAnswer(status, close_after);
+  writeLocalResponse(out_, status, content_type, body, keep_alive_, head_request_, headers);
+  sendAnswer();
+}
+
+void ClientConnection::beginAnswer(int status, bool close_after) {
   abandonUpstream(NoReuse::kError);  // an error answer replaces the exchange
   if (close_after || worker_.draining()) keep_alive_ = false;
   response_started_ = true;
   record_.status = status;
   completeResponse();
-  out_.append("HTTP/1.1 ");
-  appendNumber(out_, static_cast<uint64_t>(status));
-  out_.append(" ");
-  out_.append(reasonPhrase(status));
-  out_.append("\r\nContent-Type: ");
-  out_.append(content_type);
-  out_.append("\r\nContent-Length: ");
-  appendNumber(out_, body.size());
-  out_.append(keep_alive_ ? "\r\n" : "\r\nConnection: close\r\n");
-  out_.append(headers);
-  out_.append("Cache-Control: no-store\r\n\r\n");
-  if (!head_request_) out_.append(body);
+}
+
+void ClientConnection::sendAnswer() {
   if (!keep_alive_) setState(State::kClosing);
   // With keep-alive, the rest of the request (if any) must be read first.
   if (keep_alive_ && !request_complete_) return;
@@ -1197,11 +1106,10 @@ void ClientConnection::respondError(int status, bool close_after) {
     return;
   }
   if (state_ == State::kHead || state_ == State::kIdle) setState(State::kExchange);
-  char body[64];
-  std::string_view reason = reasonPhrase(status);
-  int n = snprintf(body, sizeof body, "%d %.*s\n", status, static_cast<int>(reason.size()), reason.data());
-  respond(status, "text/plain", std::string_view(body, static_cast<size_t>(n)), close_after,
-          kind_ == ListenerKind::kAdmin ? kAdminHeaders : std::string_view());
+  beginAnswer(status, close_after);
+  writeErrorResponse(out_, status, keep_alive_, head_request_,
+                     kind_ == ListenerKind::kAdmin ? kAdminHeaders : std::string_view());
+  sendAnswer();
 }
 
 void ClientConnection::handleAdmin() {
@@ -1210,9 +1118,8 @@ void ClientConnection::handleAdmin() {
     respondError(403, true);
     return;
   }
-  std::string_view path = target_.path;
-  const llhttp_t& p = parser_.raw();
-  if (p.method != HTTP_GET && p.method != HTTP_HEAD) {
+  std::string_view path = reader_.target().path;
+  if (!reader_.getOrHead()) {
     respondError(405, requestPending());
     return;
   }

@@ -1,8 +1,9 @@
 // ClientConnection: one accepted client socket and the exchange it carries.
 //
-// Requests are parsed with llhttp (strict), one at a time: the parser pauses
-// at the end of each request, so pipelined requests wait in the read buffer
-// and responses leave in order. An exchange picks a route and a server,
+// Requests are read by a RequestReader (http/request_reader.h), one at a
+// time: the connection acts on each event after the reader has returned, and
+// pipelined requests wait in the reader's buffer so that responses leave in
+// order. An exchange picks a route and a server,
 // borrows an upstream connection from the server's pool (or opens one),
 // streams the request to it and the response back, then returns the upstream
 // connection through the reuse checklist.
@@ -19,10 +20,11 @@
 #include "core/spool.h"
 #include "core/tls.h"
 #include "proxy/access_log.h"
-#include "proxy/forwarding.h"
-#include "proxy/request_rules.h"
+#include "http/forwarding.h"
+#include "http/parser.h"
+#include "http/request_reader.h"
+#include "http/request_rules.h"
 #include "proxy/worker.h"
-#include "upstream/http.h"
 #include "upstream/upstream.h"
 #include "upstream/upstream_connection.h"
 
@@ -30,7 +32,6 @@ namespace poolgate {
 
 class ClientConnection final : public IoHandler,
                                public Deletable,
-                               private HttpHandler,
                                private UpstreamUser,
                                private PoolWaiter {
  public:
@@ -72,12 +73,13 @@ class ClientConnection final : public IoHandler,
   ssize_t receive(void* buffer, size_t size);      // recv(), or through TLS
   ssize_t transmit(const void* buffer, size_t size);  // send(), or through TLS
   void readClient();
+  // Acts on the reader's events until it needs more bytes (or the request
+  // has ended, or the connection stops reading).
   void parseClient();
   // Upgrade (WebSocket...): the 101 went to the client; relay raw bytes.
   void startTunnel(const HttpParser& response, const char* base);
   void relayClientBytes();
   void relayLoop();
-  bool checkHeadLimits();
   void flushClient();
   // Response buffering (see core/spool.h): body bytes past out_'s high-water
   // mark go to the spool while buffer_response_; false on a write error.
@@ -93,15 +95,14 @@ class ClientConnection final : public IoHandler,
   void completeResponse();
   void finishExchange();
 
-  // Request handling (HttpHandler, request parser).
-  int onHeadersComplete() override;
-  int onBody(const char* at, size_t length) override;
-  int onChunkHeader(uint64_t size) override;
-  int onChunkComplete() override;
-  int onMessageComplete() override;
+  // Request handling: the reader's events.
+  void onRequestHead();
+  void onRequestBody(RequestReader::Event event);
+  void onRequestComplete();
+  void onRequestError();
   // The body passed max_body_bytes: 413 (or a cut response), the upstream
-  // connection closed. Returns what the parser callback returns.
-  int refuseOversizedBody();
+  // connection closed.
+  void refuseOversizedBody();
 
   // A chunked request body may still pass max_body_bytes: the upstream's
   // final response is held in out_ (not sent) until the body has ended, so
@@ -136,6 +137,9 @@ class ClientConnection final : public IoHandler,
   // `headers`: extra header lines, each ending in CRLF.
   void respond(int status, std::string_view content_type, std::string_view body, bool close_after,
                std::string_view headers = {});
+  // respond() in two halves, around the bytes (http/forwarding.h writes them).
+  void beginAnswer(int status, bool close_after);
+  void sendAnswer();
 
   // Upstream side (UpstreamUser).
   void onUpstreamConnected() noexcept override;
@@ -159,18 +163,14 @@ class ClientConnection final : public IoHandler,
   bool admin_denied_;
   State state_ = State::kIdle;
   Timer timer_;
-  Buffer in_;
+  RequestReader reader_;  // the read buffer and the request parser
   Buffer out_;
   Buffer held_;  // request bytes while waiting for a connection (max_conns)
-  HttpParser parser_;
-  size_t parsed_ = 0;  // bytes of in_ already fed to the parser
   bool readable_ = false;
   bool hung_up_ = false;  // EPOLLRDHUP/HUP/ERR seen: read to EOF, never trust a short read
   bool writable_ = true;
   bool counted_active_ = false;
   bool first_request_ = true;
-  bool in_parser_ = false;       // inside llhttp_execute(): no re-entry
-  bool finish_pending_ = false;  // finishExchange() asked for while parsing
   bool lingering_ = false;       // see lingeringClose()
   bool in_relay_ = false;        // inside relayClientBytes(): no re-entry
 
@@ -187,7 +187,6 @@ class ClientConnection final : public IoHandler,
   bool request_chunked_ = false;
   bool request_complete_ = false;
   bool body_started_ = false;
-  bool in_chunk_ = false;  // between a request chunk's size line and its end
   bool response_started_ = false;   // a response byte was queued for the client
   bool response_held_ = false;      // ...but none sent: it waits for the request's end (holdsResponse())
   bool response_complete_ = false;
@@ -202,9 +201,7 @@ class ClientConnection final : public IoHandler,
   std::unique_ptr<Spool> spool_; // what the client has not taken yet, past out_ (made on first use)
   uint64_t released_ms_ = 0;     // the upstream connection went back while the client still read
   Framing framing_ = Framing::kNone;
-  RequestTarget target_;  // slices of the current request head
   std::string hash_value_;  // balance = hash, hash_key = header:NAME: that header's value
-  uint64_t body_bytes_ = 0;
   AccessRecord record_;
   bool record_pending_ = false;  // a request head was parsed and not yet logged
 };

@@ -18,7 +18,7 @@
 #include "proxy/access_log.h"
 #include "proxy/handover.h"
 #include "proxy/stats_segment.h"
-#include "upstream/http.h"
+#include "http/parser.h"
 #include "upstream/upstream.h"
 
 namespace poolgate {

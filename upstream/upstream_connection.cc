@@ -13,10 +13,8 @@ namespace poolgate {
 
 namespace {
 constexpr uint32_t kEvents = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
-constexpr size_t kMaxResponseHead = 64 * 1024;
 constexpr uint64_t kProbeAfterIdleMs = 100;  // probeIdle(): idle shorter than this, no recv(MSG_PEEK)
 constexpr size_t kMaxReplayBytes = 64 * 1024;  // request bytes kept for a retry
-constexpr uint32_t kMaxResponseHeaders = 256;
 }  // namespace
 
 const char* toString(UpstreamError error) {
@@ -43,9 +41,8 @@ UpstreamConnection::UpstreamConnection(EventLoop& loop, BufferPool& buffers, Hea
       timeouts_(timeouts),
       fd_(std::move(fd)),
       timer_(loop.timers(), [this] { onTimer(); }),
-      in_(buffers),
       out_(buffers),
-      parser_(HTTP_RESPONSE, *this, kMaxResponseHeaders, headers) {}
+      reader_(buffers, headers) {}
 
 UpstreamConnection* UpstreamConnection::open(EventLoop& loop, BufferPool& buffers, HeaderStore* headers,
                                              Server& server, const TimeoutsConfig& timeouts, UpstreamUser& user,
@@ -100,9 +97,7 @@ UpstreamConnection* UpstreamConnection::adopt(EventLoop& loop, BufferPool& buffe
 }
 
 void UpstreamConnection::beginRequest(bool head_request) {
-  parser_.reset();
-  parser_.setNoBodyExpected(head_request);
-  parsed_ = 0;
+  reader_.begin(head_request);
   sent_ = 0;
   replayable_ = true;
   status_ = 0;
@@ -313,7 +308,7 @@ void UpstreamConnection::onTimer() {
 void UpstreamConnection::readResponse() {
   // The user may resume reading from inside a callback of this very loop
   // (its client drained): the loop goes on by itself, never nested, so no
-  // recv() lands in in_ while llhttp still reads from it.
+  // recv() lands in the reader's buffer while one of its events is handled.
   if (reading_) return;
   reading_ = true;
   readLoop();
@@ -322,17 +317,17 @@ void UpstreamConnection::readResponse() {
 
 void UpstreamConnection::readLoop() {
   while (readable_ && !paused_ && state_ == State::kActive && !response_complete_) {
-    bool mid_head = parser_.stage() == HeadStage::kStartLine || parser_.stage() == HeadStage::kHeaders;
-    if (!in_.ensureWritable(4096, kMaxResponseHead, !mid_head)) {
+    const ReadRoom room = reader_.reserve();
+    if (room.size == 0) {
       LOG_UPSTREAM_FAILURE(server_, "response head too large", "upstream %s: response head larger than %zu bytes",
-                           server_.name().c_str(), kMaxResponseHead);
+                           server_.name().c_str(), ResponseReader::kMaxHead);
       fail(UpstreamError::kBadResponse);
       return;
     }
-    const size_t asked = in_.writable();
-    ssize_t n = receive(in_.writePtr(), asked);
+    const size_t asked = room.size;
+    ssize_t n = receive(room.at, asked);
     if (n > 0) {
-      in_.commit(static_cast<size_t>(n));
+      reader_.commit(static_cast<size_t>(n));
       // A short plain read drained the socket (see ClientConnection::readClient).
       if (static_cast<size_t>(n) < asked && !tls_ && !hung_up_) readable_ = false;
       response_started_ = true;
@@ -342,11 +337,7 @@ void UpstreamConnection::readLoop() {
         sent_ = 0;
       }
       armActivityTimer();
-      if (tunnel_) {
-        relayTunnelData();
-      } else {
-        parseInput();
-      }
+      parseInput();
       continue;
     }
     if (n == 0) {
@@ -362,50 +353,45 @@ void UpstreamConnection::readLoop() {
     return;
   }
   if (state_ != State::kActive) return;
-  if (in_.empty()) in_.releaseIfEmpty();
+  reader_.releaseBuffer();  // if empty
   if (user_ != nullptr) user_->onUpstreamInputDone();
 }
 
-void UpstreamConnection::relayTunnelData() {
-  user_->onUpstreamBody(in_.data(), in_.size());
-  if (state_ == State::kActive) in_.consume(in_.size());
-}
-
 void UpstreamConnection::parseInput() {
-  size_t consumed = 0;
-  llhttp_errno_t err =
-      parser_.execute(in_.base(), in_.data() + parsed_, in_.size() - parsed_, &consumed);
-  if (state_ != State::kActive) return;  // the user closed us from a callback
-  if (err == HPE_OK) {
-    bool mid_head = parser_.stage() == HeadStage::kStartLine || parser_.stage() == HeadStage::kHeaders;
-    if (mid_head) {
-      parsed_ = in_.size();  // keep the head's bytes: its slices point into them
-    } else {
-      in_.consume(in_.size());
-      parsed_ = 0;
+  // The user may close us from any of its callbacks (its client went away).
+  while (state_ == State::kActive) {
+    switch (reader_.next()) {
+      case ResponseReader::Event::kNeedMore:
+        return;
+      case ResponseReader::Event::kHead:
+        if (!onResponseHead()) return;
+        break;
+      case ResponseReader::Event::kBody:
+        user_->onUpstreamBody(reader_.body().data(), reader_.body().size());
+        break;
+      case ResponseReader::Event::kComplete:
+        response_complete_ = true;  // anything left in the reader is unsolicited
+        timer_.cancel();
+        user_->onUpstreamComplete();
+        return;
+      case ResponseReader::Event::kError:
+        status_ = reader_.status();
+        if (reader_.error() == ResponseReader::Error::kMalformedHead) {
+          LOG_UPSTREAM_FAILURE(server_, "malformed response head", "upstream %s: malformed response head (status %d)",
+                               server_.name().c_str(), status_);
+        } else {
+          LOG_UPSTREAM_FAILURE(server_, "bad response", "upstream %s: bad response: %s (%s)", server_.name().c_str(),
+                               reader_.errorName(), reader_.errorReason());
+        }
+        fail(UpstreamError::kBadResponse);
+        return;
     }
-    return;
   }
-  if (err == HPE_PAUSED && tunnel_) {
-    in_.consume(parsed_ + consumed);  // the 101's head; what follows is tunnel data
-    parsed_ = 0;
-    if (!in_.empty()) relayTunnelData();
-    return;
-  }
-  if (err == HPE_PAUSED && response_complete_) {
-    in_.consume(parsed_ + consumed);  // anything left is unsolicited
-    parsed_ = 0;
-    user_->onUpstreamComplete();
-    return;
-  }
-  LOG_UPSTREAM_FAILURE(server_, "bad response", "upstream %s: bad response: %s (%s)", server_.name().c_str(),
-                       llhttp_errno_name(err), parser_.errorReason() ? parser_.errorReason() : "");
-  fail(UpstreamError::kBadResponse);
 }
 
 void UpstreamConnection::onEof() {
   readable_ = false;
-  if (tunnel_) {  // the upstream ended the tunnel
+  if (reader_.tunnel()) {  // the upstream ended the tunnel
     user_->onUpstreamComplete();
     return;
   }
@@ -413,57 +399,39 @@ void UpstreamConnection::onEof() {
     fail(UpstreamError::kClosedEarly);
     return;
   }
-  if (parser_.stage() == HeadStage::kBody && llhttp_message_needs_eof(&parser_.raw())) {
+  if (reader_.finish() == ResponseReader::Event::kComplete) {  // a close-delimited body ends here
     needs_eof_ = true;
-    llhttp_errno_t err = parser_.finish();
-    if (state_ != State::kActive) return;
-    if ((err == HPE_OK || err == HPE_PAUSED) && response_complete_) {
-      user_->onUpstreamComplete();
-      return;
-    }
+    response_complete_ = true;
+    timer_.cancel();
+    user_->onUpstreamComplete();
+    return;
   }
   fail(UpstreamError::kTruncated);
 }
 
-int UpstreamConnection::onHeadersComplete() {
-  status_ = parser_.raw().status_code;
-  if (!acceptableResponseHead(parser_, in_.base())) {
-    LOG_UPSTREAM_FAILURE(server_, "malformed response head", "upstream %s: malformed response head (status %d)",
-                         server_.name().c_str(), status_);
-    return -1;  // a parse error: 502, the connection closed, never pooled
-  }
-  if (status_ >= 200 || status_ == 101) needs_eof_ = llhttp_message_needs_eof(&parser_.raw()) != 0;
+bool UpstreamConnection::onResponseHead() {
+  status_ = reader_.status();
+  if (!reader_.interim()) needs_eof_ = reader_.closeDelimited();
   if (status_ >= 200) {
     // The server tells how long it keeps us idle and how many requests it
     // still takes: retire the connection before it does, not after (each
     // such close would cost a request a failed send and a retry).
-    std::string_view hint_text = findHeader(parser_.head(), in_.base(), "keep-alive");
+    std::string_view hint_text = findHeader(reader_.head(), reader_.base(), "keep-alive");
     if (!hint_text.empty()) {
       KeepAliveHint hint = parseKeepAlive(hint_text);
       if (hint.timeout_s >= 0) idle_limit_ms_ = keepAliveIdleLimitMs(hint.timeout_s);
       upstream_max_reached_ = hint.max >= 0 && hint.max <= 1;
     }
   }
-  int result = user_->onUpstreamHead(parser_, in_.base());
-  // The user may have closed us from its callback (its client went away).
-  return result == 0 && state_ == State::kActive ? 0 : -1;
-}
-
-int UpstreamConnection::onBody(const char* at, size_t length) {
-  if (state_ != State::kActive) return -1;  // closed by the user during this parse
-  user_->onUpstreamBody(at, length);
-  return state_ == State::kActive ? 0 : -1;
-}
-
-int UpstreamConnection::onMessageComplete() {
-  if (status_ == 101) {  // the user accepted it (onUpstreamHead): bytes flow raw from now on
-    tunnel_ = true;
-    return HPE_PAUSED;
+  int result = user_->onUpstreamHead(reader_.parser(), reader_.base());
+  if (state_ != State::kActive) return false;  // the user closed us (its client went away)
+  if (result != 0) {  // refused (a 101 nobody asked for): 502, never pooled
+    LOG_UPSTREAM_FAILURE(server_, "bad response", "upstream %s: bad response: %s (status %d)", server_.name().c_str(),
+                         "refused head", status_);
+    fail(UpstreamError::kBadResponse);
+    return false;
   }
-  if (status_ < 200) return 0;  // interim 1xx: the final response follows
-  response_complete_ = true;
-  timer_.cancel();
-  return HPE_PAUSED;
+  return true;
 }
 
 void UpstreamConnection::fail(UpstreamError error) {
@@ -484,9 +452,9 @@ void UpstreamConnection::release(bool request_complete, bool exiting) {
   facts.error = error_ != UpstreamError::kNone;
   facts.response_complete = response_complete_;
   facts.length_delimited = !needs_eof_;
-  facts.upstream_keep_alive = parser_.keepAlive();
+  facts.upstream_keep_alive = reader_.keepAlive();
   facts.request_sent = request_complete && pendingOutput() == 0;
-  facts.unread_bytes = !in_.empty() || !settleTls() || tls_.hasBuffered();
+  facts.unread_bytes = reader_.hasUnread() || !settleTls() || tls_.hasBuffered();
   facts.exiting = exiting;
   facts.retired = !server_.inService();
   facts.upstream_max_reached = upstream_max_reached_;
@@ -501,10 +469,10 @@ void UpstreamConnection::release(bool request_complete, bool exiting) {
     state_ = State::kIdle;
     timer_.cancel();
     paused_ = false;
-    parser_.releaseHeaders();
+    reader_.releaseHeaders();
     out_.clear();
     sent_ = 0;
-    in_.releaseIfEmpty();
+    reader_.releaseBuffer();
     out_.releaseIfEmpty();
     return;
   }

@@ -1,7 +1,7 @@
 // UpstreamConnection: one TCP connection to an upstream server.
 //
 // It is opened for a request, carries it (request bytes out, the response
-// parsed with llhttp in response mode and handed to its user), and is then
+// read by a ResponseReader and handed to its user), and is then
 // either checked into its server's Pool or closed. While idle in the pool it
 // keeps read interest: any readability means EOF or stray bytes, and the
 // connection is evicted (nginx's keepalive close handler).
@@ -15,7 +15,7 @@
 #include "core/fd.h"
 #include "core/tls.h"
 #include "pool/pool.h"
-#include "upstream/http.h"
+#include "http/response_reader.h"
 
 namespace poolgate {
 
@@ -56,7 +56,7 @@ class UpstreamUser {
   ~UpstreamUser() = default;
 };
 
-class UpstreamConnection final : public IoHandler, public PoolMember, public Deletable, private HttpHandler {
+class UpstreamConnection final : public IoHandler, public PoolMember, public Deletable {
  public:
   enum class State : uint8_t { kConnecting, kActive, kIdle, kClosed };
 
@@ -122,19 +122,14 @@ class UpstreamConnection final : public IoHandler, public PoolMember, public Del
   ssize_t transmit(const void* buffer, size_t size);  // send(), or through TLS
   void readResponse();
   void readLoop();
+  // Hands the reader's events to the user (after a 101: the tunnel's bytes).
   void parseInput();
-  void relayTunnelData();  // after a 101: in_ goes to the user as is
+  bool onResponseHead();  // false: the connection failed or was closed
   void onEof();
   void fail(UpstreamError error);
   void armActivityTimer();
   void onTimer();
   void endRequest();
-
-  int onHeadersComplete() override;
-  int onBody(const char* at, size_t length) override;
-  int onChunkHeader(uint64_t) override { return 0; }
-  int onChunkComplete() override { return 0; }
-  int onMessageComplete() override;
 
   EventLoop& loop_;
   Server& server_;
@@ -142,12 +137,10 @@ class UpstreamConnection final : public IoHandler, public PoolMember, public Del
   Fd fd_;
   TlsSession tls_;  // empty for plain HTTP
   Timer timer_;
-  Buffer in_;
   Buffer out_;
   size_t sent_ = 0;          // bytes of out_ already written but kept for a replay
   bool replayable_ = true;   // out_ still holds the whole request
-  HttpParser parser_;
-  size_t parsed_ = 0;        // bytes of in_ already fed to the parser
+  ResponseReader reader_;    // the read buffer and the response parser
   UpstreamUser* user_ = nullptr;
   State state_ = State::kConnecting;
   UpstreamError error_ = UpstreamError::kNone;
@@ -161,7 +154,6 @@ class UpstreamConnection final : public IoHandler, public PoolMember, public Del
   bool response_started_ = false;
   bool response_complete_ = false;
   bool needs_eof_ = false;
-  bool tunnel_ = false;      // a 101 was accepted: no more HTTP on this connection
   bool in_request_ = false;  // counted in server_.active_requests
   // From the server's Keep-Alive header (see parseKeepAlive()): reuse only
   // while idle less than this (UINT64_MAX = no hint), and whether the server

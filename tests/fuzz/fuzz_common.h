@@ -13,7 +13,7 @@
 #include <string_view>
 #include <vector>
 
-#include "upstream/http.h"
+#include "http/parser.h"
 
 namespace poolgate::fuzz {
 
@@ -155,11 +155,11 @@ class Reparser final : private HttpHandler {
     Message m;
     m.method = std::string(head.method.view(base));
     m.target = std::string(head.target.view(base));
-    m.status = parser_.raw().status_code;
+    m.status = parser_.statusCode();
     for (const HeaderSlice& h : head.headers)
       m.headers.emplace_back(std::string(h.name.view(base)), std::string(h.value.view(base)));
-    m.chunked = (parser_.raw().flags & F_CHUNKED) != 0;
-    m.content_length = (parser_.raw().flags & F_CONTENT_LENGTH) != 0;
+    m.chunked = parser_.chunked();
+    m.content_length = parser_.hasContentLength();
     if (m.content_length) m.announced = parser_.declaredLength();
     messages.push_back(std::move(m));
     return 0;

@@ -2,13 +2,14 @@
 // in; out comes what poolgate would forward to the upstream, or the status it
 // would answer with itself.
 //
-// ClientConnection mixes this logic with sockets, timers and the pool, so the
-// target rebuilds its request half from the same pieces and in the same order
-// (proxy/client_connection.cc: readClient, parseClient, checkHeadLimits,
-// onHeadersComplete, startExchange, onBody, onChunkHeader, onChunkComplete,
-// onMessageComplete): HttpParser (llhttp, strict), checkRequestHead() and
-// writeForwardedRequestHead(). Every route exists and every upstream answers at
-// once, so pipelined requests follow each other.
+// The target drives the proxy's own RequestReader (http/request_reader.h) the
+// way ClientConnection does (readClient: reserve / commit; parseClient: one
+// event at a time), writes the head with writeForwardedRequestHead() and the
+// body with RequestReader::forward(), as startExchange() and onRequestBody()
+// do. What it keeps of its own is only ClientConnection's reaction to an
+// event: the answer to a refused head or an error is the status the reader
+// gives. Every route exists and every upstream answers at once, so pipelined
+// requests follow each other.
 //
 // Each input runs twice: in one read with the default limits, and split into
 // reads of varying size with small limits. Invariants, beyond "no crash":
@@ -16,11 +17,12 @@
 //     forwarded after it;
 //   - the forwarded bytes, parsed by a strict parser as the upstream would,
 //     are exactly the forwarded requests in order: same method, target and
-//     body, every head passes checkRequestHead() itself, never both
-//     Content-Length and Transfer-Encoding, never two Content-Length or Host;
-//     a request cut short (the client closed, or its body was refused) is a
-//     clean prefix: never a complete message, never a parse error; no body
-//     (Content-Length or chunk sizes announced) over max_body_bytes;
+//     body, every head passes the request checks itself (a second reader),
+//     never both Content-Length and Transfer-Encoding, never two
+//     Content-Length or Host; a request cut short (the client closed, or its
+//     body was refused) is a clean prefix: never a complete message, never a
+//     parse error; no body (Content-Length or chunk sizes announced) over
+//     max_body_bytes;
 //   - with the same limits, the split does not change the outcome.
 #include <cstring>
 #include <string>
@@ -28,19 +30,14 @@
 
 #include "config/config.h"
 #include "core/buffer.h"
-#include "proxy/forwarding.h"
-#include "proxy/request_rules.h"
+#include "http/forwarding.h"
+#include "http/request_reader.h"
 #include "tests/fuzz/fuzz_common.h"
-#include "upstream/http.h"
 
 namespace poolgate::fuzz {
 namespace {
 
 constexpr std::string_view kServerName = "127.0.0.1:5000";
-
-bool midHead(const HttpParser& parser) {
-  return parser.stage() == HeadStage::kStartLine || parser.stage() == HeadStage::kHeaders;
-}
 
 struct ForwardedRequest {
   std::string method;
@@ -56,190 +53,111 @@ struct Outcome {
   bool keep_alive_close = false;
 };
 
-class ClientSim final : private HttpHandler {
+class ClientSim {
  public:
-  explicit ClientSim(const LimitsConfig& limits)
-      : limits_(limits), in_(buffers_), sink_(buffers_), parser_(HTTP_REQUEST, *this, limits.max_headers) {}
+  explicit ClientSim(const LimitsConfig& limits) : limits_(limits), reader_(buffers_, limits_), sink_(buffers_) {}
 
   // One recv() of up to `n` bytes; returns how many were taken (0 = the
   // connection no longer reads).
   size_t read(const uint8_t* data, size_t n) {
-    if (state_ == State::kClosed || state_ == State::kClosing) return 0;
-    const size_t head_limit = std::max(limits_.max_request_line, limits_.max_header_bytes) + size_t{1024};
-    bool head = midHead(parser_) || state_ == State::kIdle;
-    if (!in_.ensureWritable(4096, head ? head_limit : 0, !midHead(parser_))) {
-      respondError(parser_.stage() == HeadStage::kStartLine ? 414 : 431);
+    if (closed_) return 0;
+    const ReadRoom room = reader_.reserve();
+    if (room.size == 0) {
+      respondError(room.refuse);
       return 0;
     }
-    size_t take = std::min(n, in_.writable());
-    std::memcpy(in_.writePtr(), data, take);
-    in_.commit(take);
-    if (state_ == State::kIdle) state_ = State::kHead;
+    const size_t take = std::min(n, room.size);
+    std::memcpy(room.at, data, take);
+    reader_.commit(take);
     parseClient();
     return take;
   }
 
-  // The client closed its side.
-  void eof() {
-    if (state_ == State::kClosed || state_ == State::kClosing) return;
-    state_ = State::kClosed;  // mid-request: an abort; between requests: a normal close
-  }
+  // The client closed its side: mid-request an abort, between requests a
+  // normal close.
+  void eof() { closed_ = true; }
 
   Outcome finish() {
     flushSink();
     return std::move(outcome_);
   }
-  bool closed() const { return state_ == State::kClosed || state_ == State::kClosing; }
+  bool closed() const { return closed_; }
 
  private:
-  enum class State { kIdle, kHead, kExchange, kClosing, kClosed };
-
   void parseClient() {
-    while (state_ == State::kHead || (state_ == State::kExchange && !request_complete_)) {
-      size_t available = in_.size() - parsed_;
-      if (available == 0) return;
-      size_t consumed = 0;
-      llhttp_errno_t err = parser_.execute(in_.base(), in_.data() + parsed_, available, &consumed);
-      if (state_ == State::kClosing || state_ == State::kClosed) return;
-      if (err == HPE_OK) {
-        if (midHead(parser_)) {
-          parsed_ = in_.size();
-          checkHeadLimits();
-        } else {
-          in_.consume(in_.size());
-          parsed_ = 0;
-        }
-        return;
+    while (!closed_ && reader_.hasWork()) {
+      switch (reader_.next()) {
+        case RequestReader::Event::kNeedMore:
+          flushSink();  // upstream_->flush(): what this read brought goes out
+          return;
+        case RequestReader::Event::kHead:
+          if (reader_.verdict() != 0) {
+            respondError(reader_.verdict());
+            return;
+          }
+          startExchange();
+          break;
+        case RequestReader::Event::kBody:
+          outcome_.forwarded.back().body.append(reader_.body());
+          reader_.forward(sink_);
+          break;
+        case RequestReader::Event::kChunkStart:
+        case RequestReader::Event::kChunkEnd:
+          reader_.forward(sink_);
+          break;
+        case RequestReader::Event::kComplete:
+          reader_.forward(sink_);
+          outcome_.forwarded.back().complete = true;
+          finishExchange();  // the upstream answers at once
+          break;
+        case RequestReader::Event::kError:
+          respondError(reader_.errorStatus());  // 413 for a body past max_body_bytes
+          return;
       }
-      if (err == HPE_PAUSED) {
-        // End of a request. The upstream answers at once: finishExchange().
-        in_.consume(parsed_ + consumed);
-        parsed_ = 0;
-        finishExchange();
-        continue;
-      }
-      if (parser_.head().header_overflow) {
-        respondError(431);
-      } else if (err == HPE_INVALID_TRANSFER_ENCODING) {
-        respondError(501);
-      } else {
-        respondError(400);
-      }
-      return;
     }
   }
 
-  void checkHeadLimits() {
-    size_t head_bytes = in_.size();
-    if (parser_.stage() == HeadStage::kStartLine && head_bytes > limits_.max_request_line) {
-      respondError(414);
-    } else if (head_bytes > limits_.max_header_bytes) {
-      respondError(431);
-    }
+  void startExchange() {
+    const std::string_view host = reader_.host();
+    ForwardContext context{"192.0.2.1", "http", host.empty() ? kServerName : host, reader_.target().forward};
+    writeForwardedRequestHead(sink_, reader_.parser(), reader_.base(), context);
+    ForwardedRequest request;
+    request.method = std::string(reader_.head().method.view(reader_.base()));
+    request.target = std::string(reader_.target().forward);
+    outcome_.forwarded.push_back(std::move(request));
+    head_unsent_ = true;
   }
 
   void finishExchange() {
     flushSink();
-    if (!keep_alive_ || !request_complete_) {
-      state_ = State::kClosed;
+    if (!reader_.keepAlive()) {
+      closed_ = true;
       outcome_.keep_alive_close = true;
       return;
     }
-    forwarding_ = false;
-    request_chunked_ = request_complete_ = in_chunk_ = false;
-    body_bytes_ = 0;
-    state_ = in_.empty() ? State::kIdle : State::kHead;
-    parser_.resume();
+    reader_.nextMessage();
   }
 
   void respondError(int status) {
     outcome_.local_status = status;
-    forwarding_ = false;  // abandonUpstream(): the connection to the upstream is closed
-    state_ = State::kClosing;
+    sink_.clear();  // abandonUpstream(): what was not sent goes with the upstream connection
+    if (head_unsent_) outcome_.forwarded.pop_back();  // the upstream never saw that request
+    head_unsent_ = false;
+    closed_ = true;
   }
 
   void flushSink() {
     outcome_.upstream_bytes.append(sink_.data(), sink_.size());
     sink_.clear();
-  }
-
-  int onHeadersComplete() override {
-    state_ = State::kExchange;
-    const llhttp_t& p = parser_.raw();
-    const HttpHead& head = parser_.head();
-    const char* base = in_.base();
-    request_chunked_ = (p.flags & F_CHUNKED) != 0;
-    keep_alive_ = parser_.keepAlive();
-
-    const size_t head_end = in_.beginOffset() + in_.size();
-    RequestTarget target;
-    if (int status = checkRequestHead(parser_, base, head_end, limits_, &target); status != 0) {
-      respondError(status);
-      return HPE_PAUSED;
-    }
-    // startExchange(): the route and a connection are there.
-    std::string_view host = target.authority.empty() ? findHeader(head, base, "host") : target.authority;
-    ForwardContext context{"192.0.2.1", "http", host.empty() ? kServerName : host, target.forward};
-    writeForwardedRequestHead(sink_, parser_, base, context);
-    forwarding_ = true;
-    ForwardedRequest request;
-    request.method = std::string(head.method.view(base));
-    request.target = std::string(target.forward);
-    outcome_.forwarded.push_back(std::move(request));
-    return 0;
-  }
-
-  int onBody(const char* at, size_t length) override {
-    if (!forwarding_) return 0;
-    body_bytes_ += length;
-    if (limits_.max_body_bytes != 0 && body_bytes_ > limits_.max_body_bytes) {
-      respondError(413);  // refuseOversizedBody(): no response has started here
-      return HPE_PAUSED;
-    }
-    sink_.append(at, length);
-    outcome_.forwarded.back().body.append(at, length);
-    return 0;
-  }
-
-  int onChunkHeader(uint64_t size) override {
-    if (!forwarding_ || size == 0) return 0;
-    // The whole chunk is weighed at its size line, before the line is forwarded.
-    if (limits_.max_body_bytes != 0 && size > limits_.max_body_bytes - body_bytes_) {
-      respondError(413);
-      return HPE_PAUSED;
-    }
-    in_chunk_ = true;
-    appendNumber(sink_, size, 16);
-    sink_.append("\r\n");
-    return 0;
-  }
-
-  int onChunkComplete() override {
-    if (forwarding_ && in_chunk_) sink_.append("\r\n");
-    in_chunk_ = false;
-    return 0;
-  }
-
-  int onMessageComplete() override {
-    request_complete_ = true;
-    if (forwarding_ && request_chunked_) sink_.append("0\r\n\r\n");
-    if (forwarding_) outcome_.forwarded.back().complete = true;
-    return HPE_PAUSED;
+    head_unsent_ = false;
   }
 
   LimitsConfig limits_;
   BufferPool buffers_{16 * 1024, 8};
-  Buffer in_;
+  RequestReader reader_;
   Buffer sink_;  // the upstream connection's output
-  HttpParser parser_;
-  size_t parsed_ = 0;
-  State state_ = State::kIdle;
-  bool forwarding_ = false;
-  bool keep_alive_ = false;
-  bool request_chunked_ = false;
-  bool request_complete_ = false;
-  bool in_chunk_ = false;
-  uint64_t body_bytes_ = 0;
+  bool closed_ = false;
+  bool head_unsent_ = false;  // the current request's head is in sink_, not flushed
   Outcome outcome_;
 };
 
@@ -286,21 +204,23 @@ void checkOutcome(const Outcome& o, const LimitsConfig& limits) {
     LimitsConfig unlimited;
     unlimited.max_request_line = unlimited.max_header_bytes = UINT32_MAX;
     unlimited.max_body_bytes = 0;
-    class HeadOnly final : public HttpHandler {
-     public:
-      int onHeadersComplete() override { return HPE_PAUSED; }
-      int onBody(const char*, size_t) override { return 0; }
-      int onChunkHeader(uint64_t) override { return 0; }
-      int onChunkComplete() override { return 0; }
-      int onMessageComplete() override { return 0; }
-    } handler;
-    HttpParser first(HTTP_REQUEST, handler, 100000);
-    size_t consumed = 0;
+    unlimited.max_headers = 100000;
+    BufferPool buffers;
+    RequestReader second(buffers, unlimited);
     const std::string& bytes = o.upstream_bytes;
-    FUZZ_CHECK(first.execute(bytes.data(), bytes.data(), bytes.size(), &consumed) == HPE_PAUSED);
-    RequestTarget target;
-    FUZZ_CHECK(checkRequestHead(first, bytes.data(), bytes.size(), unlimited, &target) == 0);
-    FUZZ_CHECK(target.forward == o.forwarded[0].target);
+    RequestReader::Event event = RequestReader::Event::kNeedMore;
+    for (size_t offset = 0; event == RequestReader::Event::kNeedMore && offset < bytes.size();) {
+      const ReadRoom room = second.reserve();
+      FUZZ_CHECK(room.size > 0);
+      const size_t n = std::min(room.size, bytes.size() - offset);
+      std::memcpy(room.at, bytes.data() + offset, n);
+      second.commit(n);
+      offset += n;
+      event = second.next();
+    }
+    FUZZ_CHECK(event == RequestReader::Event::kHead);
+    FUZZ_CHECK(second.verdict() == 0);
+    FUZZ_CHECK(second.target().forward == o.forwarded[0].target);
   }
 }
 
@@ -337,12 +257,16 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto headLimit = [](int status) { return status == 414 || status == 431; };
   if (!headLimit(split.local_status) && !headLimit(small_whole.local_status)) {
     FUZZ_CHECK(split.local_status == small_whole.local_status);
-    FUZZ_CHECK(split.forwarded.size() == small_whole.forwarded.size());
     if (split.local_status == 0) {
+      FUZZ_CHECK(split.forwarded.size() == small_whole.forwarded.size());
       FUZZ_CHECK(split.upstream_bytes == small_whole.upstream_bytes);
     } else {
-      // A body refused midway: how much of it went out first depends on the
-      // reads, but it is the same stream.
+      // A request refused midway: how much of it went out first depends on
+      // the reads (what a read brought is sent once the reader has taken all
+      // of it, so an error later in the same read sends none of it, not even
+      // the head), but it is the same stream.
+      const size_t fewer = std::min(split.forwarded.size(), small_whole.forwarded.size());
+      FUZZ_CHECK(split.forwarded.size() + small_whole.forwarded.size() - 2 * fewer <= 1);
       const std::string& a = split.upstream_bytes;
       const std::string& b = small_whole.upstream_bytes;
       FUZZ_CHECK(a.size() < b.size() ? b.compare(0, a.size(), a) == 0 : a.compare(0, b.size(), b) == 0);

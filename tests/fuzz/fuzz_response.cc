@@ -2,14 +2,14 @@
 // out comes what poolgate would write to its client, or the error it would
 // answer with (502), and whether the upstream connection could be pooled.
 //
-// The logic lives in two classes with sockets and timers, so the target
-// rebuilds it from the same pieces, in the same order:
-// UpstreamConnection::readResponse / parseInput / onEof / onHeadersComplete /
-// onMessageComplete (HttpParser in response mode, the 64 KiB head cap, 256
-// headers) and ClientConnection::onUpstreamHead / writeResponseHead /
-// onUpstreamBody / onUpstreamComplete / onUpstreamError
-// (chooseResponseFraming, writeClientResponseHead, writeInterimResponseHead,
-// re-chunking).
+// The target drives the proxy's own ResponseReader (http/response_reader.h)
+// the way UpstreamConnection does (readLoop: reserve / commit; parseInput: one
+// event at a time; onEof: finish()), and writes what the client gets with the
+// functions ClientConnection uses (chooseResponseFraming,
+// writeClientResponseHead, interimGoesToClient, writeInterimResponseHead,
+// appendBodyPiece, appendBodyEnd, writeErrorResponse). What it keeps of its
+// own is only the connections' reaction to an event (a GET asked for no
+// upgrade, so a 101 is refused).
 //
 // Each input runs as the answer to a GET from an HTTP/1.1 client in one read,
 // then split into reads of varying size, then to a HEAD, then to an HTTP/1.0
@@ -27,15 +27,12 @@
 #include <string>
 
 #include "core/buffer.h"
-#include "proxy/forwarding.h"
+#include "http/forwarding.h"
+#include "http/response_reader.h"
 #include "tests/fuzz/fuzz_common.h"
-#include "upstream/http.h"
 
 namespace poolgate::fuzz {
 namespace {
-
-constexpr size_t kMaxResponseHead = 64 * 1024;  // upstream/upstream_connection.cc
-constexpr uint32_t kMaxResponseHeaders = 256;
 
 enum class Result { kIncomplete, kComplete, kError };
 
@@ -51,45 +48,44 @@ struct Outcome {
   bool reusable = false;  // no bytes left over after a complete response
 };
 
-class ResponseSim final : private HttpHandler {
+class ResponseSim {
  public:
   ResponseSim(bool head_request, bool client_http11)
       : head_request_(head_request),
         client_http11_(client_http11),
-        in_(buffers_),
-        out_(buffers_),
-        parser_(HTTP_RESPONSE, *this, kMaxResponseHeaders) {
-    parser_.setNoBodyExpected(head_request);  // UpstreamConnection::beginRequest
+        // The request's own keep-alive: an HTTP/1.1 GET, or HTTP/1.0 without Keep-Alive.
+        keep_alive_(client_http11),
+        reader_(buffers_),
+        out_(buffers_) {
+    reader_.begin(head_request);  // UpstreamConnection::beginRequest
   }
 
   size_t read(const uint8_t* data, size_t n) {
     if (done()) return 0;
-    bool mid_head = parser_.stage() == HeadStage::kStartLine || parser_.stage() == HeadStage::kHeaders;
-    if (!in_.ensureWritable(4096, kMaxResponseHead, !mid_head)) {
+    const ReadRoom room = reader_.reserve();
+    if (room.size == 0) {  // the head outgrew ResponseReader::kMaxHead
       fail();
       return 0;
     }
-    size_t take = std::min(n, in_.writable());
-    std::memcpy(in_.writePtr(), data, take);
-    in_.commit(take);
+    const size_t take = std::min(n, room.size);
+    std::memcpy(room.at, data, take);
+    reader_.commit(take);
     upstream_started_ = true;
     parseInput();
     return take;
   }
 
+  // UpstreamConnection::onEof
   void eof() {
     if (done()) return;
-    if (!upstream_started_) {
+    if (!reader_.tunnel() && !upstream_started_) {
       fail();
       return;
     }
-    if (parser_.stage() == HeadStage::kBody && llhttp_message_needs_eof(&parser_.raw())) {
-      llhttp_errno_t err = parser_.finish();
-      if (done()) return;
-      if ((err == HPE_OK || err == HPE_PAUSED) && response_complete_) {
-        complete(/*leftover=*/false);
-        return;
-      }
+    if (reader_.finish() == ResponseReader::Event::kComplete) {
+      needs_eof_ = true;
+      complete();
+      return;
     }
     fail();
   }
@@ -103,34 +99,59 @@ class ResponseSim final : private HttpHandler {
   }
 
  private:
+  // UpstreamConnection::parseInput
   void parseInput() {
-    size_t consumed = 0;
-    llhttp_errno_t err = parser_.execute(in_.base(), in_.data() + parsed_, in_.size() - parsed_, &consumed);
-    if (done()) return;
-    if (err == HPE_OK) {
-      bool mid_head = parser_.stage() == HeadStage::kStartLine || parser_.stage() == HeadStage::kHeaders;
-      if (mid_head) {
-        parsed_ = in_.size();
-      } else {
-        in_.consume(in_.size());
-        parsed_ = 0;
+    while (!done()) {
+      switch (reader_.next()) {
+        case ResponseReader::Event::kNeedMore:
+          return;
+        case ResponseReader::Event::kHead:
+          if (!onHead()) fail();
+          break;
+        case ResponseReader::Event::kBody:
+          onBody(reader_.body());
+          break;
+        case ResponseReader::Event::kComplete:
+          complete();
+          return;
+        case ResponseReader::Event::kError:
+          fail();
+          return;
       }
-      return;
     }
-    if (err == HPE_PAUSED && response_complete_) {
-      in_.consume(parsed_ + consumed);  // anything left is unsolicited
-      parsed_ = 0;
-      complete(!in_.empty());
-      return;
+  }
+
+  // UpstreamConnection::onResponseHead, ClientConnection::onUpstreamHead /
+  // writeInterimResponse / writeResponseHead. False: refused (502).
+  bool onHead() {
+    const int status = reader_.status();
+    if (!reader_.interim()) needs_eof_ = reader_.closeDelimited();
+    if (status == 101) return false;  // a switch the GET did not ask for
+    if (status < 200) {
+      if (interimGoesToClient(status, client_http11_)) writeInterimResponseHead(out_, reader_.parser(), reader_.base());
+      return true;
     }
-    fail();
+    outcome_.upstream_status = status;
+    framing_ = chooseResponseFraming(reader_.parser(), head_request_, client_http11_);
+    if (framing_ == Framing::kClose) keep_alive_ = false;
+    outcome_.response_started = true;
+    writeClientResponseHead(out_, reader_.parser(), reader_.base(), framing_, keep_alive_, client_http11_);
+    return true;
+  }
+
+  // ClientConnection::onUpstreamBody
+  void onBody(std::string_view piece) {
+    // No body is ever read for a 1xx, 204 or 304, nor for a HEAD.
+    FUZZ_CHECK(reader_.status() >= 200 && !(outcome_.response_started && framing_ == Framing::kNone));
+    outcome_.upstream_body.append(piece);
+    appendBodyPiece(out_, framing_, piece.data(), piece.size());
   }
 
   // ClientConnection::onUpstreamComplete + UpstreamConnection::release
-  void complete(bool leftover) {
-    if (framing_ == Framing::kChunked) out_.append("0\r\n\r\n");
+  void complete() {
+    appendBodyEnd(out_, framing_);
     outcome_.result = Result::kComplete;
-    outcome_.reusable = !leftover && !needs_eof_ && parser_.keepAlive();
+    outcome_.reusable = !reader_.hasUnread() && !needs_eof_ && reader_.keepAlive();
   }
 
   // UpstreamConnection::fail + ClientConnection::onUpstreamError
@@ -138,59 +159,18 @@ class ResponseSim final : private HttpHandler {
     outcome_.result = Result::kError;
     if (!outcome_.response_started) {
       outcome_.local_status = 502;
-      // ClientConnection::respondError(502): no body for a HEAD.
-      out_.append("HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain\r\nContent-Length: 16\r\n"
-                  "Connection: close\r\nCache-Control: no-store\r\n\r\n");
-      if (!head_request_) out_.append("502 Bad Gateway\n");
+      writeErrorResponse(out_, 502, keep_alive_, head_request_);  // respondError(502)
     }
-  }
-
-  int onHeadersComplete() override {
-    const int status = parser_.raw().status_code;
-    if (status >= 200 || status == 101) needs_eof_ = llhttp_message_needs_eof(&parser_.raw()) != 0;
-    // ClientConnection::onUpstreamHead
-    if (status == 101) return -1;
-    // UpstreamConnection::onHeadersComplete: a malformed head is a parse error (502).
-    if (!acceptableResponseHead(parser_, in_.base())) return -1;
-    if (status < 200) {
-      if (status != 100 && client_http11_) writeInterimResponseHead(out_, parser_, in_.base());
-      return 0;
-    }
-    outcome_.upstream_status = status;
-    framing_ = chooseResponseFraming(parser_.raw(), head_request_, client_http11_);
-    if (framing_ == Framing::kClose) keep_alive_ = false;
-    outcome_.response_started = true;
-    writeClientResponseHead(out_, parser_, in_.base(), framing_, keep_alive_, client_http11_);
-    return 0;
-  }
-
-  int onBody(const char* at, size_t length) override {
-    // No body is ever read for a 1xx, 204 or 304 (HttpParser skips it).
-    FUZZ_CHECK(parser_.raw().status_code >= 200 && !(outcome_.response_started && framing_ == Framing::kNone));
-    outcome_.upstream_body.append(at, length);
-    appendBodyPiece(out_, framing_, at, length);  // ClientConnection::onUpstreamBody
-    return 0;
-  }
-  int onChunkHeader(uint64_t) override { return 0; }
-  int onChunkComplete() override { return 0; }
-  int onMessageComplete() override {
-    const int status = parser_.raw().status_code;
-    if (status < 200 && status != 101) return 0;  // interim: the final response follows
-    response_complete_ = true;
-    return HPE_PAUSED;
   }
 
   bool head_request_;
   bool client_http11_;
+  bool keep_alive_;
   BufferPool buffers_{16 * 1024, 8};
-  Buffer in_;
+  ResponseReader reader_;
   Buffer out_;  // to the client
-  HttpParser parser_;
-  size_t parsed_ = 0;
   bool upstream_started_ = false;
-  bool response_complete_ = false;
   bool needs_eof_ = false;
-  bool keep_alive_ = true;
   Framing framing_ = Framing::kNone;
   Outcome outcome_;
 };

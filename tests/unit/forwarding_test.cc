@@ -1,5 +1,5 @@
 // Header rewriting: what the upstream and the client receive.
-#include "proxy/forwarding.h"
+#include "http/forwarding.h"
 
 #include <gtest/gtest.h>
 
@@ -46,7 +46,7 @@ std::string toClient(const std::string& response, bool head_request, bool client
   EXPECT_TRUE(p.parse());
   BufferPool pool;
   Buffer out(pool);
-  Framing framing = chooseResponseFraming(p.parser.raw(), head_request, client_http11);
+  Framing framing = chooseResponseFraming(p.parser, head_request, client_http11);
   if (framing_out) *framing_out = framing;
   writeClientResponseHead(out, p.parser, p.text.data(), framing, keep_alive, client_http11);
   return std::string(out.data(), out.size());

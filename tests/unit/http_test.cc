@@ -1,6 +1,6 @@
 // HttpParser (llhttp, strict mode) recording slices as offsets into the read
 // buffer, and the header helpers.
-#include "upstream/http.h"
+#include "http/parser.h"
 
 #include <gtest/gtest.h>
 

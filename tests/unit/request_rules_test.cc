@@ -1,5 +1,5 @@
 // What a request head must satisfy before it is forwarded.
-#include "proxy/request_rules.h"
+#include "http/request_rules.h"
 
 #include <gtest/gtest.h>
 

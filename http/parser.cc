@@ -1,4 +1,4 @@
-#include "upstream/http.h"
+#include "http/parser.h"
 
 #include <algorithm>
 
@@ -184,14 +184,15 @@ int HttpParser::onHeadersCompleteCb(llhttp_t* p) {
   s.declared_length_ = (p->flags & F_CONTENT_LENGTH) != 0 ? p->content_length : 0;
   int result = s.handler_.onHeadersComplete();
   if (result != 0) return result;
-  if (s.no_body_expected_) return 1;
+  return s.bodyless() ? 1 : 0;
+}
+
+bool HttpParser::bodyless() const {
+  if (no_body_expected_) return true;
   // RFC 9110 6.4.1: 1xx, 204 and 304 responses have no body, whatever their
   // framing headers say (llhttp would read a chunked one).
-  const unsigned status = p->status_code;
-  if (s.type_ == HTTP_RESPONSE && ((status >= 100 && status < 200 && status != 101) || status == 204 || status == 304)) {
-    return 1;
-  }
-  return 0;
+  const unsigned status = parser_.status_code;
+  return type_ == HTTP_RESPONSE && ((status >= 100 && status < 200 && status != 101) || status == 204 || status == 304);
 }
 
 bool acceptableResponseHead(const HttpParser& response, const char* base) {
@@ -280,6 +281,14 @@ std::string_view findHeader(const HttpHead& head, const char* base, std::string_
     if (equalsIgnoreCase(h.name.view(base), name)) return h.value.view(base);
   }
   return {};
+}
+
+const char* llhttpVersion() {
+#define PG_STR2(x) #x
+#define PG_STR(x) PG_STR2(x)
+  return PG_STR(LLHTTP_VERSION_MAJOR) "." PG_STR(LLHTTP_VERSION_MINOR) "." PG_STR(LLHTTP_VERSION_PATCH);
+#undef PG_STR
+#undef PG_STR2
 }
 
 std::string_view reasonPhrase(int status) {

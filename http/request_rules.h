@@ -7,7 +7,7 @@
 #include <string_view>
 
 #include "config/config.h"
-#include "upstream/http.h"
+#include "http/parser.h"
 
 namespace poolgate {
 

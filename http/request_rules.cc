@@ -1,4 +1,4 @@
-#include "proxy/request_rules.h"
+#include "http/request_rules.h"
 
 namespace poolgate {
 

@@ -7,7 +7,7 @@
 #include <string_view>
 
 #include "core/buffer.h"
-#include "upstream/http.h"
+#include "http/parser.h"
 
 namespace poolgate {
 
@@ -38,7 +38,7 @@ enum class Framing : uint8_t {
   kClose,    // close-delimited: a body of unknown length to an HTTP/1.0 client
 };
 
-Framing chooseResponseFraming(const llhttp_t& response, bool head_request, bool client_http11);
+Framing chooseResponseFraming(const HttpParser& response, bool head_request, bool client_http11);
 
 // The status line and end-to-end headers of `response`, our framing header
 // and Connection as `keep_alive` and the client's version require.
@@ -51,6 +51,21 @@ void writeInterimResponseHead(Buffer& out, const HttpParser& response, const cha
 // A piece of response body as the client gets it: a chunk of its own with
 // Framing::kChunked, else as is.
 void appendBodyPiece(Buffer& out, Framing framing, const char* at, size_t length);
+
+// The end of a response body as the client gets it: the last chunk with
+// Framing::kChunked, else nothing.
+void appendBodyEnd(Buffer& out, Framing framing);
+
+// Whether an upstream's 1xx interim response goes on to the client: not a 100
+// (the proxy answers Expect itself), and never to an HTTP/1.0 client.
+bool interimGoesToClient(int status, bool client_http11);
+
+// A response made by the proxy itself: `headers` are extra header lines, each
+// ending in CRLF; the body is left out for a HEAD request.
+void writeLocalResponse(Buffer& out, int status, std::string_view content_type, std::string_view body,
+                        bool keep_alive, bool head_request, std::string_view headers = {});
+// An error answer: text/plain, "<status> <reason>\n".
+void writeErrorResponse(Buffer& out, int status, bool keep_alive, bool head_request, std::string_view headers = {});
 
 // A 101 answering an upgrade the client asked for: its end-to-end headers,
 // then Connection: upgrade and the upstream's Upgrade.

@@ -93,9 +93,26 @@ class HttpParser {
 
   const HttpHead& head() const { return head_; }
   HeadStage stage() const { return stage_; }
+  // In the middle of a head: its bytes must stay where they are.
+  bool midHead() const { return stage_ == HeadStage::kStartLine || stage_ == HeadStage::kHeaders; }
+  // llhttp itself, for the code of http/ only (its readers and rules).
   llhttp_t& raw() { return parser_; }
   const llhttp_t& raw() const { return parser_; }
   const char* errorReason() const { return llhttp_get_error_reason(&parser_); }
+  // After a request that asked for an upgrade which did not happen.
+  void resumeAfterUpgrade() { llhttp_resume_after_upgrade(&parser_); }
+
+  llhttp_method_t method() const { return static_cast<llhttp_method_t>(parser_.method); }
+  int statusCode() const { return parser_.status_code; }
+  bool chunked() const { return (parser_.flags & F_CHUNKED) != 0; }
+  bool hasContentLength() const { return (parser_.flags & F_CONTENT_LENGTH) != 0; }
+  bool upgrade() const { return parser_.upgrade != 0; }
+  // Body bytes of a Content-Length body not read yet.
+  uint64_t remainingLength() const { return parser_.content_length; }
+  // The message so far is one whose body runs to the connection's close.
+  bool needsEof() const { return llhttp_message_needs_eof(&parser_) != 0; }
+  // A response head that ends its message (HEAD request, 1xx but 101, 204, 304).
+  bool bodyless() const;
 
   // Content-Length as declared (llhttp counts parser_.content_length down
   // while it reads the body).
@@ -163,6 +180,9 @@ bool listedInConnection(const HttpHead& head, const char* base, std::string_view
 std::string_view findHeader(const HttpHead& head, const char* base, std::string_view name);
 
 std::string_view reasonPhrase(int status);
+
+// The llhttp version the proxy is built with, as "8.1.0".
+const char* llhttpVersion();
 
 // The parameters of a `Keep-Alive` response header (RFC 2068 section 19.7.1,
 // sent by gunicorn, Apache, Node and others): how long the server keeps an

@@ -1,6 +1,7 @@
-#include "proxy/forwarding.h"
+#include "http/forwarding.h"
 
 #include <charconv>
+#include <cstdio>
 
 namespace poolgate {
 
@@ -42,7 +43,6 @@ void appendHeader(Buffer& out, std::string_view name, std::string_view value) {
 void writeForwardedRequestHead(Buffer& out, const HttpParser& request, const char* base,
                                const ForwardContext& context) {
   const HttpHead& head = request.head();
-  const llhttp_t& p = request.raw();
 
   out.append(head.method.view(base));
   out.append(" ");
@@ -87,9 +87,9 @@ void writeForwardedRequestHead(Buffer& out, const HttpParser& request, const cha
     out.append("\r\n");
   }
 
-  if (p.flags & F_CHUNKED) {
+  if (request.chunked()) {
     out.append("Transfer-Encoding: chunked\r\n");
-  } else if (p.flags & F_CONTENT_LENGTH) {
+  } else if (request.hasContentLength()) {
     out.append("Content-Length: ");
     appendNumber(out, request.declaredLength());
     out.append("\r\n");
@@ -97,17 +97,17 @@ void writeForwardedRequestHead(Buffer& out, const HttpParser& request, const cha
   out.append("\r\n");
 }
 
-Framing chooseResponseFraming(const llhttp_t& response, bool head_request, bool client_http11) {
-  const int status = response.status_code;
+Framing chooseResponseFraming(const HttpParser& response, bool head_request, bool client_http11) {
+  const int status = response.statusCode();
   if (head_request || status == 204 || status == 304) return Framing::kNone;
-  if ((response.flags & F_CONTENT_LENGTH) && !(response.flags & F_CHUNKED)) return Framing::kLength;
+  if (response.hasContentLength() && !response.chunked()) return Framing::kLength;
   return client_http11 ? Framing::kChunked : Framing::kClose;
 }
 
 void writeClientResponseHead(Buffer& out, const HttpParser& response, const char* base, Framing framing,
                              bool keep_alive, bool client_http11) {
   const HttpHead& head = response.head();
-  appendStatusLine(out, response.raw().status_code, head.status_text.view(base));
+  appendStatusLine(out, response.statusCode(), head.status_text.view(base));
   // The framing is ours: Content-Length is written from the parsed value (one
   // header, even if the upstream repeated it, and kept even if its
   // Connection header lists it), or left out when we frame otherwise.
@@ -137,7 +137,7 @@ void writeClientResponseHead(Buffer& out, const HttpParser& response, const char
 
 void writeInterimResponseHead(Buffer& out, const HttpParser& response, const char* base) {
   const HttpHead& head = response.head();
-  appendStatusLine(out, response.raw().status_code, head.status_text.view(base));
+  appendStatusLine(out, response.statusCode(), head.status_text.view(base));
   for (const HeaderSlice& h : head.headers) {
     std::string_view name = h.name.view(base);
     if (!isHopByHop(name)) appendHeader(out, name, h.value.view(base));
@@ -155,6 +155,36 @@ void appendBodyPiece(Buffer& out, Framing framing, const char* at, size_t length
   } else {
     out.append(at, length);
   }
+}
+
+void appendBodyEnd(Buffer& out, Framing framing) {
+  if (framing == Framing::kChunked) out.append("0\r\n\r\n");
+}
+
+bool interimGoesToClient(int status, bool client_http11) { return status != 100 && client_http11; }
+
+void writeLocalResponse(Buffer& out, int status, std::string_view content_type, std::string_view body,
+                        bool keep_alive, bool head_request, std::string_view headers) {
+  out.append("HTTP/1.1 ");
+  appendNumber(out, static_cast<uint64_t>(status));
+  out.append(" ");
+  out.append(reasonPhrase(status));
+  out.append("\r\nContent-Type: ");
+  out.append(content_type);
+  out.append("\r\nContent-Length: ");
+  appendNumber(out, body.size());
+  out.append(keep_alive ? "\r\n" : "\r\nConnection: close\r\n");
+  out.append(headers);
+  out.append("Cache-Control: no-store\r\n\r\n");
+  if (!head_request) out.append(body);
+}
+
+void writeErrorResponse(Buffer& out, int status, bool keep_alive, bool head_request, std::string_view headers) {
+  char body[64];
+  const std::string_view reason = reasonPhrase(status);
+  const int n = std::snprintf(body, sizeof body, "%d %.*s\n", status, static_cast<int>(reason.size()), reason.data());
+  writeLocalResponse(out, status, "text/plain", std::string_view(body, static_cast<size_t>(n)), keep_alive, head_request,
+                     headers);
 }
 
 void writeSwitchingProtocolsHead(Buffer& out, const HttpParser& response, const char* base) {
