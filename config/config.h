@@ -108,14 +108,16 @@ struct LimitsConfig {
   uint64_t max_body_bytes = 104857600;  // 0 = unlimited
 };
 
-// Response buffering: what the upstream sends faster than the client reads
-// is kept here (memory, then an unlinked temporary file), so the upstream
-// connection is released as soon as the response is complete.
+// Request and response buffering: a request body is received whole before an
+// upstream connection is taken; what the upstream sends faster than the
+// client reads is kept (memory, then an unlinked temporary file), so the
+// upstream connection is released as soon as the response is complete.
 struct BufferingConfig {
+  bool request = true;                      // per route: routes[].request_buffering
   bool response = true;                     // per route: routes[].response_buffering
-  uint64_t memory = 262144;                 // per response, in memory
-  uint64_t max_temp_file = 1073741824;      // per response, on disk (0 = never: memory, then backpressure)
-  uint64_t worker_memory = 67108864;        // all responses of a worker together, in memory
+  uint64_t memory = 262144;                 // per body, in memory
+  uint64_t max_temp_file = 1073741824;      // per body, on disk (0 = never: memory, then streaming)
+  uint64_t worker_memory = 67108864;        // all bodies of a worker together, in memory
   std::string temp_path = "/tmp";           // directory of the temporary files
 };
 
@@ -167,6 +169,7 @@ struct RouteConfig {
   std::string prefix = "/";
   std::string upstream;
   size_t upstream_index = 0;  // index into Config::upstreams, resolved at load
+  bool request_buffering = true;   // false: stream request bodies (uploads the app reads as they come)
   bool response_buffering = true;  // false: stream (server-sent events, long polls...)
 };
 

@@ -761,6 +761,7 @@ void readTempPath(Loader& loader, const Node& node, BufferingConfig& out) {
 
 const Keys<BufferingConfig>& bufferingKeys() {
   static const Keys<BufferingConfig> keys = {
+      {"request", flag(&BufferingConfig::request)},
       {"response", flag(&BufferingConfig::response)},
       {"memory", integer(&BufferingConfig::memory)},
       {"max_temp_file", integer(&BufferingConfig::max_temp_file)},
@@ -928,6 +929,7 @@ const Keys<RouteConfig>& routeKeys() {
       {"host", readRouteHost},
       {"prefix", readRoutePrefix},
       {"upstream", text(&RouteConfig::upstream), true},
+      {"request_buffering", flag(&RouteConfig::request_buffering)},
       {"response_buffering", flag(&RouteConfig::response_buffering)},
   };
   return keys;

@@ -42,6 +42,12 @@ void appendHeader(Buffer& out, std::string_view name, std::string_view value) {
 
 void writeForwardedRequestHead(Buffer& out, const HttpParser& request, const char* base,
                                const ForwardContext& context) {
+  writeForwardedRequestFields(out, request, base, context);
+  endForwardedRequestHead(out, request.chunked(), request.hasContentLength(), request.declaredLength());
+}
+
+void writeForwardedRequestFields(Buffer& out, const HttpParser& request, const char* base,
+                                 const ForwardContext& context) {
   const HttpHead& head = request.head();
 
   out.append(head.method.view(base));
@@ -70,7 +76,7 @@ void writeForwardedRequestHead(Buffer& out, const HttpParser& request, const cha
     if (equalsIgnoreCase(name, "host")) has_host = true;
     appendHeader(out, name, h.value.view(base));
   }
-  if (!has_host) appendHeader(out, "Host", context.fallback_host);
+  if (!has_host && !context.fallback_host.empty()) appendHeader(out, "Host", context.fallback_host);
 
   // Every earlier hop first, then us.
   out.append("X-Forwarded-For: ");
@@ -86,12 +92,14 @@ void writeForwardedRequestHead(Buffer& out, const HttpParser& request, const cha
     out.append(context.upgrade);
     out.append("\r\n");
   }
+}
 
-  if (request.chunked()) {
+void endForwardedRequestHead(Buffer& out, bool chunked, bool has_length, uint64_t length) {
+  if (chunked) {
     out.append("Transfer-Encoding: chunked\r\n");
-  } else if (request.hasContentLength()) {
+  } else if (has_length) {
     out.append("Content-Length: ");
-    appendNumber(out, request.declaredLength());
+    appendNumber(out, length);
     out.append("\r\n");
   }
   out.append("\r\n");

@@ -30,6 +30,16 @@ struct ForwardContext {
 void writeForwardedRequestHead(Buffer& out, const HttpParser& request, const char* base,
                                const ForwardContext& context);
 
+// The same in two halves, for a body received whole before anything is sent
+// (request buffering): the head up to its framing (no Host line when
+// `context.fallback_host` is empty and the request had none: the caller adds
+// it once a server is chosen), then the framing the body travels with.
+void writeForwardedRequestFields(Buffer& out, const HttpParser& request, const char* base,
+                                 const ForwardContext& context);
+// Transfer-Encoding: chunked, or Content-Length: `length` (when `has_length`),
+// then the blank line that ends the head.
+void endForwardedRequestHead(Buffer& out, bool chunked, bool has_length, uint64_t length);
+
 // How a response body travels to the client.
 enum class Framing : uint8_t {
   kNone,     // no body (HEAD, 204, 304)

@@ -104,7 +104,7 @@ struct WorkerSnap {
   uint64_t generation, started_ms;
   uint64_t accepted, requests, clients_active, clients_idle, accept_wakeups, accept_empty;
   uint64_t admin_accepted, admin_active, admin_denied;
-  uint64_t buffered, buffered_disk, buffered_bytes, buffered_largest, buffered_memory, buffer_errors, time_saved_ms;
+  uint64_t buffered, buffered_disk, buffered_requests, buffered_requests_disk, buffered_bytes, buffered_largest, buffered_memory, buffer_errors, time_saved_ms;
   size_t upstream_begin, upstream_count;  // into Snapshot::upstreams
   size_t server_begin, server_count;      // into Snapshot::servers, grouped by upstream
   Conns up;                               // sum over the servers
@@ -155,6 +155,8 @@ void takeSnapshot(const StatsSegment& seg, uint64_t monotonic_ms, Snapshot& s) {
     ws.admin_denied = load(w.admin_denied);
     ws.buffered = load(w.buffered_total);
     ws.buffered_disk = load(w.buffered_disk_total);
+    ws.buffered_requests = load(w.buffered_requests_total);
+    ws.buffered_requests_disk = load(w.buffered_requests_disk_total);
     ws.buffered_bytes = load(w.buffered_bytes_total);
     ws.buffered_largest = load(w.buffered_largest);
     ws.buffered_memory = load(w.buffered_memory);
@@ -494,6 +496,8 @@ void worker(std::string& out, const Snapshot& s, const WorkerSnap& w, uint64_t n
   out.push_back('{');
   field(out, "responses_total", w.buffered);
   field(out, "responses_disk_total", w.buffered_disk);
+  field(out, "requests_total", w.buffered_requests);
+  field(out, "requests_disk_total", w.buffered_requests_disk);
   field(out, "bytes_total", w.buffered_bytes);
   field(out, "largest_bytes", w.buffered_largest);
   field(out, "memory_bytes", w.buffered_memory);
@@ -761,17 +765,23 @@ void renderMetrics(const StatsSegment& seg, const RenderContext& ctx, std::strin
   workerFamily(out, s, l, "poolgate_worker_buffered_responses_disk_total", "counter",
                "Buffered responses that spilled to a temporary file.",
                [](const WorkerSnap& w) { return w.buffered_disk; });
+  workerFamily(out, s, l, "poolgate_worker_buffered_requests_total", "counter",
+               "Request bodies received whole before an upstream connection was taken.",
+               [](const WorkerSnap& w) { return w.buffered_requests; });
+  workerFamily(out, s, l, "poolgate_worker_buffered_requests_disk_total", "counter",
+               "Buffered request bodies that spilled to a temporary file.",
+               [](const WorkerSnap& w) { return w.buffered_requests_disk; });
   workerFamily(out, s, l, "poolgate_worker_buffered_bytes_total", "counter",
-               "Response bytes that went through a spool.",
+               "Request and response bytes that went through a spool.",
                [](const WorkerSnap& w) { return w.buffered_bytes; });
   workerFamily(out, s, l, "poolgate_worker_buffered_largest_bytes", "gauge",
-               "The most one buffered response held at once.",
+               "The most one buffered body (request or response) held at once.",
                [](const WorkerSnap& w) { return w.buffered_largest; });
   workerFamily(out, s, l, "poolgate_worker_buffered_memory_bytes", "gauge",
-               "Spool memory the worker's responses hold now.",
+               "Spool memory the worker's buffered bodies hold now.",
                [](const WorkerSnap& w) { return w.buffered_memory; });
   workerFamily(out, s, l, "poolgate_worker_buffer_errors_total", "counter",
-               "Temporary file writes or reads that failed (the response was cut short).",
+               "Temporary file writes or reads that failed (the request refused or the response cut short).",
                [](const WorkerSnap& w) { return w.buffer_errors; });
   workerFamily(out, s, l, "poolgate_worker_upstream_time_saved_seconds_total", "counter",
                "Time upstream connections were back in the pool while clients still read their responses.",

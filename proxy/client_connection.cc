@@ -112,8 +112,7 @@ void ClientConnection::armClientTimer() {
       return;
     case State::kExchange:
       if (queued_server_ >= 0) return;  // the queue_timeout armed in waitForConnection() runs
-      if ((!request_complete_ && upstream_ != nullptr && upstream_->pendingOutput() < kHighWatermark) ||
-          discardingBody()) {
+      if (!request_complete_ && pendingRequestBytes() < kHighWatermark) {
         timer_.arm(secondsToMs(t.client_body));  // waiting for body bytes
       } else {
         timer_.cancel();  // the upstream side has its own timeouts
@@ -421,6 +420,7 @@ void ClientConnection::completeResponse() {
 void ClientConnection::finishExchange() {
   logExchange();
   endSpool();
+  endBodySpool();
   // A response sent as keep-alive is honoured even if the worker began to
   // drain meanwhile: the client may already be sending its next request.
   if (!keep_alive_ || !request_complete_ || state_ == State::kClosing) {
@@ -437,6 +437,8 @@ void ClientConnection::finishExchange() {
   head_request_ = idempotent_ = request_chunked_ = request_complete_ = body_started_ = false;
   response_started_ = response_complete_ = response_held_ = keep_alive_ = expect_continue_ = upgrade_ = false;
   buffer_response_ = spooling_ = false;
+  body_path_ = BodyPath::kDirect;
+  body_rechunk_ = body_end_sent_ = host_missing_ = false;
   held_since_ms_ = held_ms_ = 0;
   framing_ = Framing::kNone;
   held_.clear();
@@ -470,6 +472,7 @@ void ClientConnection::close() {
   abandonUpstream(NoReuse::kClientGone);  // never pool a connection whose exchange was cut short
   leaveQueue();
   endSpool();
+  endBodySpool();
   WorkerSlot& stats = worker_.stats();
   if (kind_ == ListenerKind::kAdmin) {
     ServerCounters::sub(stats.admin_active);
@@ -556,20 +559,137 @@ void ClientConnection::startExchange() {
   // Copied: a retry picks again after the head has left the read buffer.
   hash_value_.clear();
   if (!group_->hashHeader().empty()) hash_value_.assign(findHeader(head, base, group_->hashHeader()));
+  if (config_.buffering.request && route->request_buffering && !upgrade_ && reader_.bodyPending()) {
+    collectBody();
+    return;
+  }
   connectUpstream();
   Buffer* sink = requestSink();
   if (sink == nullptr) return;  // an error response is on its way
   // (Queued for max_conns, the head and body wait in held_ until a connection comes.)
   Server& server = group_->server(static_cast<size_t>(upstream_ != nullptr ? server_index_ : queued_server_));
-  ForwardContext context{peer_ip_, tls_ ? "https" : "http", host.empty() ? std::string_view(server.name()) : host,
-                         target.forward, upgrade_ ? findHeader(head, base, "upgrade") : std::string_view()};
-  writeForwardedRequestHead(*sink, reader_.parser(), base, context);
-  if (expect_continue_ && reader_.versionMinor() >= 1) {
-    // We answer the expectation ourselves and stream the body when it comes.
-    out_.append("HTTP/1.1 100 Continue\r\n\r\n");
-    flushClient();
-  }
+  writeForwardedRequestHead(*sink, reader_.parser(), base, forwardContext(server.name()));
+  answerExpectation();  // the body streams when it comes
   // Not sent yet: parseClient() flushes once the reader has taken all it read.
+}
+
+ForwardContext ClientConnection::forwardContext(std::string_view fallback_host) const {
+  const std::string_view host = reader_.host();
+  return ForwardContext{peer_ip_, tls_ ? "https" : "http", host.empty() ? fallback_host : host,
+                        reader_.target().forward,
+                        upgrade_ ? findHeader(reader_.head(), reader_.base(), "upgrade") : std::string_view()};
+}
+
+void ClientConnection::answerExpectation() {
+  if (!expect_continue_ || reader_.versionMinor() < 1) return;
+  // We answer the expectation ourselves: the upstream never sees it.
+  out_.append("HTTP/1.1 100 Continue\r\n\r\n");
+  flushClient();
+}
+
+// ---- Request buffering -------------------------------------------------------
+
+void ClientConnection::collectBody() {
+  body_path_ = BodyPath::kCollect;
+  // The head leaves the read buffer as the body comes: forwarded now, all
+  // but its framing, which depends on how much body there will be.
+  host_missing_ = reader_.host().empty();
+  writeForwardedRequestFields(held_, reader_.parser(), reader_.base(), forwardContext({}));
+  answerExpectation();
+}
+
+void ClientConnection::storeBody(std::string_view bytes) {
+  if (!body_spool_) body_spool_ = std::make_unique<Spool>(worker_.buffers(), worker_.spoolBudget(), worker_.spoolLimits());
+  if (!body_spool_->append(bytes)) {
+    bodySpoolFailed();
+    return;
+  }
+  ServerCounters::set(worker_.stats().buffered_memory, worker_.spoolBudget().in_use);
+  if (body_path_ == BodyPath::kSpooled) {
+    pumpBody();
+  } else if (body_spool_->full()) {
+    sendCollectedBody();  // larger than memory and max_temp_file allow: the rest streams
+  }
+}
+
+void ClientConnection::sendCollectedBody() {
+  // Whole, the body goes with a Content-Length, whatever its framing was
+  // (what app servers handle best). Not whole, the rest streams, chunked if
+  // it came chunked.
+  const bool whole = request_complete_;
+  body_path_ = BodyPath::kSpooled;
+  body_rechunk_ = !whole && request_chunked_;
+  const uint64_t length = whole ? (body_spool_ ? body_spool_->size() : 0) : reader_.parser().declaredLength();
+  connectUpstream();
+  if (requestSink() == nullptr) return;  // an error response is on its way
+  if (host_missing_) {
+    const int index = upstream_ != nullptr ? server_index_ : queued_server_;
+    appendHeader(held_, "Host", group_->server(static_cast<size_t>(index)).name());
+  }
+  endForwardedRequestHead(held_, body_rechunk_, !body_rechunk_, length);
+  if (upstream_ == nullptr) return;  // queued: onPoolAvailable() sends held_
+  upstream_->output().append(held_.data(), held_.size());
+  held_.clear();
+  held_.releaseIfEmpty();
+  pumpBody();
+}
+
+void ClientConnection::pumpBody() {
+  if (pumping_) {  // from flush(), through onUpstreamDrained(): the loop below goes on
+    pump_again_ = true;
+    return;
+  }
+  pumping_ = true;
+  do {
+    pump_again_ = false;
+    if (upstream_ == nullptr) break;
+    Buffer& sink = upstream_->output();
+    while (body_spool_ && !body_spool_->empty() && upstream_->pendingOutput() < kHighWatermark) {
+      const size_t want = static_cast<size_t>(std::min<uint64_t>(body_spool_->size(), kHighWatermark));
+      size_t moved = 0;
+      if (body_rechunk_) {
+        Buffer piece(worker_.buffers());
+        moved = body_spool_->drainInto(piece, want);
+        appendBodyPiece(sink, Framing::kChunked, piece.data(), moved);
+      } else {
+        moved = body_spool_->drainInto(sink, want);
+      }
+      if (moved == 0) {
+        pumping_ = false;
+        bodySpoolFailed();
+        return;
+      }
+      body_started_ = true;
+    }
+    if (body_rechunk_ && !body_end_sent_ && request_complete_ && (!body_spool_ || body_spool_->empty())) {
+      sink.append("0\r\n\r\n");
+      body_end_sent_ = true;
+    }
+    ServerCounters::set(worker_.stats().buffered_memory, worker_.spoolBudget().in_use);
+    upstream_->flush();  // may end in onUpstreamDrained() (another round) or an error
+  } while (pump_again_ && state_ == State::kExchange && !requestSent() && body_spool_ && !body_spool_->empty());
+  pumping_ = false;
+}
+
+void ClientConnection::bodySpoolFailed() {
+  const int error = errno;
+  ServerCounters::add(worker_.stats().buffer_errors_total);
+  if (worker_.bufferLog().admit(strerror(error))) {
+    LOG_ERROR("request buffering: temporary file in %s: %s; request refused", worker_.spoolLimits().directory.c_str(),
+              strerror(error));
+  }
+  record_.error = "buffer_failed";
+  // Collecting, nothing has reached an upstream: 507. Sending, the upstream
+  // has part of the request: that connection goes, and the client gets 502.
+  const int status = body_path_ == BodyPath::kCollect ? 507 : 502;
+  abandonUpstream(NoReuse::kRequestNotSent);
+  respondError(status, true);
+}
+
+bool ClientConnection::requestSent() const {
+  if (!request_complete_) return false;
+  if (body_spool_ && !body_spool_->empty()) return false;
+  return !body_rechunk_ || body_end_sent_;
 }
 
 Buffer* ClientConnection::requestSink() {
@@ -579,6 +699,11 @@ Buffer* ClientConnection::requestSink() {
 }
 
 size_t ClientConnection::pendingRequestBytes() const {
+  if (body_path_ != BodyPath::kDirect) {
+    // The spool takes what comes, up to its caps.
+    if (discardingBody()) return 0;
+    return body_spool_ && body_spool_->full() ? SIZE_MAX : 0;
+  }
   if (upstream_ != nullptr) return upstream_->pendingOutput();
   if (discardingBody()) return 0;  // read and dropped
   if (queued_server_ >= 0) return held_.size();
@@ -612,7 +737,11 @@ void ClientConnection::onPoolAvailable() noexcept {
   upstream_->output().append(held_.data(), held_.size());
   held_.clear();
   held_.releaseIfEmpty();
-  upstream_->flush();
+  if (body_path_ == BodyPath::kSpooled) {
+    pumpBody();
+  } else {
+    upstream_->flush();
+  }
   if (upstream_ != nullptr) {
     armClientTimer();
     if (readable_ && !request_complete_) readClient();
@@ -623,6 +752,11 @@ void ClientConnection::onPoolAvailable() noexcept {
 void ClientConnection::onRequestBody(RequestReader::Event event) {
   // (Counted against max_body_bytes by the reader, also while the body is
   // read and dropped after the app has answered: discardingBody().)
+  if (body_path_ != BodyPath::kDirect) {
+    // Decoded bytes only: the framing it goes with is ours (sendCollectedBody()).
+    if (event == RequestReader::Event::kBody && !discardingBody()) storeBody(reader_.body());
+    return;
+  }
   Buffer* sink = requestSink();
   if (sink == nullptr) return;  // discarded
   if (event == RequestReader::Event::kBody) body_started_ = true;
@@ -631,7 +765,15 @@ void ClientConnection::onRequestBody(RequestReader::Event event) {
 
 void ClientConnection::onRequestComplete() {
   request_complete_ = true;
-  if (Buffer* sink = requestSink(); sink != nullptr) reader_.forward(*sink);  // the last chunk
+  if (body_path_ == BodyPath::kCollect) {
+    sendCollectedBody();
+    return;
+  }
+  if (body_path_ == BodyPath::kSpooled) {
+    pumpBody();  // the last chunk, after the spool, where one is due
+  } else if (Buffer* sink = requestSink(); sink != nullptr) {
+    reader_.forward(*sink);  // the last chunk
+  }
   // The rest (pipelined requests) waits for its turn.
   if (upstream_ != nullptr) {
     upstream_->flush();
@@ -781,7 +923,7 @@ void ClientConnection::releaseUpstream() {
   UpstreamConnection* conn = upstream_;
   upstream_ = nullptr;
   held_since_ms_ = 0;  // nothing left to hold back
-  conn->release(request_complete_, worker_.draining());
+  conn->release(requestSent(), worker_.draining());
 }
 
 void ClientConnection::onUpstreamConnected() noexcept {
@@ -794,6 +936,7 @@ void ClientConnection::onUpstreamDrained() noexcept {
     if (readable_) relayClientBytes();
     return;
   }
+  if (state_ == State::kExchange && body_path_ == BodyPath::kSpooled) pumpBody();
   // The upstream took everything: read more of the request body.
   if (state_ == State::kExchange && !request_complete_) {
     armClientTimer();
@@ -1017,6 +1160,17 @@ bool ClientConnection::spoolBody(const char* at, size_t length) {
   return ok;
 }
 
+namespace {
+// A spool's figures, counted as it goes.
+void countSpool(WorkerSlot& stats, const Spool& spool, std::atomic<uint64_t>& total, std::atomic<uint64_t>& disk) {
+  if (spool.peak() == 0) return;
+  ServerCounters::add(total);
+  if (spool.usedFile()) ServerCounters::add(disk);
+  ServerCounters::add(stats.buffered_bytes_total, spool.appended());
+  if (spool.peak() > ServerCounters::get(stats.buffered_largest)) ServerCounters::set(stats.buffered_largest, spool.peak());
+}
+}  // namespace
+
 void ClientConnection::endSpool() {
   WorkerSlot& stats = worker_.stats();
   if (released_ms_ != 0) {
@@ -1024,15 +1178,16 @@ void ClientConnection::endSpool() {
     released_ms_ = 0;
   }
   if (!spool_) return;
-  if (spool_->peak() > 0) {
-    ServerCounters::add(stats.buffered_total);
-    if (spool_->usedFile()) ServerCounters::add(stats.buffered_disk_total);
-    ServerCounters::add(stats.buffered_bytes_total, spool_->appended());
-    if (spool_->peak() > ServerCounters::get(stats.buffered_largest)) {
-      ServerCounters::set(stats.buffered_largest, spool_->peak());
-    }
-  }
+  countSpool(stats, *spool_, stats.buffered_total, stats.buffered_disk_total);
   spool_.reset();  // an idle keep-alive client holds no spool
+  ServerCounters::set(stats.buffered_memory, worker_.spoolBudget().in_use);
+}
+
+void ClientConnection::endBodySpool() {
+  if (!body_spool_) return;
+  WorkerSlot& stats = worker_.stats();
+  countSpool(stats, *body_spool_, stats.buffered_requests_total, stats.buffered_requests_disk_total);
+  body_spool_.reset();
   ServerCounters::set(stats.buffered_memory, worker_.spoolBudget().in_use);
 }
 

@@ -3,10 +3,12 @@
 // Requests are read by a RequestReader (http/request_reader.h), one at a
 // time: the connection acts on each event after the reader has returned, and
 // pipelined requests wait in the reader's buffer so that responses leave in
-// order. An exchange picks a route and a server,
+// order. An exchange picks a route and, with request buffering, first
+// receives the whole request body into a Spool; then it picks a server,
 // borrows an upstream connection from the server's pool (or opens one),
-// streams the request to it and the response back, then returns the upstream
-// connection through the reuse checklist.
+// sends the request to it and relays the response back (read ahead of a slow
+// client into another Spool), then returns the upstream connection through
+// the reuse checklist.
 #pragma once
 
 #include <cstdint>
@@ -85,6 +87,7 @@ class ClientConnection final : public IoHandler,
   // mark go to the spool while buffer_response_; false on a write error.
   bool spoolBody(const char* at, size_t length);
   void endSpool();  // the exchange is over: figures counted, memory and file freed
+  void endBodySpool();
   void holdUpstream();  // stop reading the upstream until the client catches up
   void releaseHold();
   uint64_t heldMs() const;  // how long the upstream has waited for the client, this response
@@ -94,6 +97,13 @@ class ClientConnection final : public IoHandler,
   void setState(State state);
   void completeResponse();
   void finishExchange();
+
+  // How the current request's body travels to the upstream.
+  enum class BodyPath : uint8_t {
+    kDirect,   // as it arrives, into requestSink()
+    kCollect,  // into body_spool_, whole, before an upstream connection is taken
+    kSpooled,  // from body_spool_ to the upstream connection (pumpBody())
+  };
 
   // Request handling: the reader's events.
   void onRequestHead();
@@ -115,6 +125,20 @@ class ClientConnection final : public IoHandler,
   void dropHeldResponse();
 
   void startExchange();
+  // Request buffering: the head is written now (into held_) and the body
+  // goes to body_spool_; sendCollectedBody() takes a connection once the body
+  // is whole, or once it outgrows the spool (the rest then streams).
+  void collectBody();
+  void storeBody(std::string_view bytes);
+  void sendCollectedBody();
+  // Moves spooled body bytes to the upstream connection, a high-water mark at
+  // a time, as it drains.
+  void pumpBody();
+  void bodySpoolFailed();  // a temporary file write or read failed: 507 / 502
+  // Everything of the request has been handed to the upstream connection.
+  bool requestSent() const;
+  ForwardContext forwardContext(std::string_view fallback_host) const;
+  void answerExpectation();  // 100 Continue, where the client asked for it
   void handleAdmin();
   // Picks a server and takes or opens a connection; with every candidate at
   // max_conns, queues (woken: a waiter that lost its turn keeps its place).
@@ -165,7 +189,7 @@ class ClientConnection final : public IoHandler,
   Timer timer_;
   RequestReader reader_;  // the read buffer and the request parser
   Buffer out_;
-  Buffer held_;  // request bytes while waiting for a connection (max_conns)
+  Buffer held_;  // request bytes while waiting for a connection (max_conns), or a collected body's head
   bool readable_ = false;
   bool hung_up_ = false;  // EPOLLRDHUP/HUP/ERR seen: read to EOF, never trust a short read
   bool writable_ = true;
@@ -199,6 +223,13 @@ class ClientConnection final : public IoHandler,
   uint64_t held_since_ms_ = 0;   // the upstream waits for the client since (0: it does not)
   uint64_t held_ms_ = 0;         // ...and waited so long before, this response
   std::unique_ptr<Spool> spool_; // what the client has not taken yet, past out_ (made on first use)
+  BodyPath body_path_ = BodyPath::kDirect;
+  std::unique_ptr<Spool> body_spool_;  // the request body, collected (made on first use)
+  bool body_rechunk_ = false;    // kSpooled before the body ended, chunked: sent as our own chunks
+  bool body_end_sent_ = false;   // ...and the last chunk has gone to the upstream
+  bool host_missing_ = false;    // collected head without Host (HTTP/1.0): added once a server is chosen
+  bool pumping_ = false;         // inside pumpBody(): a nested call only asks for another round
+  bool pump_again_ = false;
   uint64_t released_ms_ = 0;     // the upstream connection went back while the client still read
   Framing framing_ = Framing::kNone;
   std::string hash_value_;  // balance = hash, hash_key = header:NAME: that header's value

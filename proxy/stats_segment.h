@@ -66,9 +66,11 @@ struct WorkerSlot {
   // Response buffering (core/spool.h): responses read ahead of a slow client.
   std::atomic<uint64_t> buffered_total{0};          // responses that used a spool
   std::atomic<uint64_t> buffered_disk_total{0};     // ...of which spilled to a temporary file
-  std::atomic<uint64_t> buffered_bytes_total{0};    // bytes that went through a spool
-  std::atomic<uint64_t> buffered_largest{0};        // the most one response held at once, bytes
-  std::atomic<uint64_t> buffered_memory{0};         // in spool memory now, bytes (all responses)
+  std::atomic<uint64_t> buffered_requests_total{0}; // request bodies collected in a spool
+  std::atomic<uint64_t> buffered_requests_disk_total{0};  // ...of which spilled to a temporary file
+  std::atomic<uint64_t> buffered_bytes_total{0};    // bytes that went through a spool (both ways)
+  std::atomic<uint64_t> buffered_largest{0};        // the most one body held at once, bytes
+  std::atomic<uint64_t> buffered_memory{0};         // in spool memory now, bytes (all bodies)
   std::atomic<uint64_t> buffer_errors_total{0};     // temporary file writes or reads that failed
   std::atomic<uint64_t> upstream_time_saved_ms_total{0};  // upstream released before the client finished
 
