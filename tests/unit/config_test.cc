@@ -388,6 +388,35 @@ TEST_F(ConfigFileTest, MinimalFileTakesDefaults) {
   EXPECT_EQ(config.routes[0].upstream_index, 0u);
 }
 
+TEST_F(ConfigFileTest, BufferingKeysReachTheirFieldsAndDefaultOn) {
+  Config defaults = load(kMinimal);
+  EXPECT_TRUE(defaults.buffering.request);
+  EXPECT_TRUE(defaults.buffering.response);
+  EXPECT_TRUE(defaults.routes[0].request_buffering);
+  EXPECT_TRUE(defaults.routes[0].response_buffering);
+  Config config = load(std::string(kMinimal) +
+                       "buffering = { request = false; response = false; memory = 1000; max_temp_file = 0; "
+                       "worker_memory = 5000; temp_path = \"" + dir_ + "\"; };\n"
+                       "routes = ( { prefix = \"/up\"; upstream = \"app\"; request_buffering = false; },\n"
+                       "           { upstream = \"app\"; response_buffering = false; } );\n");
+  EXPECT_FALSE(config.buffering.request);
+  EXPECT_FALSE(config.buffering.response);
+  EXPECT_EQ(config.buffering.memory, 1000u);
+  EXPECT_EQ(config.buffering.max_temp_file, 0u);
+  EXPECT_EQ(config.buffering.worker_memory, 5000u);
+  EXPECT_EQ(config.buffering.temp_path, dir_);
+  ASSERT_EQ(config.routes.size(), 2u);
+  EXPECT_FALSE(config.routes[0].request_buffering);
+  EXPECT_TRUE(config.routes[0].response_buffering);
+  EXPECT_TRUE(config.routes[1].request_buffering);
+  EXPECT_FALSE(config.routes[1].response_buffering);
+}
+
+TEST_F(ConfigFileTest, RequestBufferingMustBeABoolean) {
+  expectOneError(std::string(kMinimal) + "buffering = { request = 1; };\n", 2, "buffering.request",
+                 "expected a boolean (true or false), got an integer");
+}
+
 TEST_F(ConfigFileTest, DurationsAcceptIntegersAndFloats) {
   Config config = load(std::string(kMinimal) +
                        "shutdown_timeout = 5; timeouts = { client_header = 0.25; "

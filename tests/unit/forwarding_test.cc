@@ -52,6 +52,44 @@ std::string toClient(const std::string& response, bool head_request, bool client
   return std::string(out.data(), out.size());
 }
 
+// Request buffering writes the head in two halves: the fields when the head
+// arrives, the framing once the body's length is known.
+std::string forwardedInHalves(const std::string& request, std::string_view fallback_host, bool chunked,
+                              bool has_length, uint64_t length) {
+  Parsed p(HTTP_REQUEST, request);
+  EXPECT_TRUE(p.parse());
+  BufferPool pool;
+  Buffer out(pool);
+  writeForwardedRequestFields(out, p.parser, p.text.data(), {"10.0.0.9", "http", fallback_host, ""});
+  endForwardedRequestHead(out, chunked, has_length, length);
+  return std::string(out.data(), out.size());
+}
+
+TEST(ForwardRequestInHalves, ChunkedBodyCollectedWholeGoesWithItsLength) {
+  const std::string request = "POST /u HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n";
+  EXPECT_EQ(forwardedInHalves(request, "app:80", false, true, 12345),
+            "POST /u HTTP/1.1\r\nHost: h\r\n"
+            "X-Forwarded-For: 10.0.0.9\r\nX-Forwarded-Proto: http\r\nVia: 1.1 poolgate\r\n"
+            "Content-Length: 12345\r\n\r\n");
+  // A body that outgrew the spool streams on as chunks.
+  EXPECT_EQ(forwardedInHalves(request, "app:80", true, false, 0),
+            "POST /u HTTP/1.1\r\nHost: h\r\n"
+            "X-Forwarded-For: 10.0.0.9\r\nX-Forwarded-Proto: http\r\nVia: 1.1 poolgate\r\n"
+            "Transfer-Encoding: chunked\r\n\r\n");
+}
+
+TEST(ForwardRequestInHalves, TheWholeIsWhatOneCallWrites) {
+  const std::string request = "PUT /x HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n";
+  EXPECT_EQ(forwardedInHalves(request, "app:80", false, true, 3), forwarded(request));
+}
+
+TEST(ForwardRequestInHalves, NoFallbackHostLeavesHostToTheCaller) {
+  // HTTP/1.0 without Host, collected before a server is chosen: no Host line yet.
+  const std::string out = forwardedInHalves("POST /u HTTP/1.0\r\nContent-Length: 1\r\n\r\n", "", false, true, 1);
+  EXPECT_EQ(out.find("Host:"), std::string::npos) << out;
+  EXPECT_NE(out.find("Content-Length: 1\r\n\r\n"), std::string::npos) << out;
+}
+
 TEST(ForwardRequest, AddsForwardingHeadersAndKeepsEndToEndOnes) {
   std::string out = forwarded("GET /a?b=1 HTTP/1.1\r\nHost: example.com\r\nAccept: */*\r\n\r\n");
   EXPECT_EQ(out,
