@@ -31,7 +31,7 @@ bool Spool::append(const char* data, size_t n) {
   if (n == 0) return true;
   // Memory only while the file holds nothing: its bytes are newer.
   bool ok = fileBytes() == 0 && appendToMemory(data, n, /*within_caps=*/true);
-  if (!ok) ok = limits_.file > 0 ? appendToFile(data, n) : appendToMemory(data, n, /*within_caps=*/false);
+  if (!ok) ok = fileInUse() ? appendToFile(data, n) : appendToMemory(data, n, /*within_caps=*/false);
   if (ok) {
     appended_ += n;
     peak_ = std::max(peak_, size());
@@ -40,7 +40,7 @@ bool Spool::append(const char* data, size_t n) {
 }
 
 bool Spool::full() const {
-  if (limits_.file > 0) return fileBytes() >= limits_.file;
+  if (fileInUse()) return fileBytes() >= limits_.file;
   return memory_bytes_ >= limits_.memory || budget_.in_use >= budget_.cap;
 }
 

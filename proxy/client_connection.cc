@@ -23,8 +23,10 @@ constexpr uint32_t kEvents = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
 // exceed the high mark; start again below the low mark.
 constexpr size_t kHighWatermark = 64 * 1024;
 constexpr size_t kLowWatermark = 16 * 1024;
-// Response buffering starts once a client has kept the upstream waiting this
-// long in all over one response: only slow clients pay for the spool's copies.
+// Response buffering: a client that falls behind gets the spool's memory at
+// once; its temporary file only once the client has kept the upstream waiting
+// this long in all over one response, so that only slow clients pay for file
+// writes.
 constexpr uint64_t kStallMs = 50;
 constexpr uint64_t kDrainIdleGraceMs = 1000;
 constexpr uint64_t kLingerMs = 2000;              // lingeringClose(): how long input is dropped
@@ -87,8 +89,10 @@ void ClientConnection::armClientTimer() {
   if (!out_.empty() && !writable_) {
     uint64_t ms = secondsToMs(t.client_send);
     // Buffering: look again when the client will have held the upstream
-    // back kStallMs in all (startSpoolingIfStalled()).
-    if (buffer_response_ && !spooling_ && held_since_ms_ != 0 && upstream_ != nullptr) ms = std::min(ms, kStallMs - std::min(kStallMs, heldMs()));
+    // back kStallMs in all (spillIfStalled()).
+    if (spooling_ && spool_ && !spool_->fileAllowed() && held_since_ms_ != 0 && upstream_ != nullptr) {
+      ms = std::min(ms, kStallMs - std::min(kStallMs, heldMs()));
+    }
     timer_.arm(ms);
     return;
   }
@@ -132,7 +136,7 @@ void ClientConnection::onClientTimer() {
     return;
   }
   if (!out_.empty() && !writable_) {
-    if (startSpoolingIfStalled()) return;
+    if (spillIfStalled()) return;
     LOG_DEBUG("client %s: send timeout", peer_ip_);
     close();
     return;
@@ -1097,15 +1101,22 @@ void ClientConnection::onUpstreamBody(const char* at, size_t length) noexcept {
   }
   appendBodyPiece(out_, framing_, at, length);
   if (out_.size() >= kHighWatermark) {
-    if (!spooling_) holdUpstream();  // (spooling: the next pieces go to the spool)
+    // Buffering: the next pieces go to the spool (memory first). Streaming:
+    // the upstream waits for the client.
+    if (buffer_response_) {
+      spooling_ = true;
+    } else {
+      holdUpstream();
+    }
     flushClient();
   }
 }
 
-// The upstream waits for the client (out_ is full). With buffering, a
-// client that keeps it waiting kStallMs in all, over the response, is slow:
-// from then on the spool takes what it cannot (see startSpooling()). A client
-// only momentarily behind streams as before, with no copy through the spool.
+// The upstream waits for the client: out_ is full and, with buffering, so
+// is the spool's memory. A client that keeps it waiting kStallMs in all, over
+// the response, is slow: from then on the spool takes the rest into its
+// temporary file (spillIfStalled()). A client only momentarily behind never
+// costs a file write.
 void ClientConnection::holdUpstream() {
   if (upstream_ == nullptr || held_since_ms_ != 0) return;
   held_since_ms_ = worker_.loop().now();
@@ -1124,22 +1135,25 @@ uint64_t ClientConnection::heldMs() const {
 }
 
 // From armClientTimer()/onClientTimer(): the client has held the upstream
-// back long enough. Returns true when spooling has started (or is due later:
-// the timer is re-armed for it).
-bool ClientConnection::startSpoolingIfStalled() {
-  if (!buffer_response_ || spooling_ || held_since_ms_ == 0 || upstream_ == nullptr) return false;
+// back long enough. Returns true when the spool may now use its file (or
+// will later: the timer is re-armed for it).
+bool ClientConnection::spillIfStalled() {
+  if (!spooling_ || !spool_ || spool_->fileAllowed() || held_since_ms_ == 0 || upstream_ == nullptr) return false;
   if (heldMs() < kStallMs) {
     armClientTimer();
     return true;
   }
-  spooling_ = true;
-  releaseHold();  // read on: into the spool
+  spool_->allowFile(true);
+  releaseHold();  // read on: into the file
   armClientTimer();
   return true;
 }
 
 bool ClientConnection::spoolBody(const char* at, size_t length) {
-  if (!spool_) spool_ = std::make_unique<Spool>(worker_.buffers(), worker_.spoolBudget(), worker_.spoolLimits());
+  if (!spool_) {
+    spool_ = std::make_unique<Spool>(worker_.buffers(), worker_.spoolBudget(), worker_.spoolLimits());
+    spool_->allowFile(heldMs() >= kStallMs);  // memory first: see holdUpstream()
+  }
   bool ok = true;
   if (framing_ == Framing::kChunked) {
     char line[24];
