@@ -27,7 +27,7 @@ constexpr size_t kLowWatermark = 16 * 1024;
 // once; its temporary file only once the client has kept the upstream waiting
 // this long in all over one response, so that only slow clients pay for file
 // writes.
-constexpr uint64_t kStallMs = 50;
+constexpr uint64_t kStallMs = 10;
 constexpr uint64_t kDrainIdleGraceMs = 1000;
 constexpr uint64_t kLingerMs = 2000;              // lingeringClose(): how long input is dropped
 constexpr size_t kMaxLingerBytes = 256 * 1024;    // ...and how much of it

@@ -106,7 +106,7 @@ TEST_F(Buffering, ASlowReaderDoesNotHoldTheUpstreamConnection) {
 }
 
 // A client that reads steadily but slowly (about 6 MiB/s here) is slow too:
-// once it has kept the upstream waiting 50 ms in all, the rest of the
+// once it has kept the upstream waiting 10 ms in all, the rest of the
 // response is read ahead, and the upstream connection is back in the pool
 // long before the client has read it all.
 TEST_F(Buffering, ASteadySlowReaderAlsoReleasesTheUpstreamEarly) {
