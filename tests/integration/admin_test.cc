@@ -37,19 +37,6 @@ uint64_t adminSum(const Json& stats, const char* field) {
   return sumOverWorkers(stats, std::string("/admin/") + field);
 }
 
-// The sum over the samples of one metric family, from Prometheus text.
-double metricSum(const std::string& text, const std::string& name) {
-  const std::regex sample("^" + name + "(\\{[^}]*\\})? ([0-9.e+-]+)$", std::regex::multiline);
-  double sum = 0;
-  bool found = false;
-  for (auto it = std::sregex_iterator(text.begin(), text.end(), sample); it != std::sregex_iterator(); ++it) {
-    sum += std::stod((*it)[2].str());
-    found = true;
-  }
-  if (!found) ADD_FAILURE() << "no sample of " << name;
-  return sum;
-}
-
 void expectSecurityHeaders(const HttpResponse& r, const std::string& what) {
   EXPECT_EQ(r.header("X-Content-Type-Options").value_or("(none)"), "nosniff") << what;
   EXPECT_EQ(r.header("X-Frame-Options").value_or("(none)"), "DENY") << what;

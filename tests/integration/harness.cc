@@ -29,16 +29,16 @@ extern char** environ;
 
 namespace pgtest {
 
-namespace {
-
-std::string errnoText(std::string_view what) {
-  return std::string(what) + ": " + std::strerror(errno);
-}
-
 std::string lower(std::string_view s) {
   std::string out(s);
   for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   return out;
+}
+
+namespace {
+
+std::string errnoText(std::string_view what) {
+  return std::string(what) + ": " + std::strerror(errno);
 }
 
 std::string trim(std::string_view s) {
@@ -143,28 +143,35 @@ bool bodylessStatus(int status) {
   return (status >= 100 && status < 200) || status == 204 || status == 304;
 }
 
-// Reads a message body following the framing rules shared by requests and responses.
-std::string readBody(SocketReader& reader, const Headers& headers, bool allowClose,
-                     Framing* framing) {
+// Reads a message body following the framing rules shared by requests and responses,
+// handing it to `sink` piece by piece.
+Framing readBody(SocketReader& reader, const Headers& headers, bool allowClose,
+                 const SocketReader::Sink& sink) {
   std::vector<std::string> te = headerTokens(headers, "Transfer-Encoding");
   if (!te.empty()) {
     if (te.back() != "chunked") throw HarnessError("Transfer-Encoding not ending in chunked");
-    *framing = Framing::kChunked;
-    return reader.readChunked();
+    reader.readChunked(sink);
+    return Framing::kChunked;
   }
   if (auto cl = findHeader(headers, "Content-Length")) {
-    *framing = Framing::kContentLength;
     char* end = nullptr;
     unsigned long long n = std::strtoull(cl->c_str(), &end, 10);
     if (cl->empty() || *end != '\0') throw HarnessError("bad Content-Length: " + *cl);
-    return reader.readExact(n);
+    reader.readExact(n, sink);
+    return Framing::kContentLength;
   }
   if (allowClose) {
-    *framing = Framing::kClose;
-    return reader.readToEof();
+    sink(reader.readToEof());
+    return Framing::kClose;
   }
-  *framing = Framing::kNone;
-  return {};
+  return Framing::kNone;
+}
+
+std::string readBody(SocketReader& reader, const Headers& headers, bool allowClose,
+                     Framing* framing) {
+  std::string body;
+  *framing = readBody(reader, headers, allowClose, [&](std::string_view piece) { body.append(piece); });
+  return body;
 }
 
 }  // namespace
@@ -408,8 +415,8 @@ std::string patternBody(size_t size, uint64_t seed) {
   return out;
 }
 
-uint64_t checksum(std::string_view data) {
-  uint64_t h = 0xcbf29ce484222325ull;
+uint64_t checksum(std::string_view data, uint64_t state) {
+  uint64_t h = state;
   for (unsigned char c : data) {
     h ^= c;
     h *= 0x100000001b3ull;
@@ -538,22 +545,31 @@ std::string SocketReader::readLine() {
 std::string SocketReader::readExact(size_t n) {
   std::string out;
   out.reserve(n);
-  size_t have = std::min(n, buf_.size() - start_);
-  out.append(buf_, start_, have);
-  start_ += have;
-  while (out.size() < n) {
-    if (!fill())
-      throw HarnessError("connection closed after " + std::to_string(out.size()) + " of " +
-                         std::to_string(n) + " body bytes");
-    size_t take = std::min(n - out.size(), buf_.size() - start_);
-    out.append(buf_, start_, take);
-    start_ += take;
-  }
+  readExact(n, [&](std::string_view piece) { out.append(piece); });
   return out;
+}
+
+void SocketReader::readExact(size_t n, const Sink& sink) {
+  size_t done = 0;
+  for (;;) {
+    size_t take = std::min(n - done, buf_.size() - start_);
+    if (take > 0) sink(std::string_view(buf_).substr(start_, take));
+    start_ += take;
+    done += take;
+    if (done == n) return;
+    if (!fill())
+      throw HarnessError("connection closed after " + std::to_string(done) + " of " +
+                         std::to_string(n) + " body bytes");
+  }
 }
 
 std::string SocketReader::readChunked() {
   std::string body;
+  readChunked([&](std::string_view piece) { body.append(piece); });
+  return body;
+}
+
+void SocketReader::readChunked(const Sink& sink) {
   for (;;) {
     std::string line = readLine();
     std::string sizeText = line.substr(0, line.find(';'));
@@ -561,12 +577,11 @@ std::string SocketReader::readChunked() {
     unsigned long long size = std::strtoull(sizeText.c_str(), &end, 16);
     if (sizeText.empty() || *end != '\0') throw HarnessError("bad chunk size line: " + line);
     if (size == 0) break;
-    body += readExact(size);
+    readExact(size, sink);
     if (!readLine().empty()) throw HarnessError("chunk not followed by CRLF");
   }
   while (!readLine().empty()) {
   }  // trailers
-  return body;
 }
 
 std::string SocketReader::readToEof() {
@@ -992,6 +1007,10 @@ bool TestUpstream::awaitNextRequest(SocketReader& reader, UpstreamConnection& co
   return false;
 }
 
+// Bodies up to this size are kept in UpstreamRequest::body; larger ones are only counted
+// and hashed.
+constexpr size_t kKeptBody = 64 * 1024;
+
 std::optional<UpstreamRequest> TestUpstream::readRequest(SocketReader& reader, int fd,
                                                          uint64_t id, size_t index, bool withBody) {
   auto head = reader.readHead();
@@ -1007,15 +1026,18 @@ std::optional<UpstreamRequest> TestUpstream::readRequest(SocketReader& reader, i
   if (expect && iequals(*expect, "100-continue") &&
       (req.header("Content-Length") || req.header("Transfer-Encoding")))
     sendAll(fd, "HTTP/1.1 100 Continue\r\n\r\n");
-  Framing framing = Framing::kNone;
+  req.bodyChecksum = checksum({});
   if (withBody) {
-    req.body = readBody(reader, req.headers, /*allowClose=*/false, &framing);
+    Framing framing = readBody(reader, req.headers, /*allowClose=*/false, [&](std::string_view piece) {
+      req.bodyLength += piece.size();
+      req.bodyChecksum = checksum(piece, req.bodyChecksum);
+      if (req.bodyLength <= kKeptBody) req.body.append(piece);
+      else req.body.clear();
+    });
+    req.chunked = framing == Framing::kChunked;
   } else {
     req.chunked = !headerTokens(req.headers, "Transfer-Encoding").empty();
   }
-  req.chunked = req.chunked || framing == Framing::kChunked;
-  req.bodyLength = req.body.size();
-  req.bodyChecksum = checksum(req.body);
   return req;
 }
 
@@ -1052,10 +1074,8 @@ void TestUpstream::serve(int fd, uint64_t id) {
       conn.responded_ = false;
       handler(*req, conn);
       if (!conn.responded_ && !stopping()) conn.respond(200, "ok\n");
-      if (early && !conn.close_ && !conn.reset_) {
-        Framing framing = Framing::kNone;
-        readBody(reader, req->headers, /*allowClose=*/false, &framing);  // dropped
-      }
+      if (early && !conn.close_ && !conn.reset_)
+        readBody(reader, req->headers, /*allowClose=*/false, [](std::string_view) {});  // dropped
       conn.current_ = nullptr;
       if (conn.close_ || conn.reset_ || stopping()) break;
     }
@@ -1082,7 +1102,6 @@ void TestUpstream::finishConnection(uint64_t id, bool byPeer) {
 void TestUpstream::record(const UpstreamRequest& request) {
   std::lock_guard lock(mutex_);
   requests_.push_back(request);
-  if (requests_.back().body.size() > 64 * 1024) requests_.back().body.clear();
   changed_.notify_all();
 }
 
@@ -1578,6 +1597,18 @@ uint64_t sumOverWorkers(const Json& stats, const std::string& pointer) {
   uint64_t sum = 0;
   Json::json_pointer p(pointer);
   for (const auto& w : stats.at("workers")) sum += w.at(p).get<uint64_t>();
+  return sum;
+}
+
+double metricSum(const std::string& text, const std::string& name) {
+  const std::regex sample("^" + name + "(\\{[^}]*\\})? ([0-9.e+-]+)$", std::regex::multiline);
+  double sum = 0;
+  bool found = false;
+  for (auto it = std::sregex_iterator(text.begin(), text.end(), sample); it != std::sregex_iterator(); ++it) {
+    sum += std::stod((*it)[2].str());
+    found = true;
+  }
+  if (!found) ADD_FAILURE() << "no sample of " << name;
   return sum;
 }
 

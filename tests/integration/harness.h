@@ -131,6 +131,7 @@ CommandResult runCommand(const std::vector<std::string>& argv, Millis timeout = 
 using Headers = std::vector<std::pair<std::string, std::string>>;
 
 bool iequals(std::string_view a, std::string_view b);
+std::string lower(std::string_view s);  // ASCII
 std::optional<std::string> findHeader(const Headers& headers, std::string_view name);
 size_t countHeader(const Headers& headers, std::string_view name);
 // Comma-separated tokens of every `name` header, lower-cased and trimmed.
@@ -142,7 +143,10 @@ const char* toString(Framing framing);
 // Deterministic pseudo-random bytes (xorshift), so that lost, duplicated or reordered
 // pieces of a body change its checksum.
 std::string patternBody(size_t size, uint64_t seed = 1);
-uint64_t checksum(std::string_view data);  // FNV-1a 64
+// FNV-1a 64. Incremental: checksum(b, checksum(a)) == checksum(a + b), so that a body
+// too large to keep can be checked piece by piece.
+inline constexpr uint64_t kChecksumStart = 0xcbf29ce484222325ull;
+uint64_t checksum(std::string_view data, uint64_t state = kChecksumStart);
 
 // Serialises a request. Adds `Host: localhost` unless `headers` has a Host. With
 // Framing::kContentLength / kChunked the body is framed accordingly; kNone sends no
@@ -158,6 +162,8 @@ class SocketReader {
  public:
   // `tap`, when set, sees every byte received (for recording).
   using Tap = std::function<void(std::string_view)>;
+  // Receives the pieces of a body, in order, as they are read.
+  using Sink = std::function<void(std::string_view)>;
   SocketReader(int fd, Millis timeout, Tap tap = {})
       : fd_(fd), timeout_(timeout), tap_(std::move(tap)) {}
 
@@ -165,7 +171,9 @@ class SocketReader {
   std::optional<std::string> readHead(size_t maxBytes = 1 << 20);
   std::string readLine();  // without CRLF
   std::string readExact(size_t n);
+  void readExact(size_t n, const Sink& sink);
   std::string readChunked();  // decodes the chunked body and skips trailers
+  void readChunked(const Sink& sink);
   std::string readToEof();
   // Waits for readability within `timeout`; false on timeout. Does not consume.
   bool waitReadable(Millis timeout);
@@ -287,7 +295,9 @@ struct UpstreamRequest {
   std::string target;
   std::string version;
   Headers headers;
-  std::string body;                // recorded copies drop bodies over 64 KiB
+  // Bodies over 64 KiB are counted and hashed as they arrive, and not kept (empty), so
+  // that uploads of hundreds of MiB cost no memory.
+  std::string body;
   size_t bodyLength = 0;
   uint64_t bodyChecksum = 0;
   bool chunked = false;
@@ -559,6 +569,10 @@ void expectProxyError(const HttpResponse& r, int status);
 
 // Sum of a numeric field over the workers of a /stats document, e.g. "/upstream/open".
 uint64_t sumOverWorkers(const Json& stats, const std::string& pointer);
+
+// The sum over the samples of one metric family (any labels), from Prometheus text.
+// Adds a test failure when the family has no sample.
+double metricSum(const std::string& text, const std::string& name);
 
 // Runs `body(i)` for i in [0, n) on n threads; returns the messages of the exceptions.
 std::vector<std::string> runConcurrently(size_t n, const std::function<void(size_t)>& body);
