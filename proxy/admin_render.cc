@@ -13,37 +13,6 @@
 
 namespace poolgate {
 
-const char* toString(SlotState state) {
-  switch (state) {
-    case SlotState::kFree: return "free";
-    case SlotState::kStarting: return "starting";
-    case SlotState::kRunning: return "running";
-    case SlotState::kDraining: return "draining";
-  }
-  return "unknown";
-}
-
-const char* toString(NoReuse reason) {
-  switch (reason) {
-    case NoReuse::kReusable: return "reusable";
-    case NoReuse::kResponseNotDone: return "response_not_done";
-    case NoReuse::kUpstreamClose: return "upstream_close";
-    case NoReuse::kRequestNotSent: return "request_not_sent";
-    case NoReuse::kError: return "error";
-    case NoReuse::kMaxRequests: return "max_requests";
-    case NoReuse::kMaxLifetime: return "max_lifetime";
-    case NoReuse::kExiting: return "exiting";
-    case NoReuse::kUnreadBytes: return "unread_bytes";
-    case NoReuse::kPoolFull: return "pool_full";
-    case NoReuse::kYielded: return "yielded";
-    case NoReuse::kClientGone: return "client_gone";
-    case NoReuse::kRetired: return "retired";
-    case NoReuse::kUpstreamMax: return "upstream_max";
-    case NoReuse::kCount: break;
-  }
-  return "unknown";
-}
-
 namespace {
 
 constexpr size_t kReasons = static_cast<size_t>(NoReuse::kCount);

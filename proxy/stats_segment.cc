@@ -45,6 +45,16 @@ int addEntry(Entry (&table)[N], std::string_view upstream, std::string_view name
 
 }  // namespace
 
+const char* toString(SlotState state) {
+  switch (state) {
+    case SlotState::kFree: return "free";
+    case SlotState::kStarting: return "starting";
+    case SlotState::kRunning: return "running";
+    case SlotState::kDraining: return "draining";
+  }
+  return "unknown";
+}
+
 int findSharedServer(const StatsSegment& segment, std::string_view upstream, std::string_view address) {
   return findEntry(segment.shared, upstream, address);
 }
