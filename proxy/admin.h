@@ -4,7 +4,7 @@
 #include <string>
 #include <string_view>
 
-#include "proxy/stats_segment.h"
+#include "shm/stats_segment.h"
 
 namespace poolgate {
 

@@ -13,7 +13,7 @@
 #include <cstdint>
 #include <string>
 
-#include "proxy/stats_segment.h"
+#include "shm/stats_segment.h"
 
 namespace poolgate {
 

@@ -25,7 +25,7 @@
 #include "core/fd.h"
 #include "core/log_throttle.h"
 #include "pool/handover.h"
-#include "proxy/stats_segment.h"
+#include "shm/stats_segment.h"
 
 namespace poolgate {
 

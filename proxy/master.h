@@ -15,7 +15,7 @@
 #include "core/log_throttle.h"
 #include "core/fd.h"
 #include "proxy/handover.h"
-#include "proxy/stats_segment.h"
+#include "shm/stats_segment.h"
 #include "proxy/upstream_monitor.h"
 #include "proxy/tls_server.h"
 #include "proxy/worker.h"

@@ -24,7 +24,7 @@
 #include "core/event_loop.h"
 #include "core/socket.h"
 #include "core/timer.h"
-#include "proxy/stats_segment.h"
+#include "shm/stats_segment.h"
 #include "upstream/health.h"
 #include "upstream/resolver.h"
 #include "upstream/upstream_tls.h"

@@ -1,6 +1,10 @@
-// The shared-memory stats segment: the master maps it before forking, every
-// worker writes only its own slot, and any worker's admin endpoint renders
-// all slots. Fixed-size, no pointers (each process may map it elsewhere).
+// The shared-memory segment: the master maps it before forking, every worker
+// writes only its own slot, and any worker's admin endpoint renders all slots.
+// Beside the stats it holds the state the processes share to work together:
+// the accept lock (accept_mode "mutex"), the per-address health verdicts and
+// max_conns counts with their waiter tickets (SharedServer), and the DNS
+// answers the master publishes (SharedName). Fixed-size, no pointers (each
+// process may map it elsewhere).
 #pragma once
 
 #include <atomic>

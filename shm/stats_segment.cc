@@ -1,4 +1,4 @@
-#include "proxy/stats_segment.h"
+#include "shm/stats_segment.h"
 
 #include <algorithm>
 #include <cstring>
