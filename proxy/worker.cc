@@ -16,6 +16,7 @@
 #include "proxy/admin.h"
 #include "proxy/client_connection.h"
 #include "proxy/listener.h"
+#include "proxy/routing.h"
 
 namespace poolgate {
 
@@ -38,18 +39,6 @@ size_t countOpenDescriptors() {
 
 void copyName(char (&dest)[kNameBytes], const std::string& name) {
   snprintf(dest, sizeof dest, "%s", name.c_str());
-}
-
-bool hostMatches(std::string_view pattern, std::string_view host) {
-  if (pattern == "*") return true;
-  if (pattern.size() > 2 && pattern.substr(0, 2) == "*.") {
-    std::string_view suffix = pattern.substr(1);  // ".example.com"
-    if (host.size() <= suffix.size()) return false;
-    std::string_view tail = host.substr(host.size() - suffix.size());
-    std::string_view label = host.substr(0, host.size() - suffix.size());
-    return equalsIgnoreCase(tail, suffix) && label.find('.') == std::string_view::npos;
-  }
-  return equalsIgnoreCase(pattern, host);
 }
 
 }  // namespace
@@ -274,13 +263,7 @@ void Worker::onIoEvent(uint32_t) noexcept {
 }
 
 const RouteConfig* Worker::route(std::string_view host, std::string_view path) const {
-  const RouteConfig* best = nullptr;
-  for (const RouteConfig& route : config_.routes) {
-    if (!hostMatches(route.host, host)) continue;
-    if (path.substr(0, route.prefix.size()) != route.prefix) continue;
-    if (best == nullptr || route.prefix.size() > best->prefix.size()) best = &route;
-  }
-  return best;
+  return findRoute(config_.routes, host, path);
 }
 
 int64_t Worker::beforePoll() noexcept {
