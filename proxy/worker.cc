@@ -266,6 +266,8 @@ const RouteConfig* Worker::route(std::string_view host, std::string_view path) c
   return findRoute(config_.routes, host, path);
 }
 
+AdminAnswer Worker::answerAdmin(std::string_view path) { return poolgate::answerAdmin(segment_, path); }
+
 int64_t Worker::beforePoll() noexcept {
   constexpr int64_t kRetryMs = 50;  // how soon a worker without the lock tries again
   std::atomic<int32_t>& lock = segment_.header.accept_lock;

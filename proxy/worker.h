@@ -16,6 +16,7 @@
 #include "core/log_throttle.h"
 #include "core/spool.h"
 #include "proxy/access_log.h"
+#include "proxy/client_host.h"
 #include "proxy/handover.h"
 #include "shm/stats_segment.h"
 #include "http/parser.h"
@@ -31,8 +32,6 @@ class TlsServer;
 // SIGRTMIN is not a constant in glibc, hence a function.
 inline int recycleSignal() { return SIGRTMIN + 1; }
 
-enum class ListenerKind : uint8_t { kProxy, kAdmin };
-
 // A listening socket as the master hands it to a worker.
 struct ListenSocket {
   int fd = -1;  // owned by the master; the worker closes its copy on exit
@@ -46,7 +45,7 @@ struct ListenSocket {
   std::vector<const TlsServer*> handoff_tls = {};
 };
 
-class Worker final : private IoHandler, private LoopObserver, private HandOverSink {
+class Worker final : public ClientHost, private IoHandler, private LoopObserver, private HandOverSink {
  public:
   // `handover`: this worker's end of its hand-over pair with the master
   // (empty: its upstream connections never move to other workers).
@@ -57,29 +56,25 @@ class Worker final : private IoHandler, private LoopObserver, private HandOverSi
   // Runs the event loop until the worker is told to stop; returns the exit code.
   int run();
 
-  EventLoop& loop() { return loop_; }
-  BufferPool& buffers() { return buffers_; }
-  HeaderStore& headerStore() { return headers_; }
-  const Config& config() const { return config_; }
-  WorkerSlot& stats() { return slot_; }
-  const StatsSegment& segment() const { return segment_; }
-  UpstreamGroup& upstream(size_t index) { return *upstreams_[index]; }
-  bool draining() const { return draining_; }
-  AccessLog* accessLog() { return access_log_.get(); }  // nullptr when off
+  // ClientHost: what its client connections use.
+  EventLoop& loop() override { return loop_; }
+  BufferPool& buffers() override { return buffers_; }
+  HeaderStore& headerStore() override { return headers_; }
+  const Config& config() const override { return config_; }
+  WorkerSlot& stats() override { return slot_; }
+  UpstreamGroup& upstream(size_t index) override { return *upstreams_[index]; }
+  bool draining() const override { return draining_; }
+  AccessLog* accessLog() override { return access_log_.get(); }  // nullptr when off
   // Response buffering: the limits of one response's spool, and what all of
   // this worker's spools may hold in memory together.
-  const SpoolLimits& spoolLimits() const { return spool_limits_; }
-  SpoolBudget& spoolBudget() { return spool_budget_; }
-  LogThrottle& bufferLog() { return buffer_log_; }
-
-  // Route lookup: the first of the routes with the longest matching prefix
-  // among those whose host matches. nullptr = 404.
-  const RouteConfig* route(std::string_view host, std::string_view path) const;
-
-  // Client bookkeeping.
-  void onClientOpened(ClientConnection& client);
-  void onClientClosed(ClientConnection& client);
-  void onRequestDone();  // a proxied response completed (admin answers do not count)
+  const SpoolLimits& spoolLimits() const override { return spool_limits_; }
+  SpoolBudget& spoolBudget() override { return spool_budget_; }
+  LogThrottle& bufferLog() override { return buffer_log_; }
+  const RouteConfig* route(std::string_view host, std::string_view path) const override;
+  AdminAnswer answerAdmin(std::string_view path) override;  // from the shared segment
+  void onClientOpened(ClientConnection& client) override;
+  void onClientClosed(ClientConnection& client) override;
+  void onRequestDone() override;
 
   // Graceful stop: stop accepting, close idle clients, finish the rest.
   void beginDrain();
