@@ -77,7 +77,7 @@ struct WorkerSlot {
   std::atomic<uint64_t> upstream_time_saved_ms_total{0};  // upstream released before the client finished
 
   // Upstream connections handed over: the sequence number of the last
-  // message from the master this worker has taken (see proxy/handover.h).
+  // message from the master this worker has taken (see process/handover.h).
   std::atomic<uint64_t> handover_taken{0};
 
   // Written by the worker before it sets state = running; server_count grows

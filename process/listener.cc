@@ -1,4 +1,4 @@
-#include "proxy/listener.h"
+#include "process/listener.h"
 
 #include <errno.h>
 #include <string.h>

@@ -17,7 +17,7 @@
 #include "core/spool.h"
 #include "proxy/access_log.h"
 #include "proxy/client_host.h"
-#include "proxy/handover.h"
+#include "process/handover.h"
 #include "shm/stats_segment.h"
 #include "http/parser.h"
 #include "upstream/upstream.h"

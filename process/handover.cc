@@ -1,4 +1,4 @@
-#include "proxy/handover.h"
+#include "process/handover.h"
 
 #include <errno.h>
 #include <string.h>

@@ -1,4 +1,4 @@
-#include "proxy/upstream_monitor.h"
+#include "process/upstream_monitor.h"
 
 #include <algorithm>
 #include <cstdio>

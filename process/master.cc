@@ -1,4 +1,4 @@
-#include "proxy/master.h"
+#include "process/master.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -1,4 +1,4 @@
-#include "proxy/cli.h"
+#include "process/cli.h"
 
 #include <ares.h>
 #include <errno.h>
@@ -16,7 +16,7 @@
 #include "config/config.h"
 #include "core/log.h"
 #include "http/parser.h"
-#include "proxy/master.h"
+#include "process/master.h"
 #include "proxy/tls_server.h"
 #include "version.h"
 

@@ -4,7 +4,7 @@
 #include <cstdint>
 
 #include "core/event_loop.h"
-#include "proxy/worker.h"
+#include "process/worker.h"
 
 namespace poolgate {
 

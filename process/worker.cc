@@ -1,4 +1,4 @@
-#include "proxy/worker.h"
+#include "process/worker.h"
 
 #include <dirent.h>
 #include <signal.h>
@@ -15,7 +15,7 @@
 #include "core/log.h"
 #include "proxy/admin.h"
 #include "proxy/client_connection.h"
-#include "proxy/listener.h"
+#include "process/listener.h"
 #include "proxy/routing.h"
 
 namespace poolgate {

@@ -14,11 +14,11 @@
 #include "core/event_loop.h"
 #include "core/log_throttle.h"
 #include "core/fd.h"
-#include "proxy/handover.h"
+#include "process/handover.h"
 #include "shm/stats_segment.h"
-#include "proxy/upstream_monitor.h"
+#include "process/upstream_monitor.h"
 #include "proxy/tls_server.h"
-#include "proxy/worker.h"
+#include "process/worker.h"
 
 namespace poolgate {
 
