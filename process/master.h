@@ -1,6 +1,10 @@
-// Master: owns the configuration, the listening sockets and the shared stats
+// Master: owns the configuration, the listening sockets and the shared
 // segment; forks the workers, replaces those that die, and turns signals
 // into actions. It never touches a request.
+//
+// One class, four parts in their own files beside master.cc (start, signals,
+// reload, pid file): master_listeners.cc, master_handoff.cc,
+// master_upgrade.cc and master_supervision.cc.
 #pragma once
 
 #include <sys/types.h>
@@ -15,10 +19,11 @@
 #include "core/log_throttle.h"
 #include "core/fd.h"
 #include "process/handover.h"
-#include "shm/stats_segment.h"
+#include "process/master_handoff.h"
 #include "process/upstream_monitor.h"
-#include "proxy/tls_server.h"
 #include "process/worker.h"
+#include "proxy/tls_server.h"
+#include "shm/stats_segment.h"
 
 namespace poolgate {
 
@@ -56,17 +61,27 @@ class Master final : private IoHandler {
     Fd handoff;  // accept_mode handoff: our end of the socket pair accepted fds go through
     uint64_t handed = 0;  // connections sent through it (the worker counts them as accepted)
   };
-  // accept_mode handoff: the master accepts on a proxy listener and passes
-  // each connection to the worker with the fewest active clients.
-  class Acceptor;
-  friend class Acceptor;
+  static bool handoffMode(const Config& config) { return config.accept_mode == AcceptMode::kHandoff; }
+  static bool perWorkerSockets(const Config& config) { return config.accept_mode == AcceptMode::kReuseport; }
+  // "kind|address|fd,fd,...;..." : listening sockets handed to a new master.
+  static constexpr const char* kInheritVariable = "POOLGATE_LISTENERS";
 
+  // Start, signals, reload (master.cc).
   bool mapSegment();
+  void reload();
+  void onIoEvent(uint32_t events) noexcept override;  // signalfd
+  void writePidFile();
+  void removePidFile();
+
+  // Listening sockets (master_listeners.cc).
   bool openListeners(const Config& config, const std::vector<ListenerSockets>& current,
                      std::vector<ListenerSockets>* out);
   bool openListener(const ListenConfig& listen, ListenerKind kind, uint32_t count,
                     const std::vector<ListenerSockets>& current, std::vector<ListenerSockets>* out);
-  void reload();
+
+  // accept_mode handoff (master_handoff.cc): the master accepts on a proxy
+  // listener and passes each connection to the worker with the fewest active
+  // clients.
   void startAcceptors();
   // `tag`: which listener the connection came from, for the worker: 0 for a
   // plain one, else the TLS listener's number (see tlsTags()).
@@ -77,13 +92,16 @@ class Master final : private IoHandler {
   // accept_mode handoff: the TLS servers of the proxy listeners, in order;
   // listener i's connections carry tag i + 1.
   std::vector<const TlsServer*> tlsTags() const;
+
+  // Binary upgrade (master_upgrade.cc).
   void upgradeBinary();
   [[noreturn]] void execNewMaster(const std::string& listeners);
   bool adoptTicketSecret();  // after a binary upgrade: the old master's secret
   static std::vector<ListenerSockets> inheritedListeners();
+
+  // Workers (master_supervision.cc).
   void spawn(uint32_t number);
   [[noreturn]] void runWorker(uint32_t number, size_t slot);
-  void onIoEvent(uint32_t events) noexcept override;  // signalfd
   void reapChildren();
   void onWorkerExit(uint32_t number, int status);
   void onRecycleRequest(pid_t pid);
@@ -91,8 +109,6 @@ class Master final : private IoHandler {
   void beginStop(bool graceful);
   void signalWorkers(int sig);
   size_t liveWorkers() const;
-  void writePidFile();
-  void removePidFile();
 
   Config config_;
   std::unique_ptr<UpstreamMonitor> monitor_;  // DNS and active health checks (master only)
@@ -114,7 +130,7 @@ class Master final : private IoHandler {
   };
   std::vector<DrainingProcess> draining_;
   std::unique_ptr<Timer> stop_deadline_;
-  std::vector<std::unique_ptr<Acceptor>> acceptors_;
+  std::vector<std::unique_ptr<HandoffAcceptor>> acceptors_;
   uint64_t generation_ = 1;
   bool stopping_ = false;
   bool pid_file_written_ = false;
@@ -122,9 +138,9 @@ class Master final : private IoHandler {
   std::string executable_;
   std::vector<std::string> argv_;
   std::string cwd_;
-  pid_t upgrade_pid_ = 0;
+  pid_t upgrade_pid_ = 0;  // the new master started by SIGUSR2, while it runs
   int handover_fd_for_child_ = -1;  // in a freshly forked worker: its end of the hand-over pair
-  int handoff_fd_for_child_ = -1;  // in a freshly forked worker: its end of the pair  // the new master started by SIGUSR2, while it runs
+  int handoff_fd_for_child_ = -1;  // in a freshly forked worker: its end of the hand-off pair
 };
 
 }  // namespace poolgate
