@@ -13,7 +13,7 @@
 
 #include "core/clock.h"
 #include "core/log.h"
-#include "proxy/admin.h"
+#include "admin/admin.h"
 #include "proxy/client_connection.h"
 #include "process/listener.h"
 #include "proxy/routing.h"

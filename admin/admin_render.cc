@@ -1,4 +1,4 @@
-#include "proxy/admin_render.h"
+#include "admin/admin_render.h"
 
 #include <algorithm>
 #include <charconv>
@@ -9,7 +9,7 @@
 
 #include <openssl/evp.h>
 
-#include "proxy/dashboard_html.h"
+#include "admin/dashboard_html.h"
 
 namespace poolgate {
 

@@ -1,9 +1,9 @@
-#include "proxy/admin.h"
+#include "admin/admin.h"
 
 #include <signal.h>
 
 #include "core/clock.h"
-#include "proxy/admin_render.h"
+#include "admin/admin_render.h"
 #include "version.h"
 
 namespace poolgate {
