@@ -3,8 +3,9 @@
 //
 // Pure functions: they read a StatsSegment (relaxed loads; the owning workers
 // may be writing concurrently), append to `out` and do no I/O. Each render
-// takes one snapshot of the segment first, so within one answer the per-worker
-// sums, the totals and the per-server figures agree with each other.
+// takes one snapshot of the segment first (admin/snapshot.h), so within one
+// answer the per-worker sums, the totals and the per-server figures agree with
+// each other. stats_json.cc, metrics.cc and dashboard.cc write the three.
 //
 // Which workers are shown: slots in state running or draining (free and
 // starting slots are skipped), sorted by generation, then slot number.
