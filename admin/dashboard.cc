@@ -5,7 +5,7 @@
 #include <string_view>
 
 #include "admin/admin_render.h"
-#include "admin/dashboard_html.h"
+#include "admin/dashboard_page.h"
 #include "admin/text.h"
 
 namespace poolgate {
@@ -41,7 +41,7 @@ std::string dashboardContentSecurityPolicy() {
 }
 
 void renderDashboard(const RenderContext& ctx, std::string& out) {
-  out.reserve(out.size() + sizeof(kDashboardHead) + sizeof(kDashboardBody) + ctx.version.size() + 16);
+  out.reserve(out.size() + kDashboardHead.size() + kDashboardBody.size() + ctx.version.size() + 16);
   out.append(kDashboardHead);
   render::appendHtmlText(out, ctx.version);
   out.append(kDashboardBody);
