@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The body of tools/demo-prefork-redis (which installs the packages, builds poolgate
+"""The body of tools/demo-prefork-redis/run (which installs the packages, builds poolgate
 and then runs this file). See that script, or `--help`, for what it shows.
 
 Every process is started in its own session, so that it and the workers it forks form
@@ -225,7 +225,7 @@ class Poolgate:
             for name, (address, app_workers) in servers.items())
         routes = ",\n".join(f'  {{ host = "*"; prefix = "/{name}/"; upstream = "{name}"; }}'
                             for name in servers)
-        text = (f"# Written by tools/demo-prefork-redis.\n"
+        text = (f"# Written by tools/demo-prefork-redis/run.\n"
                 f"workers = {workers};\nshutdown_timeout = 5.0;\n"
                 f'log = {{ level = "info"; error = "stderr"; }};\n'
                 f'listen = ( {{ address = "{self.proxy}"; }} );\n'
@@ -674,8 +674,8 @@ def phase_arg(text):
 
 
 def main():
-    parser = argparse.ArgumentParser(prog="tools/demo-prefork-redis",
-                                     description="see tools/demo-prefork-redis")
+    parser = argparse.ArgumentParser(prog="tools/demo-prefork-redis/run",
+                                     description="see tools/demo-prefork-redis/run")
     parser.add_argument("--poolgate", required=True, help="the poolgate binary")
     parser.add_argument("--first", type=phase_arg, default=[2, 2, 4, 6],
                         help="phase 1: poolgate workers, max_idle, gunicorn and Starlet "
