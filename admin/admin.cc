@@ -2,8 +2,8 @@
 
 #include <signal.h>
 
-#include "core/clock.h"
 #include "admin/admin_render.h"
+#include "core/clock.h"
 #include "version.h"
 
 namespace poolgate {

@@ -13,9 +13,10 @@ namespace poolgate {
 // are in proxy/client_host.h: the client connection uses them too.
 AdminAnswer answerAdmin(const StatsSegment& segment, std::string_view path);
 
-// The dashboard's: the same, with the policy that lets its own script and
-// style run (dashboardContentSecurityPolicy()). Built on the first call;
-// workers call it at start so that no request pays for the hashing.
+// The dashboard's headers: those of kAdminHeaders, with the policy that lets
+// its own script and style run (dashboardContentSecurityPolicy()). Built on
+// the first call; workers call it at start so that no request pays for the
+// hashing.
 std::string_view dashboardHeaders();
 
 }  // namespace poolgate

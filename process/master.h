@@ -16,8 +16,8 @@
 
 #include "config/config.h"
 #include "core/event_loop.h"
-#include "core/log_throttle.h"
 #include "core/fd.h"
+#include "core/log_throttle.h"
 #include "process/handover.h"
 #include "process/master_handoff.h"
 #include "process/upstream_monitor.h"

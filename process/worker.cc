@@ -11,11 +11,11 @@
 #include <cstdio>
 #include <optional>
 
+#include "admin/admin.h"
 #include "core/clock.h"
 #include "core/log.h"
-#include "admin/admin.h"
-#include "proxy/client_connection.h"
 #include "process/listener.h"
+#include "proxy/client_connection.h"
 #include "proxy/routing.h"
 
 namespace poolgate {

@@ -15,11 +15,11 @@
 #include "core/fd.h"
 #include "core/log_throttle.h"
 #include "core/spool.h"
+#include "http/parser.h"
+#include "process/handover.h"
 #include "proxy/access_log.h"
 #include "proxy/client_host.h"
-#include "process/handover.h"
 #include "shm/stats_segment.h"
-#include "http/parser.h"
 #include "upstream/upstream.h"
 
 namespace poolgate {
