@@ -5,7 +5,7 @@
 // waiting request is another worker's is not closed (which would only free a
 // place for a new connection: a handshake on both sides, a TIME_WAIT here,
 // CPU on the app server); the socket itself goes to that worker, SCM_RIGHTS
-// through the master (proxy/handover.h). These are the pieces the pool needs
+// through the master (process/handover.h). These are the pieces the pool needs
 // for it; the transport is the proxy's.
 #pragma once
 

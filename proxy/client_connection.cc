@@ -9,7 +9,6 @@
 
 #include "core/clock.h"
 #include "core/log.h"
-#include "proxy/admin.h"
 #include "http/forwarding.h"
 #include "http/request_rules.h"
 #include "proxy/tls_server.h"
@@ -34,7 +33,7 @@ constexpr size_t kMaxLingerBytes = 256 * 1024;    // ...and how much of it
 
 }  // namespace
 
-ClientConnection::ClientConnection(Worker& worker, Fd fd, const SocketAddress& peer, ListenerKind kind,
+ClientConnection::ClientConnection(ClientHost& worker, Fd fd, const SocketAddress& peer, ListenerKind kind,
                                    const TlsServer* tls, bool admin_denied)
     : worker_(worker),
       config_(worker.config()),
@@ -1292,7 +1291,7 @@ void ClientConnection::handleAdmin() {
     respondError(405, requestPending());
     return;
   }
-  AdminAnswer answer = answerAdmin(worker_.segment(), path);
+  AdminAnswer answer = worker_.answerAdmin(path);
   respond(answer.status, answer.content_type, answer.body, requestPending(), answer.headers);
 }
 

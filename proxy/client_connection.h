@@ -26,7 +26,8 @@
 #include "http/parser.h"
 #include "http/request_reader.h"
 #include "http/request_rules.h"
-#include "proxy/worker.h"
+#include "proxy/client_host.h"
+#include "proxy/tls_server.h"
 #include "upstream/upstream.h"
 #include "upstream/upstream_connection.h"
 
@@ -48,7 +49,7 @@ class ClientConnection final : public IoHandler,
 
   // `tls`: the listener's TLS contexts, nullptr for a plain listener.
   // `admin_denied`: an admin client outside admin.allow; its requests get 403.
-  ClientConnection(Worker& worker, Fd fd, const SocketAddress& peer, ListenerKind kind,
+  ClientConnection(ClientHost& worker, Fd fd, const SocketAddress& peer, ListenerKind kind,
                    const TlsServer* tls = nullptr, bool admin_denied = false);
   ~ClientConnection() override;
 
@@ -177,7 +178,7 @@ class ClientConnection final : public IoHandler,
   void writeInterimResponse(const HttpParser& parser, const char* base);
   bool retryAfter(UpstreamError error);
 
-  Worker& worker_;
+  ClientHost& worker_;
   const Config& config_;
   Fd fd_;
   const TlsServer* tls_server_;  // null: plain

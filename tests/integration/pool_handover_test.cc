@@ -1,5 +1,5 @@
 // Idle upstream connections moving between workers under pool.max_conns
-// (pool/handover.h, proxy/handover.h): instead of closing a connection in
+// (pool/handover.h, process/handover.h): instead of closing a connection in
 // one worker so that another may open one, the socket itself goes to the
 // worker whose request has waited longest. What must hold, seen from outside:
 // the upstream accepts no more than max_conns connections in all, the kernel

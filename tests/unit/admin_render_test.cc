@@ -1,4 +1,4 @@
-#include "proxy/admin_render.h"
+#include "admin/admin_render.h"
 
 #include <gtest/gtest.h>
 #include <openssl/evp.h>

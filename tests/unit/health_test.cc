@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "proxy/stats_segment.h"
+#include "shm/stats_segment.h"
 
 namespace poolgate {
 namespace {

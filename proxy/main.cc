@@ -1,4 +1,0 @@
-// poolgate: an HTTP/1.1 reverse proxy and upstream connection pooler.
-#include "proxy/cli.h"
-
-int main(int argc, char** argv) { return poolgate::runCli(argc, argv); }
