@@ -51,10 +51,6 @@ class Spool {
   bool append(const char* data, size_t n);
   // At its caps: the caller should stop reading until drainInto() makes room.
   bool full() const;
-  // While the file is not allowed, the spool is memory only (as with
-  // limits.file 0): the caller decides when a temporary file is worth it.
-  void allowFile(bool allowed) { file_allowed_ = allowed; }
-  bool fileAllowed() const { return file_allowed_; }
   bool append(std::string_view text) { return append(text.data(), text.size()); }
 
   // Moves up to `max` bytes from the front into `out`. Returns how many; 0
@@ -81,7 +77,7 @@ class Spool {
   bool appendToMemory(const char* data, size_t n, bool within_caps);
   bool appendToFile(const char* data, size_t n);
   // Bytes past the memory share go to the file (else to memory, past it).
-  bool fileInUse() const { return limits_.file > 0 && (file_allowed_ || fileBytes() > 0); }
+  bool fileInUse() const { return limits_.file > 0; }
 
   BufferPool& pool_;
   SpoolBudget& budget_;
@@ -94,7 +90,6 @@ class Spool {
   uint64_t peak_ = 0;
   uint64_t appended_ = 0;
   bool used_file_ = false;
-  bool file_allowed_ = true;
 };
 
 }  // namespace poolgate

@@ -26,7 +26,6 @@ constexpr size_t kLowWatermark = 16 * 1024;
 // once; its temporary file only once the client has kept the upstream waiting
 // this long in all over one response, so that only slow clients pay for file
 // writes.
-constexpr uint64_t kStallMs = 10;
 constexpr uint64_t kDrainIdleGraceMs = 1000;
 constexpr uint64_t kLingerMs = 2000;              // lingeringClose(): how long input is dropped
 constexpr size_t kMaxLingerBytes = 256 * 1024;    // ...and how much of it
@@ -86,13 +85,7 @@ void ClientConnection::setState(State state) {
 void ClientConnection::armClientTimer() {
   const TimeoutsConfig& t = config_.timeouts;
   if (!out_.empty() && !writable_) {
-    uint64_t ms = secondsToMs(t.client_send);
-    // Buffering: look again when the client will have held the upstream
-    // back kStallMs in all (spillIfStalled()).
-    if (spooling_ && spool_ && !spool_->fileAllowed() && held_since_ms_ != 0 && upstream_ != nullptr) {
-      ms = std::min(ms, kStallMs - std::min(kStallMs, heldMs()));
-    }
-    timer_.arm(ms);
+    timer_.arm(secondsToMs(t.client_send));
     return;
   }
   switch (state_) {
@@ -135,7 +128,6 @@ void ClientConnection::onClientTimer() {
     return;
   }
   if (!out_.empty() && !writable_) {
-    if (spillIfStalled()) return;
     LOG_DEBUG("client %s: send timeout", peer_ip_);
     close();
     return;
@@ -442,7 +434,7 @@ void ClientConnection::finishExchange() {
   buffer_response_ = spooling_ = false;
   body_path_ = BodyPath::kDirect;
   body_rechunk_ = body_end_sent_ = host_missing_ = false;
-  held_since_ms_ = held_ms_ = 0;
+  upstream_held_ = false;
   framing_ = Framing::kNone;
   held_.clear();
   held_.releaseIfEmpty();
@@ -915,7 +907,7 @@ void ClientConnection::abandonUpstream(NoReuse reason) {
   if (upstream_ == nullptr) return;
   UpstreamConnection* conn = upstream_;
   upstream_ = nullptr;
-  held_since_ms_ = 0;
+  upstream_held_ = false;
   ServerCounters& counters = conn->server().counters();
   ServerCounters::add(counters.no_reuse_total[static_cast<int>(reason)]);
   conn->close();
@@ -925,7 +917,7 @@ void ClientConnection::releaseUpstream() {
   if (upstream_ == nullptr) return;
   UpstreamConnection* conn = upstream_;
   upstream_ = nullptr;
-  held_since_ms_ = 0;  // nothing left to hold back
+  upstream_held_ = false;  // nothing left to hold back
   conn->release(requestSent(), worker_.draining());
 }
 
@@ -1112,46 +1104,22 @@ void ClientConnection::onUpstreamBody(const char* at, size_t length) noexcept {
 }
 
 // The upstream waits for the client: out_ is full and, with buffering, so
-// is the spool's memory. A client that keeps it waiting kStallMs in all, over
-// the response, is slow: from then on the spool takes the rest into its
-// temporary file (spillIfStalled()). A client only momentarily behind never
-// costs a file write.
+// is the spool (memory, then its temporary file, up to their caps).
 void ClientConnection::holdUpstream() {
-  if (upstream_ == nullptr || held_since_ms_ != 0) return;
-  held_since_ms_ = worker_.loop().now();
+  if (upstream_ == nullptr || upstream_held_) return;
+  upstream_held_ = true;
   upstream_->pauseReading(true);
 }
 
 void ClientConnection::releaseHold() {
-  if (held_since_ms_ == 0) return;
-  held_ms_ += worker_.loop().now() - held_since_ms_;
-  held_since_ms_ = 0;
+  if (!upstream_held_) return;
+  upstream_held_ = false;
   if (upstream_ != nullptr) upstream_->pauseReading(false);
-}
-
-uint64_t ClientConnection::heldMs() const {
-  return held_ms_ + (held_since_ms_ != 0 ? worker_.loop().now() - held_since_ms_ : 0);
-}
-
-// From armClientTimer()/onClientTimer(): the client has held the upstream
-// back long enough. Returns true when the spool may now use its file (or
-// will later: the timer is re-armed for it).
-bool ClientConnection::spillIfStalled() {
-  if (!spooling_ || !spool_ || spool_->fileAllowed() || held_since_ms_ == 0 || upstream_ == nullptr) return false;
-  if (heldMs() < kStallMs) {
-    armClientTimer();
-    return true;
-  }
-  spool_->allowFile(true);
-  releaseHold();  // read on: into the file
-  armClientTimer();
-  return true;
 }
 
 bool ClientConnection::spoolBody(const char* at, size_t length) {
   if (!spool_) {
     spool_ = std::make_unique<Spool>(worker_.buffers(), worker_.spoolBudget(), worker_.spoolLimits());
-    spool_->allowFile(heldMs() >= kStallMs);  // memory first: see holdUpstream()
   }
   bool ok = true;
   if (framing_ == Framing::kChunked) {

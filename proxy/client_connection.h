@@ -91,8 +91,6 @@ class ClientConnection final : public IoHandler,
   void endBodySpool();
   void holdUpstream();  // stop reading the upstream until the client catches up
   void releaseHold();
-  uint64_t heldMs() const;  // how long the upstream has waited for the client, this response
-  bool spillIfStalled();
   void armClientTimer();
   void onClientTimer();
   void setState(State state);
@@ -220,9 +218,8 @@ class ClientConnection final : public IoHandler,
   bool upgrade_ = false;  // the request asked to switch protocols (Connection: upgrade + Upgrade)
   bool route_buffers_ = true;    // the route's response_buffering
   bool buffer_response_ = false; // this response may be read ahead of the client (Spool)
-  bool spooling_ = false;        // ...and is: the client fell behind (the file only once it proved slow: kStallMs)
-  uint64_t held_since_ms_ = 0;   // the upstream waits for the client since (0: it does not)
-  uint64_t held_ms_ = 0;         // ...and waited so long before, this response
+  bool spooling_ = false;        // ...and is: the client fell behind
+  bool upstream_held_ = false;   // the upstream waits for the client (holdUpstream())
   std::unique_ptr<Spool> spool_; // what the client has not taken yet, past out_ (made on first use)
   BodyPath body_path_ = BodyPath::kDirect;
   std::unique_ptr<Spool> body_spool_;  // the request body, collected (made on first use)

@@ -65,25 +65,6 @@ class SpoolTest : public ::testing::Test {
   SpoolBudget budget;
 };
 
-// Response buffering keeps the file for clients that proved slow: until then
-// the spool is memory only, full at its share; allowed, the file takes the rest.
-TEST_F(SpoolTest, FileOnlyOnceAllowed) {
-  Spool spool(pool, budget, limits);
-  spool.allowFile(false);
-  const std::string data = pattern(10000, 'c');
-  ASSERT_TRUE(spool.append(data.data(), 6000));
-  EXPECT_FALSE(spool.usedFile());
-  EXPECT_TRUE(spool.full()) << "memory only: full at the memory share";
-  EXPECT_EQ(spool.memoryBytes(), 6000u) << "what the reads brought is still taken";
-  spool.allowFile(true);
-  EXPECT_FALSE(spool.full());
-  ASSERT_TRUE(spool.append(data.data() + 6000, 4000));
-  EXPECT_TRUE(spool.usedFile());
-  EXPECT_EQ(spool.memoryBytes(), 6000u);
-  EXPECT_EQ(drainAll(spool, pool, 999), data);
-  EXPECT_EQ(budget.in_use, 0u);
-}
-
 TEST_F(SpoolTest, KeepsOrderAcrossMemoryAndFile) {
   Spool spool(pool, budget, limits);
   const std::string data = pattern(20000, 'a');
