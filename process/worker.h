@@ -69,6 +69,7 @@ class Worker final : public ClientHost, private IoHandler, private LoopObserver,
   // this worker's spools may hold in memory together.
   const SpoolLimits& spoolLimits() const override { return spool_limits_; }
   SpoolBudget& spoolBudget() override { return spool_budget_; }
+  ExchangeCache& exchanges() override { return exchanges_; }
   LogThrottle& bufferLog() override { return buffer_log_; }
   const RouteConfig* route(std::string_view host, std::string_view path) const override;
   AdminAnswer answerAdmin(std::string_view path) override;  // from the shared segment
@@ -132,6 +133,7 @@ class Worker final : public ClientHost, private IoHandler, private LoopObserver,
   HeaderStore headers_;  // before loop_: what the loop deletes late may still give arrays back
   EventLoop loop_;
   BufferPool buffers_;
+  ExchangeCache exchanges_{buffers_};  // after buffers_: destroyed before it
   Fd signal_fd_;
   std::unique_ptr<HandOverPort> handover_;
   SpoolLimits spool_limits_;

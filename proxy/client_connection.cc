@@ -22,10 +22,6 @@ constexpr uint32_t kEvents = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
 // exceed the high mark; start again below the low mark.
 constexpr size_t kHighWatermark = 64 * 1024;
 constexpr size_t kLowWatermark = 16 * 1024;
-// Response buffering: a client that falls behind gets the spool's memory at
-// once; its temporary file only once the client has kept the upstream waiting
-// this long in all over one response, so that only slow clients pay for file
-// writes.
 constexpr uint64_t kDrainIdleGraceMs = 1000;
 constexpr uint64_t kLingerMs = 2000;              // lingeringClose(): how long input is dropped
 constexpr size_t kMaxLingerBytes = 256 * 1024;    // ...and how much of it
@@ -42,8 +38,7 @@ ClientConnection::ClientConnection(ClientHost& worker, Fd fd, const SocketAddres
       admin_denied_(admin_denied),
       timer_(worker.loop().timers(), [this] { onClientTimer(); }),
       reader_(worker.buffers(), worker.config().limits, &worker.headerStore()),
-      out_(worker.buffers()),
-      held_(worker.buffers()) {
+      out_(worker.buffers()) {
   peer.ipString(peer_ip_, sizeof peer_ip_);
 }
 
@@ -69,6 +64,12 @@ void ClientConnection::start() {
 }
 
 // ---- State and timers ------------------------------------------------------
+
+void ClientConnection::beginExchange() {
+  ex_ = worker_.exchanges().take();
+  ++exchange_seq_;
+  ex_->record.started_ms = worker_.loop().now();
+}
 
 void ClientConnection::setState(State state) {
   bool active = state == State::kHead || state == State::kExchange || state == State::kTunnel ||
@@ -107,8 +108,8 @@ void ClientConnection::armClientTimer() {
       if (!timer_.armed()) timer_.arm(secondsToMs(t.client_header));
       return;
     case State::kExchange:
-      if (queued_server_ >= 0) return;  // the queue_timeout armed in waitForConnection() runs
-      if (!request_complete_ && pendingRequestBytes() < kHighWatermark) {
+      if (ex_->queued_server >= 0) return;  // the queue_timeout armed in waitForConnection() runs
+      if (!ex_->request_complete && pendingRequestBytes() < kHighWatermark) {
         timer_.arm(secondsToMs(t.client_body));  // waiting for body bytes
       } else {
         timer_.cancel();  // the upstream side has its own timeouts
@@ -140,14 +141,14 @@ void ClientConnection::onClientTimer() {
       respondError(408, true);
       return;
     case State::kExchange:
-      if (queued_server_ >= 0) {
-        Pool& pool = group_->server(static_cast<size_t>(queued_server_)).pool();
+      if (ex_->queued_server >= 0) {
+        Pool& pool = ex_->group->server(static_cast<size_t>(ex_->queued_server)).pool();
         pool.dequeue(*this);
         pool.noteQueueTimeout();
-        queued_server_ = -1;
-        record_.error = "queue_timeout";
+        ex_->queued_server = -1;
+        ex_->record.error = "queue_timeout";
         respondError(503, requestPending());
-      } else if (!response_started_ || response_held_) {
+      } else if (!ex_->response_started || ex_->response_held) {
         respondError(408, true);
       } else {
         close();
@@ -252,7 +253,7 @@ void ClientConnection::readClient() {
   while (readable_ && (state_ == State::kIdle || state_ == State::kHead || state_ == State::kExchange)) {
     if (state_ == State::kExchange) {
       // One request at a time: after its end, pipelined bytes wait.
-      if (request_complete_) return;
+      if (ex_->request_complete) return;
       if (pendingRequestBytes() >= kHighWatermark) return;
     }
     // The reader says how much a read may bring (a head has its limits).
@@ -272,7 +273,7 @@ void ClientConnection::readClient() {
       if (state_ == State::kIdle) {
         timer_.cancel();  // keep-alive wait over: client_header runs from this first byte
         setState(State::kHead);
-        record_.started_ms = worker_.loop().now();
+        beginExchange();
       }
       parseClient();
       armClientTimer();
@@ -282,7 +283,7 @@ void ClientConnection::readClient() {
       // The client is done sending. Mid-request that is an abort; between
       // requests it is a normal close.
       readable_ = false;
-      if (state_ == State::kExchange && request_complete_ && !response_complete_) return;
+      if (state_ == State::kExchange && ex_->request_complete && !ex_->response_complete) return;
       close();
       return;
     }
@@ -305,9 +306,9 @@ void ClientConnection::relayClientBytes() {
 }
 
 void ClientConnection::relayLoop() {
-  while (readable_ && state_ == State::kTunnel && upstream_ != nullptr) {
-    if (upstream_->pendingOutput() >= kHighWatermark) return;  // onUpstreamDrained() resumes
-    Buffer& sink = upstream_->output();
+  while (readable_ && state_ == State::kTunnel && ex_->upstream != nullptr) {
+    if (ex_->upstream->pendingOutput() >= kHighWatermark) return;  // onUpstreamDrained() resumes
+    Buffer& sink = ex_->upstream->output();
     if (!sink.ensureWritable(16 * 1024)) {
       close();
       return;
@@ -315,7 +316,7 @@ void ClientConnection::relayLoop() {
     ssize_t n = receive(sink.writePtr(), sink.writable());
     if (n > 0) {
       sink.commit(static_cast<size_t>(n));
-      upstream_->flush();
+      ex_->upstream->flush();
       continue;
     }
     if (n < 0 && errno == EINTR) continue;
@@ -329,14 +330,14 @@ void ClientConnection::relayLoop() {
 }
 
 void ClientConnection::parseClient() {
-  while (state_ == State::kHead || (state_ == State::kExchange && !request_complete_)) {
+  while (state_ == State::kHead || (state_ == State::kExchange && !ex_->request_complete)) {
     if (!reader_.hasWork()) return;
     const RequestReader::Event event = reader_.next();
     switch (event) {
       case RequestReader::Event::kNeedMore:
         // Sent only now that the reader has taken all it was given, so that
         // a framing error later in the same bytes (a bad chunk) sends nothing.
-        if (upstream_ != nullptr) upstream_->flush();
+        if (ex_->upstream != nullptr) ex_->upstream->flush();
         return;
       case RequestReader::Event::kHead:
         onRequestHead();
@@ -357,19 +358,23 @@ void ClientConnection::parseClient() {
 }
 
 void ClientConnection::flushClient() {
-  if (response_held_) {
-    if (!request_complete_ && out_.size() < kHighWatermark) {
+  if (!ex_) {  // idle: nothing of ours waits to be written
+    armClientTimer();
+    return;
+  }
+  if (ex_->response_held) {
+    if (!ex_->request_complete && out_.size() < kHighWatermark) {
       armClientTimer();
       return;
     }
-    response_held_ = false;  // the request has ended, or the response is too big to hold
+    ex_->response_held = false;  // the request has ended, or the response is too big to hold
   }
   for (;;) {
     while (writable_ && !out_.empty()) {
       ssize_t n = transmit(out_.data(), out_.size());
       if (n > 0) {
         out_.consume(static_cast<size_t>(n));
-        record_.bytes_sent += static_cast<uint64_t>(n);
+        ex_->record.bytes_sent += static_cast<uint64_t>(n);
         continue;
       }
       if (n < 0 && errno == EINTR) continue;
@@ -381,8 +386,8 @@ void ClientConnection::flushClient() {
       return;
     }
     // Out of out_, on to what the spool kept (one high-water mark at a time).
-    if (!writable_ || !out_.empty() || !spool_ || spool_->empty()) break;
-    if (spool_->drainInto(out_, kHighWatermark) == 0) {
+    if (!writable_ || !out_.empty() || !ex_->spool || ex_->spool->empty()) break;
+    if (ex_->spool->drainInto(out_, kHighWatermark) == 0) {
       ServerCounters::add(worker_.stats().buffer_errors_total);
       LOG_ERROR("response buffering: cannot read back a temporary file: %s; response cut short", strerror(errno));
       abandonUpstream(NoReuse::kError);
@@ -391,11 +396,17 @@ void ClientConnection::flushClient() {
     }
     ServerCounters::set(worker_.stats().buffered_memory, worker_.spoolBudget().in_use);
   }
-  const bool spooled = spool_ && !spool_->empty();
-  if (out_.size() < kLowWatermark && !(spooled && spool_->full())) releaseHold();
+  const bool spooled = ex_->spool && !ex_->spool->empty();
+  if (out_.size() < kLowWatermark && !(spooled && ex_->spool->full())) {
+    // Reading on may bring the rest of the response at once, and through
+    // onUpstreamComplete() another flushClient() may end the exchange.
+    const uint32_t seq = exchange_seq_;
+    releaseHold();
+    if (!sameExchange(seq)) return;
+  }
   if (out_.empty() && !spooled) {
     out_.releaseIfEmpty();
-    if (response_complete_ && (state_ == State::kExchange || state_ == State::kClosing)) {
+    if (ex_->response_complete && (state_ == State::kExchange || state_ == State::kClosing)) {
       finishExchange();
       return;
     }
@@ -407,8 +418,8 @@ void ClientConnection::flushClient() {
 // out). It counts in `requests` now, so that /stats, read by a client that
 // has just received it, already shows it.
 void ClientConnection::completeResponse() {
-  if (response_complete_) return;  // a held response replaced by an error answer: counted once
-  response_complete_ = true;
+  if (ex_->response_complete) return;  // a held response replaced by an error answer: counted once
+  ex_->response_complete = true;
   if (kind_ == ListenerKind::kProxy) worker_.onRequestDone();
 }
 
@@ -418,29 +429,17 @@ void ClientConnection::finishExchange() {
   endBodySpool();
   // A response sent as keep-alive is honoured even if the worker began to
   // drain meanwhile: the client may already be sending its next request.
-  if (!keep_alive_ || !request_complete_ || state_ == State::kClosing) {
+  if (!ex_->keep_alive || !ex_->request_complete || state_ == State::kClosing) {
     close();
     return;
   }
-  // Reset for the next request on this connection.
+  // The next request on this connection gets a fresh exchange; an idle
+  // client holds none.
   first_request_ = false;
-  group_ = nullptr;
-  server_index_ = -1;
-  tried_.clear();
-  attempts_ = 0;
-  stale_retried_ = false;
-  head_request_ = idempotent_ = request_chunked_ = request_complete_ = body_started_ = false;
-  response_started_ = response_complete_ = response_held_ = keep_alive_ = expect_continue_ = upgrade_ = false;
-  buffer_response_ = spooling_ = false;
-  body_path_ = BodyPath::kDirect;
-  body_rechunk_ = body_end_sent_ = host_missing_ = false;
-  upstream_held_ = false;
-  framing_ = Framing::kNone;
-  held_.clear();
-  held_.releaseIfEmpty();
+  ex_.reset();
   timer_.cancel();
   setState(reader_.unread().empty() ? State::kIdle : State::kHead);
-  if (state_ == State::kHead) record_.started_ms = worker_.loop().now();
+  if (state_ == State::kHead) beginExchange();
   reader_.nextMessage();
   parseClient();  // pipelined requests already buffered
   if (state_ == State::kIdle) reader_.releaseHeaders();  // nothing pipelined: an idle client holds none
@@ -458,16 +457,20 @@ void ClientConnection::drain() {
 
 void ClientConnection::close() {
   if (state_ == State::kClosed) return;
-  if (record_pending_) {
-    if (record_.status == 0) record_.status = 499;  // nginx's "client closed request"
-    if (record_.error == nullptr) record_.error = "client_closed";
-    if (record_.upstream_done_ms == 0) record_.upstream_done_ms = worker_.loop().now();
-    logExchange();
+  // The exchange, if any, is kept until the connection is deleted: callers
+  // up the stack may still look at it.
+  if (ex_) {
+    if (ex_->record_pending) {
+      if (ex_->record.status == 0) ex_->record.status = 499;  // nginx's "client closed request"
+      if (ex_->record.error == nullptr) ex_->record.error = "client_closed";
+      if (ex_->record.upstream_done_ms == 0) ex_->record.upstream_done_ms = worker_.loop().now();
+      logExchange();
+    }
+    abandonUpstream(NoReuse::kClientGone);  // never pool a connection whose exchange was cut short
+    leaveQueue();
+    endSpool();
+    endBodySpool();
   }
-  abandonUpstream(NoReuse::kClientGone);  // never pool a connection whose exchange was cut short
-  leaveQueue();
-  endSpool();
-  endBodySpool();
   WorkerSlot& stats = worker_.stats();
   if (kind_ == ListenerKind::kAdmin) {
     ServerCounters::sub(stats.admin_active);
@@ -494,11 +497,11 @@ void ClientConnection::onRequestHead() {
   const HttpHead& head = reader_.head();
   const char* base = reader_.base();
   beginRecord(head, base);
-  head_request_ = reader_.headRequest();
-  idempotent_ = reader_.idempotent();
-  request_chunked_ = reader_.chunked();
-  keep_alive_ = reader_.keepAlive();
-  upgrade_ = reader_.upgrade();
+  ex_->head_request = reader_.headRequest();
+  ex_->idempotent = reader_.idempotent();
+  ex_->request_chunked = reader_.chunked();
+  ex_->keep_alive = reader_.keepAlive();
+  ex_->upgrade = reader_.upgrade();
 
   if (admin_denied_) {  // before anything else about the request: 403 and close
     handleAdmin();
@@ -508,7 +511,7 @@ void ClientConnection::onRequestHead() {
     respondError(status, true);
     return;
   }
-  expect_continue_ = equalsIgnoreCase(findHeader(head, base, "expect"), "100-continue");
+  ex_->expect_continue = equalsIgnoreCase(findHeader(head, base, "expect"), "100-continue");
 
   // A local answer that keeps the connection lets the reader go on to the
   // end of the (bodyless) request; one that closes it stops reading here.
@@ -524,7 +527,7 @@ void ClientConnection::onRequestError() {
     refuseOversizedBody();
     return;
   }
-  if (response_started_ && !response_held_) {
+  if (ex_->response_started && !ex_->response_held) {
     close();
     return;
   }
@@ -535,7 +538,7 @@ void ClientConnection::onRequestError() {
 }
 
 bool ClientConnection::requestPending() const {
-  if (request_complete_) return false;
+  if (ex_->request_complete) return false;
   return reader_.bodyPending();
 }
 
@@ -549,20 +552,19 @@ void ClientConnection::startExchange() {
     respondError(404, requestPending());
     return;
   }
-  group_ = &worker_.upstream(route->upstream_index);
-  route_buffers_ = route->response_buffering;
+  ex_->group = &worker_.upstream(route->upstream_index);
+  ex_->route_buffers = route->response_buffering;
   // Copied: a retry picks again after the head has left the read buffer.
-  hash_value_.clear();
-  if (!group_->hashHeader().empty()) hash_value_.assign(findHeader(head, base, group_->hashHeader()));
-  if (config_.buffering.request && route->request_buffering && !upgrade_ && reader_.bodyPending()) {
+  ex_->hash_value.clear();
+  if (!ex_->group->hashHeader().empty()) ex_->hash_value.assign(findHeader(head, base, ex_->group->hashHeader()));
+  if (config_.buffering.request && route->request_buffering && !ex_->upgrade && reader_.bodyPending()) {
     collectBody();
     return;
   }
-  connectUpstream();
+  if (!connectUpstream()) return;  // an error response is on its way
+  // (Queued for max_conns, the head and body wait in ex_->held until a connection comes.)
   Buffer* sink = requestSink();
-  if (sink == nullptr) return;  // an error response is on its way
-  // (Queued for max_conns, the head and body wait in held_ until a connection comes.)
-  Server& server = group_->server(static_cast<size_t>(upstream_ != nullptr ? server_index_ : queued_server_));
+  Server& server = ex_->group->server(static_cast<size_t>(ex_->upstream != nullptr ? ex_->server_index : ex_->queued_server));
   writeForwardedRequestHead(*sink, reader_.parser(), base, forwardContext(server.name()));
   answerExpectation();  // the body streams when it comes
   // Not sent yet: parseClient() flushes once the reader has taken all it read.
@@ -572,11 +574,11 @@ ForwardContext ClientConnection::forwardContext(std::string_view fallback_host) 
   const std::string_view host = reader_.host();
   return ForwardContext{peer_ip_, tls_ ? "https" : "http", host.empty() ? fallback_host : host,
                         reader_.target().forward,
-                        upgrade_ ? findHeader(reader_.head(), reader_.base(), "upgrade") : std::string_view()};
+                        ex_->upgrade ? findHeader(reader_.head(), reader_.base(), "upgrade") : std::string_view()};
 }
 
 void ClientConnection::answerExpectation() {
-  if (!expect_continue_ || reader_.versionMinor() < 1) return;
+  if (!ex_->expect_continue || reader_.versionMinor() < 1) return;
   // We answer the expectation ourselves: the upstream never sees it.
   out_.append("HTTP/1.1 100 Continue\r\n\r\n");
   flushClient();
@@ -585,24 +587,24 @@ void ClientConnection::answerExpectation() {
 // ---- Request buffering -------------------------------------------------------
 
 void ClientConnection::collectBody() {
-  body_path_ = BodyPath::kCollect;
+  ex_->body_path = BodyPath::kCollect;
   // The head leaves the read buffer as the body comes: forwarded now, all
   // but its framing, which depends on how much body there will be.
-  host_missing_ = reader_.host().empty();
-  writeForwardedRequestFields(held_, reader_.parser(), reader_.base(), forwardContext({}));
+  ex_->host_missing = reader_.host().empty();
+  writeForwardedRequestFields(ex_->held, reader_.parser(), reader_.base(), forwardContext({}));
   answerExpectation();
 }
 
 void ClientConnection::storeBody(std::string_view bytes) {
-  if (!body_spool_) body_spool_ = std::make_unique<Spool>(worker_.buffers(), worker_.spoolBudget(), worker_.spoolLimits());
-  if (!body_spool_->append(bytes)) {
+  if (!ex_->body_spool) ex_->body_spool = std::make_unique<Spool>(worker_.buffers(), worker_.spoolBudget(), worker_.spoolLimits());
+  if (!ex_->body_spool->append(bytes)) {
     bodySpoolFailed();
     return;
   }
   ServerCounters::set(worker_.stats().buffered_memory, worker_.spoolBudget().in_use);
-  if (body_path_ == BodyPath::kSpooled) {
+  if (ex_->body_path == BodyPath::kSpooled) {
     pumpBody();
-  } else if (body_spool_->full()) {
+  } else if (ex_->body_spool->full()) {
     sendCollectedBody();  // larger than memory and max_temp_file allow: the rest streams
   }
 }
@@ -611,59 +613,60 @@ void ClientConnection::sendCollectedBody() {
   // Whole, the body goes with a Content-Length, whatever its framing was
   // (what app servers handle best). Not whole, the rest streams, chunked if
   // it came chunked.
-  const bool whole = request_complete_;
-  body_path_ = BodyPath::kSpooled;
-  body_rechunk_ = !whole && request_chunked_;
-  const uint64_t length = whole ? (body_spool_ ? body_spool_->size() : 0) : reader_.parser().declaredLength();
-  connectUpstream();
-  if (requestSink() == nullptr) return;  // an error response is on its way
-  if (host_missing_) {
-    const int index = upstream_ != nullptr ? server_index_ : queued_server_;
-    appendHeader(held_, "Host", group_->server(static_cast<size_t>(index)).name());
+  const bool whole = ex_->request_complete;
+  ex_->body_path = BodyPath::kSpooled;
+  ex_->body_rechunk = !whole && ex_->request_chunked;
+  const uint64_t length = whole ? (ex_->body_spool ? ex_->body_spool->size() : 0) : reader_.parser().declaredLength();
+  if (!connectUpstream()) return;  // an error response is on its way
+  if (ex_->host_missing) {
+    const int index = ex_->upstream != nullptr ? ex_->server_index : ex_->queued_server;
+    appendHeader(ex_->held, "Host", ex_->group->server(static_cast<size_t>(index)).name());
   }
-  endForwardedRequestHead(held_, body_rechunk_, !body_rechunk_, length);
-  if (upstream_ == nullptr) return;  // queued: onPoolAvailable() sends held_
-  upstream_->output().append(held_.data(), held_.size());
-  held_.clear();
-  held_.releaseIfEmpty();
+  endForwardedRequestHead(ex_->held, ex_->body_rechunk, !ex_->body_rechunk, length);
+  if (ex_->upstream == nullptr) return;  // queued: onPoolAvailable() sends ex_->held
+  ex_->upstream->output().append(ex_->held.data(), ex_->held.size());
+  ex_->held.clear();
+  ex_->held.releaseIfEmpty();
   pumpBody();
 }
 
 void ClientConnection::pumpBody() {
-  if (pumping_) {  // from flush(), through onUpstreamDrained(): the loop below goes on
-    pump_again_ = true;
+  if (ex_->pumping) {  // from flush(), through onUpstreamDrained(): the loop below goes on
+    ex_->pump_again = true;
     return;
   }
-  pumping_ = true;
+  ex_->pumping = true;
+  const uint32_t seq = exchange_seq_;
   do {
-    pump_again_ = false;
-    if (upstream_ == nullptr) break;
-    Buffer& sink = upstream_->output();
-    while (body_spool_ && !body_spool_->empty() && upstream_->pendingOutput() < kHighWatermark) {
-      const size_t want = static_cast<size_t>(std::min<uint64_t>(body_spool_->size(), kHighWatermark));
+    ex_->pump_again = false;
+    if (ex_->upstream == nullptr) break;
+    Buffer& sink = ex_->upstream->output();
+    while (ex_->body_spool && !ex_->body_spool->empty() && ex_->upstream->pendingOutput() < kHighWatermark) {
+      const size_t want = static_cast<size_t>(std::min<uint64_t>(ex_->body_spool->size(), kHighWatermark));
       size_t moved = 0;
-      if (body_rechunk_) {
+      if (ex_->body_rechunk) {
         Buffer piece(worker_.buffers());
-        moved = body_spool_->drainInto(piece, want);
+        moved = ex_->body_spool->drainInto(piece, want);
         appendBodyPiece(sink, Framing::kChunked, piece.data(), moved);
       } else {
-        moved = body_spool_->drainInto(sink, want);
+        moved = ex_->body_spool->drainInto(sink, want);
       }
       if (moved == 0) {
-        pumping_ = false;
+        ex_->pumping = false;
         bodySpoolFailed();
         return;
       }
-      body_started_ = true;
+      ex_->body_started = true;
     }
-    if (body_rechunk_ && !body_end_sent_ && request_complete_ && (!body_spool_ || body_spool_->empty())) {
+    if (ex_->body_rechunk && !ex_->body_end_sent && ex_->request_complete && (!ex_->body_spool || ex_->body_spool->empty())) {
       sink.append("0\r\n\r\n");
-      body_end_sent_ = true;
+      ex_->body_end_sent = true;
     }
     ServerCounters::set(worker_.stats().buffered_memory, worker_.spoolBudget().in_use);
-    upstream_->flush();  // may end in onUpstreamDrained() (another round) or an error
-  } while (pump_again_ && state_ == State::kExchange && !requestSent() && body_spool_ && !body_spool_->empty());
-  pumping_ = false;
+    ex_->upstream->flush();  // may end in onUpstreamDrained() (another round) or an error
+    if (!sameExchange(seq)) return;  // it failed, the client was answered: over
+  } while (ex_->pump_again && state_ == State::kExchange && !requestSent() && ex_->body_spool && !ex_->body_spool->empty());
+  ex_->pumping = false;
 }
 
 void ClientConnection::bodySpoolFailed() {
@@ -673,73 +676,75 @@ void ClientConnection::bodySpoolFailed() {
     LOG_ERROR("request buffering: temporary file in %s: %s; request refused", worker_.spoolLimits().directory.c_str(),
               strerror(error));
   }
-  record_.error = "buffer_failed";
+  ex_->record.error = "buffer_failed";
   // Collecting, nothing has reached an upstream: 507. Sending, the upstream
   // has part of the request: that connection goes, and the client gets 502.
-  const int status = body_path_ == BodyPath::kCollect ? 507 : 502;
+  const int status = ex_->body_path == BodyPath::kCollect ? 507 : 502;
   abandonUpstream(NoReuse::kRequestNotSent);
   respondError(status, true);
 }
 
 bool ClientConnection::requestSent() const {
-  if (!request_complete_) return false;
-  if (body_spool_ && !body_spool_->empty()) return false;
-  return !body_rechunk_ || body_end_sent_;
+  if (!ex_->request_complete) return false;
+  if (ex_->body_spool && !ex_->body_spool->empty()) return false;
+  return !ex_->body_rechunk || ex_->body_end_sent;
 }
 
 Buffer* ClientConnection::requestSink() {
-  if (upstream_ != nullptr) return &upstream_->output();
-  if (queued_server_ >= 0) return &held_;
+  if (ex_->upstream != nullptr) return &ex_->upstream->output();
+  if (ex_->queued_server >= 0) return &ex_->held;
   return nullptr;
 }
 
 size_t ClientConnection::pendingRequestBytes() const {
-  if (body_path_ != BodyPath::kDirect) {
+  if (ex_->body_path != BodyPath::kDirect) {
     // The spool takes what comes, up to its caps.
     if (discardingBody()) return 0;
-    return body_spool_ && body_spool_->full() ? SIZE_MAX : 0;
+    return ex_->body_spool && ex_->body_spool->full() ? SIZE_MAX : 0;
   }
-  if (upstream_ != nullptr) return upstream_->pendingOutput();
+  if (ex_->upstream != nullptr) return ex_->upstream->pendingOutput();
   if (discardingBody()) return 0;  // read and dropped
-  if (queued_server_ >= 0) return held_.size();
+  if (ex_->queued_server >= 0) return ex_->held.size();
   return SIZE_MAX;  // nowhere to put request bytes
 }
 
-void ClientConnection::waitForConnection(int server_index, bool at_front) {
-  const PoolConfig& pool_config = group_->config().pool;
+bool ClientConnection::waitForConnection(int server_index, bool at_front) {
+  const PoolConfig& pool_config = ex_->group->config().pool;
   if (pool_config.queue_timeout <= 0) {
-    group_->server(static_cast<size_t>(server_index)).pool().noteQueueTimeout();
+    ex_->group->server(static_cast<size_t>(server_index)).pool().noteQueueTimeout();
     respondError(503, requestPending());
-    return;
+    return false;
   }
-  queued_server_ = server_index;
-  group_->server(static_cast<size_t>(server_index)).pool().enqueue(*this, at_front);
+  ex_->queued_server = server_index;
+  ex_->group->server(static_cast<size_t>(server_index)).pool().enqueue(*this, at_front);
   if (!at_front) timer_.arm(secondsToMs(pool_config.queue_timeout));
+  return true;
 }
 
 void ClientConnection::leaveQueue() {
-  if (queued_server_ < 0) return;
-  group_->server(static_cast<size_t>(queued_server_)).pool().dequeue(*this);
-  queued_server_ = -1;
+  if (ex_->queued_server < 0) return;
+  ex_->group->server(static_cast<size_t>(ex_->queued_server)).pool().dequeue(*this);
+  ex_->queued_server = -1;
 }
 
 void ClientConnection::onPoolAvailable() noexcept {
   // The pool has taken us off its queue; the queue_timeout timer still runs.
-  queued_server_ = -1;
-  connectUpstream(/*woken=*/true);
-  if (upstream_ == nullptr) return;  // queued again, or answered with an error
+  ex_->queued_server = -1;
+  if (!connectUpstream(/*woken=*/true)) return;  // answered with an error
+  if (ex_->upstream == nullptr) return;           // queued again
   timer_.cancel();
-  upstream_->output().append(held_.data(), held_.size());
-  held_.clear();
-  held_.releaseIfEmpty();
-  if (body_path_ == BodyPath::kSpooled) {
+  ex_->upstream->output().append(ex_->held.data(), ex_->held.size());
+  ex_->held.clear();
+  ex_->held.releaseIfEmpty();
+  const uint32_t seq = exchange_seq_;
+  if (ex_->body_path == BodyPath::kSpooled) {
     pumpBody();
   } else {
-    upstream_->flush();
+    ex_->upstream->flush();
   }
-  if (upstream_ != nullptr) {
+  if (sameExchange(seq) && ex_->upstream != nullptr) {
     armClientTimer();
-    if (readable_ && !request_complete_) readClient();
+    if (readable_ && !ex_->request_complete) readClient();
   }
 }
 
@@ -747,34 +752,36 @@ void ClientConnection::onPoolAvailable() noexcept {
 void ClientConnection::onRequestBody(RequestReader::Event event) {
   // (Counted against max_body_bytes by the reader, also while the body is
   // read and dropped after the app has answered: discardingBody().)
-  if (body_path_ != BodyPath::kDirect) {
+  if (ex_->body_path != BodyPath::kDirect) {
     // Decoded bytes only: the framing it goes with is ours (sendCollectedBody()).
     if (event == RequestReader::Event::kBody && !discardingBody()) storeBody(reader_.body());
     return;
   }
   Buffer* sink = requestSink();
   if (sink == nullptr) return;  // discarded
-  if (event == RequestReader::Event::kBody) body_started_ = true;
+  if (event == RequestReader::Event::kBody) ex_->body_started = true;
   reader_.forward(*sink);  // re-chunked for a chunked request
 }
 
 void ClientConnection::onRequestComplete() {
-  request_complete_ = true;
-  if (body_path_ == BodyPath::kCollect) {
+  ex_->request_complete = true;
+  if (ex_->body_path == BodyPath::kCollect) {
     sendCollectedBody();
     return;
   }
-  if (body_path_ == BodyPath::kSpooled) {
+  const uint32_t seq = exchange_seq_;
+  if (ex_->body_path == BodyPath::kSpooled) {
     pumpBody();  // the last chunk, after the spool, where one is due
+    if (!sameExchange(seq)) return;
   } else if (Buffer* sink = requestSink(); sink != nullptr) {
     reader_.forward(*sink);  // the last chunk
   }
   // The rest (pipelined requests) waits for its turn.
-  if (upstream_ != nullptr) {
-    upstream_->flush();
+  if (ex_->upstream != nullptr) {
+    ex_->upstream->flush();
     // The request's end releases a response held until then (holdsResponse()).
-    if (response_held_ && state_ == State::kExchange) flushClient();
-  } else if (response_complete_) {
+    if (sameExchange(seq) && ex_->response_held && state_ == State::kExchange) flushClient();
+  } else if (ex_->response_complete) {
     flushClient();  // a local answer (or a held response) waited for the request's end
   }
 }
@@ -783,8 +790,8 @@ void ClientConnection::refuseOversizedBody() {
   // What was queued for the upstream and not sent yet goes with the
   // connection, which can never carry another request: its body is cut.
   abandonUpstream(NoReuse::kRequestNotSent);
-  record_.error = "body_too_large";
-  if (response_started_ && !response_held_) {
+  ex_->record.error = "body_too_large";
+  if (ex_->response_started && !ex_->response_held) {
     close();  // response bytes went out: cut it, never let it pass as complete
     return;
   }
@@ -792,55 +799,52 @@ void ClientConnection::refuseOversizedBody() {
 }
 
 bool ClientConnection::holdsResponse() const {
-  return request_chunked_ && !request_complete_ && config_.limits.max_body_bytes != 0;
+  return ex_->request_chunked && !ex_->request_complete && config_.limits.max_body_bytes != 0;
 }
 
 bool ClientConnection::discardingBody() const {
-  return response_held_ && upstream_ == nullptr && !request_complete_ && state_ == State::kExchange;
+  return ex_->response_held && ex_->upstream == nullptr && !ex_->request_complete && state_ == State::kExchange;
 }
 
 void ClientConnection::dropHeldResponse() {
-  if (!response_held_) return;
+  if (!ex_->response_held) return;
   out_.clear();  // none of it was sent (nothing was before it: see writeResponseHead)
-  response_held_ = false;
-  response_started_ = false;
-  framing_ = Framing::kNone;
+  ex_->response_held = false;
+  ex_->response_started = false;
+  ex_->framing = Framing::kNone;
 }
 
 // ---- Upstream selection ------------------------------------------------------
 
-void ClientConnection::connectUpstream(bool woken) {
+bool ClientConnection::connectUpstream(bool woken) {
   const uint64_t now = worker_.loop().now();
-  TriedSet skipped = tried_;  // plus, for this round only, servers at max_conns
+  TriedSet skipped = ex_->tried;  // plus, for this round only, servers at max_conns
   int capped = -1;            // the first of those: where to wait
   for (;;) {
-    server_index_ = group_->pick(skipped, now, pickContext());
-    if (server_index_ < 0) {
-      if (capped >= 0) {
-        waitForConnection(capped, woken);
-      } else {
-        respondError(attempts_ == 0 ? 503 : 502, requestPending());
-      }
-      return;
+    ex_->server_index = ex_->group->pick(skipped, now, pickContext());
+    if (ex_->server_index < 0) {
+      if (capped >= 0) return waitForConnection(capped, woken);
+      respondError(ex_->attempts == 0 ? 503 : 502, requestPending());
+      return false;
     }
-    Server& server = group_->server(static_cast<size_t>(server_index_));
+    Server& server = ex_->group->server(static_cast<size_t>(ex_->server_index));
     // The warmest pooled connection first.
     if (PoolMember* member = server.pool().checkout()) {
       auto* conn = static_cast<UpstreamConnection*>(member);
       conn->attach(*this);
       useConnection(conn);
-      return;
+      return true;
     }
     int error = 0;
     UpstreamConnection* conn =
         UpstreamConnection::open(worker_.loop(), worker_.buffers(), &worker_.headerStore(), server, config_.timeouts, *this, &error);
     if (conn != nullptr) {
       useConnection(conn);
-      return;
+      return true;
     }
-    skipped.add(static_cast<size_t>(server_index_));
+    skipped.add(static_cast<size_t>(ex_->server_index));
     if (error == UpstreamConnection::kAtCapacity) {
-      if (capped < 0) capped = server_index_;
+      if (capped < 0) capped = ex_->server_index;
       continue;
     }
     if (isLocalResourceError(error)) {
@@ -849,14 +853,14 @@ void ClientConnection::connectUpstream(bool woken) {
       LOG_UPSTREAM_FAILURE(server, strerror(error), "upstream %s: cannot open a connection: %s (a limit of this host)",
                            server.name().c_str(), strerror(error));
       respondError(502, requestPending());
-      return;
+      return false;
     }
     LOG_UPSTREAM_FAILURE(server, strerror(error), "upstream %s: connect: %s", server.name().c_str(), strerror(error));
-    server.noteFailure(now, group_->inServiceCount() == 1);
-    tried_.add(static_cast<size_t>(server_index_));
-    if (++attempts_ > group_->config().retries) {
+    server.noteFailure(now, ex_->group->inServiceCount() == 1);
+    ex_->tried.add(static_cast<size_t>(ex_->server_index));
+    if (++ex_->attempts > ex_->group->config().retries) {
       respondError(502, requestPending());
-      return;
+      return false;
     }
     ServerCounters::add(server.counters().retries_total);  // on to the next server
   }
@@ -865,30 +869,30 @@ void ClientConnection::connectUpstream(bool woken) {
 PickContext ClientConnection::pickContext() const {
   PickContext context;
   context.client_ip = peer_ip_;
-  context.hash_value = hash_value_;
+  context.hash_value = ex_->hash_value;
   return context;
 }
 
 void ClientConnection::useConnection(UpstreamConnection* conn) {
-  upstream_ = conn;
-  conn->beginRequest(head_request_);
-  record_.upstream = conn->server().name();
-  record_.upstream_started_ms = worker_.loop().now();
-  record_.upstream_reused = conn->reused();
+  ex_->upstream = conn;
+  conn->beginRequest(ex_->head_request);
+  ex_->record.upstream = conn->server().name();
+  ex_->record.upstream_started_ms = worker_.loop().now();
+  ex_->record.upstream_reused = conn->reused();
 }
 
 void ClientConnection::beginRecord(const HttpHead& head, const char* base) {
-  record_pending_ = true;
-  record_.status = 0;
-  record_.bytes_sent = 0;
-  record_.upstream = {};
-  record_.upstream_started_ms = record_.upstream_done_ms = 0;
-  record_.upstream_reused = false;
-  record_.error = nullptr;
-  record_.http_minor = reader_.versionMinor();
+  ex_->record_pending = true;
+  ex_->record.status = 0;
+  ex_->record.bytes_sent = 0;
+  ex_->record.upstream = {};
+  ex_->record.upstream_started_ms = ex_->record.upstream_done_ms = 0;
+  ex_->record.upstream_reused = false;
+  ex_->record.error = nullptr;
+  ex_->record.http_minor = reader_.versionMinor();
   if (worker_.accessLog() == nullptr) return;
-  if (!record_.text) record_.text = std::make_unique<AccessText>();  // once per connection
-  AccessText& text = *record_.text;
+  if (!ex_->record.text) ex_->record.text = std::make_unique<AccessText>();  // once per connection
+  AccessText& text = *ex_->record.text;
   text.method.assign(head.method.view(base));
   text.target.assign(head.target.view(base));
   text.referer.assign(findHeader(head, base, "referer"));
@@ -896,34 +900,34 @@ void ClientConnection::beginRecord(const HttpHead& head, const char* base) {
 }
 
 void ClientConnection::logExchange() {
-  if (!record_pending_) return;
-  record_pending_ = false;
+  if (!ex_->record_pending) return;
+  ex_->record_pending = false;
   // The admin listener's polling (/stats every second) stays out of the access log.
   if (kind_ == ListenerKind::kAdmin) return;
-  if (AccessLog* log = worker_.accessLog()) log->write(record_, peer_ip_);
+  if (AccessLog* log = worker_.accessLog()) log->write(ex_->record, peer_ip_);
 }
 
 void ClientConnection::abandonUpstream(NoReuse reason) {
-  if (upstream_ == nullptr) return;
-  UpstreamConnection* conn = upstream_;
-  upstream_ = nullptr;
-  upstream_held_ = false;
+  if (ex_->upstream == nullptr) return;
+  UpstreamConnection* conn = ex_->upstream;
+  ex_->upstream = nullptr;
+  ex_->upstream_held = false;
   ServerCounters& counters = conn->server().counters();
   ServerCounters::add(counters.no_reuse_total[static_cast<int>(reason)]);
   conn->close();
 }
 
 void ClientConnection::releaseUpstream() {
-  if (upstream_ == nullptr) return;
-  UpstreamConnection* conn = upstream_;
-  upstream_ = nullptr;
-  upstream_held_ = false;  // nothing left to hold back
+  if (ex_->upstream == nullptr) return;
+  UpstreamConnection* conn = ex_->upstream;
+  ex_->upstream = nullptr;
+  ex_->upstream_held = false;  // nothing left to hold back
   conn->release(requestSent(), worker_.draining());
 }
 
 void ClientConnection::onUpstreamConnected() noexcept {
-  if (group_ != nullptr && server_index_ >= 0) group_->server(static_cast<size_t>(server_index_)).noteSuccess();
-  upstream_->flush();
+  if (ex_->group != nullptr && ex_->server_index >= 0) ex_->group->server(static_cast<size_t>(ex_->server_index)).noteSuccess();
+  ex_->upstream->flush();
 }
 
 void ClientConnection::onUpstreamDrained() noexcept {
@@ -931,35 +935,35 @@ void ClientConnection::onUpstreamDrained() noexcept {
     if (readable_) relayClientBytes();
     return;
   }
-  if (state_ == State::kExchange && body_path_ == BodyPath::kSpooled) pumpBody();
+  if (state_ == State::kExchange && ex_->body_path == BodyPath::kSpooled) pumpBody();
   // The upstream took everything: read more of the request body.
-  if (state_ == State::kExchange && !request_complete_) {
+  if (state_ == State::kExchange && !ex_->request_complete) {
     armClientTimer();
     if (readable_) readClient();
   }
 }
 
 bool ClientConnection::retryAfter(UpstreamError error) {
-  UpstreamConnection* failed = upstream_;
-  upstream_ = nullptr;
-  if (response_started_ || failed == nullptr) return false;
+  UpstreamConnection* failed = ex_->upstream;
+  ex_->upstream = nullptr;
+  if (ex_->response_started || failed == nullptr) return false;
   const bool stale = failed->reused() && !failed->responseStarted() &&
                      (error == UpstreamError::kClosedEarly || error == UpstreamError::kSendFailed);
   const bool connect_failed = error == UpstreamError::kConnectFailed || error == UpstreamError::kConnectTimeout ||
                               error == UpstreamError::kTlsFailed;
   if (!stale && !connect_failed) return false;
-  if (stale && !idempotent_ && body_started_) return false;
+  if (stale && !ex_->idempotent && ex_->body_started) return false;
   Server& server = failed->server();
   if (connect_failed) {
     LOG_UPSTREAM_FAILURE(server, toString(error), "upstream %s: %s", server.name().c_str(), toString(error));
-    server.noteFailure(worker_.loop().now(), group_->inServiceCount() == 1);
-    tried_.add(static_cast<size_t>(server_index_));
-    if (++attempts_ > group_->config().retries) return false;
+    server.noteFailure(worker_.loop().now(), ex_->group->inServiceCount() == 1);
+    ex_->tried.add(static_cast<size_t>(ex_->server_index));
+    if (++ex_->attempts > ex_->group->config().retries) return false;
   } else {
     // The keep-alive race: the server closed the pooled connection as we
     // reused it. One more try on a fresh connection to the same server.
-    if (stale_retried_) return false;
-    stale_retried_ = true;
+    if (ex_->stale_retried) return false;
+    ex_->stale_retried = true;
   }
   ServerCounters::add(server.counters().retries_total);
   Buffer replay(worker_.buffers());
@@ -970,30 +974,29 @@ bool ClientConnection::retryAfter(UpstreamError error) {
         UpstreamConnection::open(worker_.loop(), worker_.buffers(), &worker_.headerStore(), server, config_.timeouts, *this, &err);
     if (conn == nullptr) return false;
     useConnection(conn);
-  } else {
-    connectUpstream();
+  } else if (!connectUpstream()) {
+    return true;  // it answered the client
   }
   Buffer* sink = requestSink();
-  if (sink == nullptr) return true;  // connectUpstream() answered the client
   sink->append(replay.data(), replay.size());
-  if (upstream_ != nullptr) upstream_->flush();
+  if (ex_->upstream != nullptr) ex_->upstream->flush();
   return true;
 }
 
 void ClientConnection::onUpstreamError(UpstreamError error) noexcept {
   if (state_ != State::kExchange && state_ != State::kClosing) return;
-  record_.upstream_done_ms = worker_.loop().now();
-  record_.error = toString(error);
-  Server* server = upstream_ != nullptr ? &upstream_->server() : nullptr;
+  ex_->record.upstream_done_ms = worker_.loop().now();
+  ex_->record.error = toString(error);
+  Server* server = ex_->upstream != nullptr ? &ex_->upstream->server() : nullptr;
   if (retryAfter(error)) return;
-  if (response_started_ && !response_held_) {
+  if (ex_->response_started && !ex_->response_held) {
     // Part of the response has gone out: the client can only learn of the
     // failure by the connection closing. Flush what we have, then close.
     if (server != nullptr) {
       LOG_UPSTREAM_FAILURE(*server, toString(error), "upstream %s: response cut short: %s", server->name().c_str(),
                            toString(error));
     }
-    keep_alive_ = false;
+    ex_->keep_alive = false;
     completeResponse();
     setState(State::kClosing);
     flushClient();
@@ -1015,7 +1018,7 @@ void ClientConnection::onUpstreamError(UpstreamError error) noexcept {
 int ClientConnection::onUpstreamHead(const HttpParser& parser, const char* base) noexcept {
   int status = parser.statusCode();
   if (status == 101) {
-    if (!upgrade_ || !request_complete_) return -1;  // a switch nobody asked for: 502
+    if (!ex_->upgrade || !ex_->request_complete) return -1;  // a switch nobody asked for: 502
     startTunnel(parser, base);
     return 0;
   }
@@ -1029,18 +1032,18 @@ int ClientConnection::onUpstreamHead(const HttpParser& parser, const char* base)
 
 void ClientConnection::startTunnel(const HttpParser& response, const char* base) {
   writeSwitchingProtocolsHead(out_, response, base);
-  record_.status = 101;
-  response_started_ = true;
-  keep_alive_ = false;
-  framing_ = Framing::kClose;  // raw bytes from here on
+  ex_->record.status = 101;
+  ex_->response_started = true;
+  ex_->keep_alive = false;
+  ex_->framing = Framing::kClose;  // raw bytes from here on
   if (kind_ == ListenerKind::kProxy) worker_.onRequestDone();  // counted now: a tunnel may last hours
   setState(State::kTunnel);
   timer_.cancel();
   // Bytes the client sent after its request already belong to the new protocol.
   if (!reader_.unread().empty()) {
-    upstream_->output().append(reader_.unread());
+    ex_->upstream->output().append(reader_.unread());
     reader_.dropUnread();
-    upstream_->flush();
+    ex_->upstream->flush();
   }
   flushClient();
   if (state_ == State::kTunnel && readable_) relayClientBytes();
@@ -1064,38 +1067,38 @@ void ClientConnection::writeResponseHead(const HttpParser& parser, const char* b
   // Held only when nothing else waits in out_ (a 1xx or our 100 Continue),
   // so that dropping it drops nothing that was partly sent.
   const bool hold = holdsResponse() && out_.empty();
-  framing_ = chooseResponseFraming(parser, head_request_, client_http11);
+  ex_->framing = chooseResponseFraming(parser, ex_->head_request, client_http11);
   // Read ahead of a slow client, unless the route or the response asks for
   // a stream: server-sent events, or the app's own X-Accel-Buffering: no.
-  buffer_response_ = config_.buffering.response && route_buffers_ && framing_ != Framing::kNone &&
+  ex_->buffer_response = config_.buffering.response && ex_->route_buffers && ex_->framing != Framing::kNone &&
                      !startsWithIgnoreCase(findHeader(parser.head(), base, "content-type"), "text/event-stream") &&
                      !equalsIgnoreCase(findHeader(parser.head(), base, "x-accel-buffering"), "no");
   // Keep the client only if its request has fully arrived and nothing else
   // forbids it.
-  if (framing_ == Framing::kClose || !request_complete_ || worker_.draining()) keep_alive_ = false;
-  response_started_ = true;
-  response_held_ = hold;
-  writeClientResponseHead(out_, parser, base, framing_, keep_alive_, client_http11);
-  record_.status = parser.statusCode();
+  if (ex_->framing == Framing::kClose || !ex_->request_complete || worker_.draining()) ex_->keep_alive = false;
+  ex_->response_started = true;
+  ex_->response_held = hold;
+  writeClientResponseHead(out_, parser, base, ex_->framing, ex_->keep_alive, client_http11);
+  ex_->record.status = parser.statusCode();
 }
 
 void ClientConnection::onUpstreamBody(const char* at, size_t length) noexcept {
   if (length == 0) return;
-  if (spooling_ && (out_.size() >= kHighWatermark || (spool_ && !spool_->empty()))) {
+  if (ex_->spooling && (out_.size() >= kHighWatermark || (ex_->spool && !ex_->spool->empty()))) {
     if (!spoolBody(at, length)) {
       abandonUpstream(NoReuse::kError);
       close();  // the head is out: the client sees a truncated response
       return;
     }
-    if (spool_->full()) holdUpstream();  // past its caps: backpressure
+    if (ex_->spool->full()) holdUpstream();  // past its caps: backpressure
     return;
   }
-  appendBodyPiece(out_, framing_, at, length);
+  appendBodyPiece(out_, ex_->framing, at, length);
   if (out_.size() >= kHighWatermark) {
     // Buffering: the next pieces go to the spool (memory first). Streaming:
     // the upstream waits for the client.
-    if (buffer_response_) {
-      spooling_ = true;
+    if (ex_->buffer_response) {
+      ex_->spooling = true;
     } else {
       holdUpstream();
     }
@@ -1106,28 +1109,28 @@ void ClientConnection::onUpstreamBody(const char* at, size_t length) noexcept {
 // The upstream waits for the client: out_ is full and, with buffering, so
 // is the spool (memory, then its temporary file, up to their caps).
 void ClientConnection::holdUpstream() {
-  if (upstream_ == nullptr || upstream_held_) return;
-  upstream_held_ = true;
-  upstream_->pauseReading(true);
+  if (ex_->upstream == nullptr || ex_->upstream_held) return;
+  ex_->upstream_held = true;
+  ex_->upstream->pauseReading(true);
 }
 
 void ClientConnection::releaseHold() {
-  if (!upstream_held_) return;
-  upstream_held_ = false;
-  if (upstream_ != nullptr) upstream_->pauseReading(false);
+  if (!ex_->upstream_held) return;
+  ex_->upstream_held = false;
+  if (ex_->upstream != nullptr) ex_->upstream->pauseReading(false);
 }
 
 bool ClientConnection::spoolBody(const char* at, size_t length) {
-  if (!spool_) {
-    spool_ = std::make_unique<Spool>(worker_.buffers(), worker_.spoolBudget(), worker_.spoolLimits());
+  if (!ex_->spool) {
+    ex_->spool = std::make_unique<Spool>(worker_.buffers(), worker_.spoolBudget(), worker_.spoolLimits());
   }
   bool ok = true;
-  if (framing_ == Framing::kChunked) {
+  if (ex_->framing == Framing::kChunked) {
     char line[24];
     const int n = snprintf(line, sizeof line, "%zx\r\n", length);
-    ok = spool_->append(line, static_cast<size_t>(n)) && spool_->append(at, length) && spool_->append("\r\n");
+    ok = ex_->spool->append(line, static_cast<size_t>(n)) && ex_->spool->append(at, length) && ex_->spool->append("\r\n");
   } else {
-    ok = spool_->append(at, length);
+    ok = ex_->spool->append(at, length);
   }
   WorkerSlot& stats = worker_.stats();
   ServerCounters::set(stats.buffered_memory, worker_.spoolBudget().in_use);
@@ -1154,21 +1157,21 @@ void countSpool(WorkerSlot& stats, const Spool& spool, std::atomic<uint64_t>& to
 
 void ClientConnection::endSpool() {
   WorkerSlot& stats = worker_.stats();
-  if (released_ms_ != 0) {
-    ServerCounters::add(stats.upstream_time_saved_ms_total, worker_.loop().now() - released_ms_);
-    released_ms_ = 0;
+  if (ex_->released_ms != 0) {
+    ServerCounters::add(stats.upstream_time_saved_ms_total, worker_.loop().now() - ex_->released_ms);
+    ex_->released_ms = 0;
   }
-  if (!spool_) return;
-  countSpool(stats, *spool_, stats.buffered_total, stats.buffered_disk_total);
-  spool_.reset();  // an idle keep-alive client holds no spool
+  if (!ex_->spool) return;
+  countSpool(stats, *ex_->spool, stats.buffered_total, stats.buffered_disk_total);
+  ex_->spool.reset();  // an idle keep-alive client holds no spool
   ServerCounters::set(stats.buffered_memory, worker_.spoolBudget().in_use);
 }
 
 void ClientConnection::endBodySpool() {
-  if (!body_spool_) return;
+  if (!ex_->body_spool) return;
   WorkerSlot& stats = worker_.stats();
-  countSpool(stats, *body_spool_, stats.buffered_requests_total, stats.buffered_requests_disk_total);
-  body_spool_.reset();
+  countSpool(stats, *ex_->body_spool, stats.buffered_requests_total, stats.buffered_requests_disk_total);
+  ex_->body_spool.reset();
   ServerCounters::set(stats.buffered_memory, worker_.spoolBudget().in_use);
 }
 
@@ -1177,29 +1180,29 @@ void ClientConnection::onUpstreamInputDone() noexcept {
 }
 
 void ClientConnection::onUpstreamComplete() noexcept {
-  record_.upstream_done_ms = worker_.loop().now();
+  ex_->record.upstream_done_ms = worker_.loop().now();
   if (state_ == State::kTunnel) {  // the upstream closed the tunnel: flush what it sent, then close
     abandonUpstream(NoReuse::kUpstreamClose);
-    response_complete_ = true;  // (counted in requests when the tunnel began)
+    ex_->response_complete = true;  // (counted in requests when the tunnel began)
     setState(State::kClosing);
     flushClient();
     return;
   }
-  if (spool_ && !spool_->empty()) {
+  if (ex_->spool && !ex_->spool->empty()) {
     // The client is still behind: the end of the body queues after the spool.
-    if (framing_ == Framing::kChunked && !spool_->append("0\r\n\r\n")) {
+    if (ex_->framing == Framing::kChunked && !ex_->spool->append("0\r\n\r\n")) {
       abandonUpstream(NoReuse::kError);
       close();
       return;
     }
   } else {
-    appendBodyEnd(out_, framing_);
+    appendBodyEnd(out_, ex_->framing);
   }
   completeResponse();
-  if (!request_complete_) keep_alive_ = false;
-  if (spool_ && !spool_->empty()) released_ms_ = worker_.loop().now();  // the client still reads: time the app got back
+  if (!ex_->request_complete) ex_->keep_alive = false;
+  if (ex_->spool && !ex_->spool->empty()) ex_->released_ms = worker_.loop().now();  // the client still reads: time the app got back
   releaseUpstream();
-  if (response_held_ && !request_complete_) {
+  if (ex_->response_held && !ex_->request_complete) {
     // The app answered before the body ended. Its answer waits until the
     // rest of the body has been read (and dropped) within max_body_bytes;
     // past it, the client gets 413 instead.
@@ -1207,7 +1210,7 @@ void ClientConnection::onUpstreamComplete() noexcept {
     if (readable_) readClient();
     return;
   }
-  if (!keep_alive_) setState(State::kClosing);
+  if (!ex_->keep_alive) setState(State::kClosing);
   flushClient();
 }
 
@@ -1216,34 +1219,35 @@ void ClientConnection::onUpstreamComplete() noexcept {
 void ClientConnection::respond(int status, std::string_view content_type, std::string_view body,
                                bool close_after, std::string_view headers) {
   beginAnswer(status, close_after);
-  writeLocalResponse(out_, status, content_type, body, keep_alive_, head_request_, headers);
+  writeLocalResponse(out_, status, content_type, body, ex_->keep_alive, ex_->head_request, headers);
   sendAnswer();
 }
 
 void ClientConnection::beginAnswer(int status, bool close_after) {
   abandonUpstream(NoReuse::kError);  // an error answer replaces the exchange
-  if (close_after || worker_.draining()) keep_alive_ = false;
-  response_started_ = true;
-  record_.status = status;
+  if (close_after || worker_.draining()) ex_->keep_alive = false;
+  ex_->response_started = true;
+  ex_->record.status = status;
   completeResponse();
 }
 
 void ClientConnection::sendAnswer() {
-  if (!keep_alive_) setState(State::kClosing);
+  if (!ex_->keep_alive) setState(State::kClosing);
   // With keep-alive, the rest of the request (if any) must be read first.
-  if (keep_alive_ && !request_complete_) return;
+  if (ex_->keep_alive && !ex_->request_complete) return;
   flushClient();
 }
 
 void ClientConnection::respondError(int status, bool close_after) {
+  if (!ex_) beginExchange();  // refused before a request began
   dropHeldResponse();  // none of it went out: the error answer takes its place
-  if (response_started_) {
+  if (ex_->response_started) {
     close();
     return;
   }
   if (state_ == State::kHead || state_ == State::kIdle) setState(State::kExchange);
   beginAnswer(status, close_after);
-  writeErrorResponse(out_, status, keep_alive_, head_request_,
+  writeErrorResponse(out_, status, ex_->keep_alive, ex_->head_request,
                      kind_ == ListenerKind::kAdmin ? kAdminHeaders : std::string_view());
   sendAnswer();
 }

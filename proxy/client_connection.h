@@ -27,6 +27,7 @@
 #include "http/request_reader.h"
 #include "http/request_rules.h"
 #include "proxy/client_host.h"
+#include "proxy/exchange.h"
 #include "proxy/tls_server.h"
 #include "upstream/upstream.h"
 #include "upstream/upstream_connection.h"
@@ -94,15 +95,9 @@ class ClientConnection final : public IoHandler,
   void armClientTimer();
   void onClientTimer();
   void setState(State state);
+  void beginExchange();  // the first byte of a request: an Exchange from the worker's cache
   void completeResponse();
   void finishExchange();
-
-  // How the current request's body travels to the upstream.
-  enum class BodyPath : uint8_t {
-    kDirect,   // as it arrives, into requestSink()
-    kCollect,  // into body_spool_, whole, before an upstream connection is taken
-    kSpooled,  // from body_spool_ to the upstream connection (pumpBody())
-  };
 
   // Request handling: the reader's events.
   void onRequestHead();
@@ -141,8 +136,10 @@ class ClientConnection final : public IoHandler,
   void handleAdmin();
   // Picks a server and takes or opens a connection; with every candidate at
   // max_conns, queues (woken: a waiter that lost its turn keeps its place).
-  void connectUpstream(bool woken = false);
-  void waitForConnection(int server_index, bool at_front);
+  // false: the client was answered here (an error), and the exchange may be
+  // over (ex_ gone): the caller must not look at it.
+  bool connectUpstream(bool woken = false);
+  bool waitForConnection(int server_index, bool at_front);
   void leaveQueue();
   void onPoolAvailable() noexcept override;
   // Where request bytes go: the upstream connection's output, or held_ while
@@ -188,7 +185,6 @@ class ClientConnection final : public IoHandler,
   Timer timer_;
   RequestReader reader_;  // the read buffer and the request parser
   Buffer out_;
-  Buffer held_;  // request bytes while waiting for a connection (max_conns), or a collected body's head
   bool readable_ = false;
   bool hung_up_ = false;  // EPOLLRDHUP/HUP/ERR seen: read to EOF, never trust a short read
   bool writable_ = true;
@@ -197,42 +193,14 @@ class ClientConnection final : public IoHandler,
   bool lingering_ = false;       // see lingeringClose()
   bool in_relay_ = false;        // inside relayClientBytes(): no re-entry
 
-  // The current exchange.
-  UpstreamGroup* group_ = nullptr;
-  int server_index_ = -1;
-  int queued_server_ = -1;  // waiting in that server's pool queue
-  TriedSet tried_;
-  uint32_t attempts_ = 0;
-  bool stale_retried_ = false;
-  UpstreamConnection* upstream_ = nullptr;
-  bool head_request_ = false;
-  bool idempotent_ = false;
-  bool request_chunked_ = false;
-  bool request_complete_ = false;
-  bool body_started_ = false;
-  bool response_started_ = false;   // a response byte was queued for the client
-  bool response_held_ = false;      // ...but none sent: it waits for the request's end (holdsResponse())
-  bool response_complete_ = false;
-  bool keep_alive_ = false;
-  bool expect_continue_ = false;
-  bool upgrade_ = false;  // the request asked to switch protocols (Connection: upgrade + Upgrade)
-  bool route_buffers_ = true;    // the route's response_buffering
-  bool buffer_response_ = false; // this response may be read ahead of the client (Spool)
-  bool spooling_ = false;        // ...and is: the client fell behind
-  bool upstream_held_ = false;   // the upstream waits for the client (holdUpstream())
-  std::unique_ptr<Spool> spool_; // what the client has not taken yet, past out_ (made on first use)
-  BodyPath body_path_ = BodyPath::kDirect;
-  std::unique_ptr<Spool> body_spool_;  // the request body, collected (made on first use)
-  bool body_rechunk_ = false;    // kSpooled before the body ended, chunked: sent as our own chunks
-  bool body_end_sent_ = false;   // ...and the last chunk has gone to the upstream
-  bool host_missing_ = false;    // collected head without Host (HTTP/1.0): added once a server is chosen
-  bool pumping_ = false;         // inside pumpBody(): a nested call only asks for another round
-  bool pump_again_ = false;
-  uint64_t released_ms_ = 0;     // the upstream connection went back while the client still read
-  Framing framing_ = Framing::kNone;
-  std::string hash_value_;  // balance = hash, hash_key = header:NAME: that header's value
-  AccessRecord record_;
-  bool record_pending_ = false;  // a request head was parsed and not yet logged
+  // The request in flight, from its first byte to the end of its response
+  // (see proxy/exchange.h); none while idle.
+  ExchangeCache::Ptr ex_;
+  uint32_t exchange_seq_ = 0;  // counts them: after a call that may end the exchange, sameExchange()
+  // Still the exchange that was current when `seq` was read: an upstream
+  // flush() can fail at once, answer the client and end it, and a pipelined
+  // request may already have the next one (from the same cache slot).
+  bool sameExchange(uint32_t seq) const { return ex_ && exchange_seq_ == seq; }
 };
 
 }  // namespace poolgate

@@ -20,6 +20,7 @@
 #include "core/spool.h"
 #include "http/parser.h"
 #include "proxy/access_log.h"
+#include "proxy/exchange.h"
 #include "shm/stats_segment.h"
 #include "upstream/upstream.h"
 
@@ -62,6 +63,8 @@ class ClientHost {
   virtual const SpoolLimits& spoolLimits() const = 0;
   virtual SpoolBudget& spoolBudget() = 0;
   virtual LogThrottle& bufferLog() = 0;
+  // The free list of exchanges (proxy/exchange.h).
+  virtual ExchangeCache& exchanges() = 0;
 
   // Route lookup (proxy/routing.h). nullptr = 404.
   virtual const RouteConfig* route(std::string_view host, std::string_view path) const = 0;

@@ -1,0 +1,116 @@
+// Exchange: the state of one request and its response, apart from the client
+// connection that carries it.
+//
+// A ClientConnection holds an Exchange only while a request is in flight:
+// from the first byte of its head until its response has been sent (or the
+// connection closes). An idle keep-alive client holds none, and waits for its
+// next request with only the connection's own fields. Exchanges come from a
+// per-worker ExchangeCache, a free list: a finished exchange is reset by
+// constructing it afresh (nothing to forget to clear) and kept for the next
+// request, so that steady traffic allocates none.
+//
+// This is the first step of separating the exchange from the connection
+// (README, "Layout"): the fields live here, the logic that drives them is
+// still ClientConnection's.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/buffer.h"
+#include "core/spool.h"
+#include "http/forwarding.h"
+#include "proxy/access_log.h"
+#include "upstream/upstream.h"
+#include "upstream/upstream_connection.h"
+
+namespace poolgate {
+
+// How the current request's body travels to the upstream.
+enum class BodyPath : uint8_t {
+  kDirect,   // as it arrives, into the upstream connection's output (or held while queued)
+  kCollect,  // into body_spool, whole, before an upstream connection is taken
+  kSpooled,  // from body_spool to the upstream connection, as it drains
+};
+
+struct Exchange {
+  explicit Exchange(BufferPool& buffers) : held(buffers) {}
+  Exchange(const Exchange&) = delete;
+  Exchange& operator=(const Exchange&) = delete;
+
+  // Where it goes.
+  UpstreamGroup* group = nullptr;
+  int server_index = -1;
+  int queued_server = -1;  // waiting in that server's pool queue (max_conns)
+  TriedSet tried;
+  uint32_t attempts = 0;
+  bool stale_retried = false;
+  UpstreamConnection* upstream = nullptr;
+  std::string hash_value;  // balance = hash, hash_key = header:NAME: that header's value
+
+  // The request.
+  bool head_request = false;
+  bool idempotent = false;
+  bool request_chunked = false;
+  bool request_complete = false;
+  bool body_started = false;  // body bytes went to an upstream
+  bool expect_continue = false;
+  bool upgrade = false;  // the request asked to switch protocols (Connection: upgrade + Upgrade)
+  BodyPath body_path = BodyPath::kDirect;
+  bool body_rechunk = false;   // kSpooled before the body ended, chunked: sent as our own chunks
+  bool body_end_sent = false;  // ...and the last chunk has gone to the upstream
+  bool host_missing = false;   // collected head without Host (HTTP/1.0): added once a server is chosen
+  bool pumping = false;        // inside pumpBody(): a nested call only asks for another round
+  bool pump_again = false;
+  std::unique_ptr<Spool> body_spool;  // the request body, collected (made on first use)
+  Buffer held;  // request bytes while waiting for a connection (max_conns), or a collected body's head
+
+  // The response.
+  bool response_started = false;   // a response byte was queued for the client
+  bool response_held = false;      // ...but none sent: it waits for the request's end
+  bool response_complete = false;
+  bool keep_alive = false;
+  bool route_buffers = true;     // the route's response_buffering
+  bool buffer_response = false;  // this response may be read ahead of the client (Spool)
+  bool spooling = false;         // ...and is: the client fell behind
+  bool upstream_held = false;    // the upstream waits for the client
+  Framing framing = Framing::kNone;
+  std::unique_ptr<Spool> spool;  // what the client has not taken yet (made on first use)
+  uint64_t released_ms = 0;      // the upstream connection went back while the client still read
+
+  AccessRecord record;
+  bool record_pending = false;  // a request head was parsed and not yet logged
+};
+
+// A worker's free list of exchanges.
+class ExchangeCache {
+ public:
+  explicit ExchangeCache(BufferPool& buffers) : buffers_(buffers) {}
+  ~ExchangeCache();
+  ExchangeCache(const ExchangeCache&) = delete;
+  ExchangeCache& operator=(const ExchangeCache&) = delete;
+
+  // Returns an exchange to its cache when it goes.
+  struct Return {
+    ExchangeCache* cache = nullptr;
+    void operator()(Exchange* exchange) const { cache->put(exchange); }
+  };
+  using Ptr = std::unique_ptr<Exchange, Return>;
+
+  // A fresh exchange (as constructed), from the list when it has one.
+  Ptr take();
+  size_t cached() const { return free_.size(); }
+
+ private:
+  // At most this many wait in the list; past it, a returned exchange is freed.
+  static constexpr size_t kMaxCached = 256;
+  void put(Exchange* exchange);
+
+  BufferPool& buffers_;
+  std::vector<Exchange*> free_;
+};
+
+}  // namespace poolgate
