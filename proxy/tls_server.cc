@@ -60,6 +60,48 @@ std::vector<std::string> dnsNames(X509* cert) {
   return names;
 }
 
+// Whether both files of `certificate` can be opened; a message for each one
+// that cannot.
+bool filesReadable(const CertificateConfig& certificate, const std::string& cert_where,
+                   const std::string& key_where, std::vector<std::string>* errors) {
+  bool files_ok = true;
+  for (const auto& [path, origin] : {std::pair{&certificate.cert, &cert_where}, std::pair{&certificate.key, &key_where}}) {
+    std::string why = unreadable(*path);
+    if (!why.empty()) {
+      errors->push_back(*origin + ": " + why);
+      files_ok = false;
+    }
+  }
+  return files_ok;
+}
+
+// Loads the certificate chain and the private key of `certificate` into `c`,
+// and checks that they belong together.
+bool loadCertificateAndKey(SSL_CTX* c, const CertificateConfig& certificate, const std::string& cert_where,
+                           const std::string& key_where, std::vector<std::string>* errors) {
+  if (SSL_CTX_use_certificate_chain_file(c, certificate.cert.c_str()) != 1) {
+    errors->push_back(cert_where + ": cannot load the certificate " + certificate.cert + ": " + takeTlsErrors());
+    return false;
+  }
+  if (SSL_CTX_use_PrivateKey_file(c, certificate.key.c_str(), SSL_FILETYPE_PEM) != 1) {
+    std::string why = takeTlsErrors();
+    if (why.find("values mismatch") != std::string::npos || why.find("mismatch") != std::string::npos) {
+      errors->push_back(key_where + ": the key " + certificate.key + " does not match the certificate " +
+                        certificate.cert);
+    } else {
+      errors->push_back(key_where + ": cannot load the private key " + certificate.key + ": " + why);
+    }
+    return false;
+  }
+  if (SSL_CTX_check_private_key(c) != 1) {
+    takeTlsErrors();
+    errors->push_back(key_where + ": the key " + certificate.key + " does not match the certificate " +
+                      certificate.cert);
+    return false;
+  }
+  return true;
+}
+
 // Sorted by name, then by certificate; only the first certificate of each name kept.
 void sortNames(std::vector<std::pair<std::string, uint32_t>>* names) {
   std::sort(names->begin(), names->end());
@@ -175,15 +217,7 @@ bool TlsServer::addCertificate(const ListenTlsConfig& config, const CertificateC
                                std::vector<std::string>* errors) {
   const std::string cert_where = where(certificate.cert_origin, "cert");
   const std::string key_where = where(certificate.key_origin, "key");
-  bool files_ok = true;
-  for (const auto& [path, origin] : {std::pair{&certificate.cert, &cert_where}, std::pair{&certificate.key, &key_where}}) {
-    std::string why = unreadable(*path);
-    if (!why.empty()) {
-      errors->push_back(*origin + ": " + why);
-      files_ok = false;
-    }
-  }
-  if (!files_ok) return false;
+  if (!filesReadable(certificate, cert_where, key_where, errors)) return false;
 
   ERR_clear_error();
   SslCtxPtr ctx(SSL_CTX_new(TLS_server_method()));
@@ -192,6 +226,20 @@ bool TlsServer::addCertificate(const ListenTlsConfig& config, const CertificateC
     return false;
   }
   SSL_CTX* c = ctx.get();
+  configureContext(c, config);
+  if (!config.ciphers.empty() && SSL_CTX_set_cipher_list(c, config.ciphers.c_str()) != 1) {
+    takeTlsErrors();
+    errors->push_back(where(config.ciphers_origin, "ciphers") + ": no cipher matches \"" + config.ciphers + "\"");
+    return false;
+  }
+  if (!loadCertificateAndKey(c, certificate, cert_where, key_where, errors)) return false;
+
+  indexNames(SSL_CTX_get0_certificate(c), static_cast<uint32_t>(contexts_.size()));
+  contexts_.push_back(std::move(ctx));
+  return true;
+}
+
+void TlsServer::configureContext(SSL_CTX* c, const ListenTlsConfig& config) {
   SSL_CTX_set_min_proto_version(c, tlsVersionFromName(config.min_version));
   SSL_CTX_set_options(c, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_COMPRESSION |
                              SSL_OP_IGNORE_UNEXPECTED_EOF);
@@ -212,43 +260,16 @@ bool TlsServer::addCertificate(const ListenTlsConfig& config, const CertificateC
   SSL_CTX_set_tlsext_servername_arg(c, this);
   SSL_CTX_set_alpn_select_cb(c, onAlpn, this);
   SSL_CTX_set_app_data(c, this);
-  if (!config.ciphers.empty() && SSL_CTX_set_cipher_list(c, config.ciphers.c_str()) != 1) {
-    takeTlsErrors();
-    errors->push_back(where(config.ciphers_origin, "ciphers") + ": no cipher matches \"" + config.ciphers + "\"");
-    return false;
-  }
+}
 
-  if (SSL_CTX_use_certificate_chain_file(c, certificate.cert.c_str()) != 1) {
-    errors->push_back(cert_where + ": cannot load the certificate " + certificate.cert + ": " + takeTlsErrors());
-    return false;
-  }
-  if (SSL_CTX_use_PrivateKey_file(c, certificate.key.c_str(), SSL_FILETYPE_PEM) != 1) {
-    std::string why = takeTlsErrors();
-    if (why.find("values mismatch") != std::string::npos || why.find("mismatch") != std::string::npos) {
-      errors->push_back(key_where + ": the key " + certificate.key + " does not match the certificate " +
-                        certificate.cert);
-    } else {
-      errors->push_back(key_where + ": cannot load the private key " + certificate.key + ": " + why);
-    }
-    return false;
-  }
-  if (SSL_CTX_check_private_key(c) != 1) {
-    takeTlsErrors();
-    errors->push_back(key_where + ": the key " + certificate.key + " does not match the certificate " +
-                      certificate.cert);
-    return false;
-  }
-
-  const auto index = static_cast<uint32_t>(contexts_.size());
-  for (std::string& name : dnsNames(SSL_CTX_get0_certificate(c))) {
+void TlsServer::indexNames(X509* cert, uint32_t index) {
+  for (std::string& name : dnsNames(cert)) {
     if (name.size() > 2 && name.compare(0, 2, "*.") == 0) {
       wildcard_.emplace_back(name.substr(2), index);
     } else if (name.find('*') == std::string::npos) {
       exact_.emplace_back(std::move(name), index);
     }
   }
-  contexts_.push_back(std::move(ctx));
-  return true;
 }
 
 size_t TlsServer::select(std::string_view name) const {

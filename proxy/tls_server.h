@@ -86,6 +86,10 @@ class TlsServer {
   TlsServer() = default;
   bool addCertificate(const ListenTlsConfig& config, const CertificateConfig& certificate,
                       std::vector<std::string>* errors);
+  // Protocol versions, options, session tickets and the callbacks.
+  void configureContext(SSL_CTX* c, const ListenTlsConfig& config);
+  // Adds the DNS names of `cert` to exact_ and wildcard_ for certificate `index`.
+  void indexNames(X509* cert, uint32_t index);
   static int onServerName(SSL* ssl, int* alert, void* arg);
   static int onAlpn(SSL* ssl, const unsigned char** out, unsigned char* out_length,
                     const unsigned char* in, unsigned int in_length, void* arg);
