@@ -11,7 +11,6 @@
 // Chromium missing is a failure, never a skip: tools/install-deps installs it.
 #include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <poll.h>
@@ -27,8 +26,6 @@
 #include <sstream>
 
 #include "tests/integration/harness.h"
-
-extern char** environ;
 
 namespace pgtest {
 namespace {
@@ -74,43 +71,20 @@ std::vector<std::string> chromiumFlags(const TempDir& profile) {
           "--user-data-dir=" + profile.file("profile")};
 }
 
-// A browser process group started with posix_spawn; stdout and stderr go to files.
+// A browser process group started by spawnGuarded() (so that a killed test takes the
+// browser, its zygote and renderers along); stdout and stderr go to files.
 // `pipeFd`, when >= 0, becomes both fd 3 and fd 4 of the browser (the DevTools pipe).
 class BrowserProcess {
  public:
   BrowserProcess(const std::vector<std::string>& argv, const std::string& out,
                  const std::string& err, int pipeFd = -1) {
-    std::vector<char*> args;
-    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_addopen(&actions, 1, out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    posix_spawn_file_actions_addopen(&actions, 2, err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    if (pipeFd >= 0) {
-      posix_spawn_file_actions_adddup2(&actions, pipeFd, 3);
-      posix_spawn_file_actions_adddup2(&actions, pipeFd, 4);
-    }
-    posix_spawnattr_t attr;
-    posix_spawnattr_init(&attr);
-    posix_spawnattr_setpgroup(&attr, 0);
-    sigset_t none;
-    sigemptyset(&none);
-    posix_spawnattr_setsigmask(&attr, &none);
-    sigset_t defaults;
-    sigemptyset(&defaults);
-    for (int s : {SIGPIPE, SIGTERM, SIGINT, SIGHUP, SIGCHLD}) sigaddset(&defaults, s);
-    posix_spawnattr_setsigdefault(&attr, &defaults);
-    posix_spawnattr_setflags(&attr,
-                             POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-    const int rc = ::posix_spawn(&pid_, args[0], &actions, &attr, args.data(), environ);
-    posix_spawn_file_actions_destroy(&actions);
-    posix_spawnattr_destroy(&attr);
-    if (rc != 0) {
-      pid_ = -1;
-      throw HarnessError("posix_spawn " + argv[0] + ": " + std::strerror(rc));
-    }
+    SpawnOptions options;
+    options.stdoutPath = out;
+    options.stderrPath = err;
+    options.truncate = true;
+    options.mode = 0600;
+    if (pipeFd >= 0) options.dups = {{pipeFd, 3}, {pipeFd, 4}};
+    pid_ = spawnGuarded(argv, options);
   }
   ~BrowserProcess() { kill(); }
   BrowserProcess(const BrowserProcess&) = delete;

@@ -1,14 +1,16 @@
 #include "tests/integration/harness.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -254,44 +256,345 @@ std::string ExitStatus::describe() const {
   return "status " + std::to_string(raw);
 }
 
-Process::Process(const std::vector<std::string>& argv, const std::string& stdoutPath,
-                 const std::string& stderrPath) {
+// Children that die with the test process
+//
+// A test binary killed from outside (ctest's timeout, Ctrl-C, kill -9) runs no destructor,
+// and its children are in process groups of their own (so that a poolgate master and its
+// workers can be killed together), which Ctrl-C on the terminal does not reach: without
+// more, they run on for ever. Two layers, each enough for a plain poolgate:
+//
+// 1. PR_SET_PDEATHSIG = SIGKILL in every child, set between fork and exec (it survives
+//    exec). poolgate's workers set the same on themselves right after the master forks
+//    them (Master::runWorker in process/master_supervision.cc, with the getppid() check
+//    for a master that died first; the master is single-threaded), so a master killed
+//    this way takes its workers along.
+//    The trap: the death signal is sent when the *thread* that forked the child ends,
+//    not the process. Every spawn of the suite runs on gtest's main thread (test bodies,
+//    fixtures, and the constructors of Process, Poolgate, Dnsmasq and the dashboard
+//    test's browser; the helper threads of runConcurrently, std::async and TestUpstream
+//    only do HTTP), and the main thread ends only with the process. A child spawned from
+//    any other thread gets no death signal (a std::async that starts a process would
+//    otherwise see it killed as soon as its thread returned) and relies on layer 2 alone.
+//
+// 2. A guard process, forked at the first spawn, holding one end of a socket pair whose
+//    other end only the test process holds (close-on-exec, so no child keeps it). Each
+//    spawned child's process group is registered with it. When the test process is gone,
+//    however it went, the guard reads EOF and SIGKILLs every registered group that still
+//    has a member. This covers what layer 1 misses: processes of the group that are not
+//    the test's children, such as the new master a binary upgrade (SIGUSR2) forks — it
+//    has no death signal of its own and outlives the old master by design — with its
+//    workers, or a browser's zygote and renderers; and spawns from other threads. The
+//    guard ignores the terminal's signals (SIGINT, SIGHUP, SIGQUIT, SIGTERM), so that
+//    Ctrl-C, which reaches it with the test, does not stop it first. Group ids are
+//    recycled (pid_max may be 32768), so the guard forgets a group as soon as it has no
+//    member left (checked every 200 ms), long before its number can come round again.
+namespace {
+
+[[noreturn]] void childFailed(int errorPipe, int err) {
+  ssize_t ignored = ::write(errorPipe, &err, sizeof err);
+  (void)ignored;
+  ::_exit(127);
+}
+
+// Writes "poolgate test guard: ..." to stderr without allocating (the guard is a fork of
+// a multithreaded process: only async-signal-safe calls there).
+void guardSay(const char* what, pid_t pgid) {
+  char buf[160];
+  size_t n = 0;
+  for (const char* s = "poolgate test guard: "; *s && n < sizeof buf; ++s) buf[n++] = *s;
+  for (const char* s = what; *s && n < sizeof buf; ++s) buf[n++] = *s;
+  char digits[16];
+  size_t d = 0;
+  unsigned long v = static_cast<unsigned long>(pgid);
+  do {
+    digits[d++] = static_cast<char>('0' + v % 10);
+    v /= 10;
+  } while (v != 0 && d < sizeof digits);
+  while (d > 0 && n < sizeof buf) buf[n++] = digits[--d];
+  if (n < sizeof buf) buf[n++] = '\n';
+  ssize_t ignored = ::write(2, buf, n);
+  (void)ignored;
+}
+
+// Reads a decimal number at *p, moving *p past it; -1 when there is none.
+long parseNumber(const char** p, const char* end) {
+  long v = -1;
+  for (; *p < end && **p >= '0' && **p <= '9'; ++*p) v = (v < 0 ? 0 : v * 10) + (**p - '0');
+  return v;
+}
+
+// Whether a process other than a zombie has process group `pgid`: a scan of /proc with
+// system calls only (no opendir: the guard may not allocate). When /proc cannot be read,
+// true: better a needless SIGKILL to a group that has ended than a leftover.
+bool groupHasLiveMember(pid_t pgid) {
+  const int dir = ::open("/proc", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir < 0) return true;
+  alignas(dirent64) char entries[8192];
+  bool found = false;
+  long n;
+  while (!found && (n = ::syscall(SYS_getdents64, dir, entries, sizeof entries)) > 0) {
+    for (long off = 0; off < n && !found;) {
+      const auto* entry = reinterpret_cast<const dirent64*>(entries + off);
+      off += entry->d_reclen;
+      const char* name = entry->d_name;
+      if (name[0] < '1' || name[0] > '9') continue;
+      // "/proc/" NAME "/stat"
+      char path[64] = "/proc/";
+      size_t len = 6;
+      for (const char* c = name; *c != '\0' && len < 40; ++c) path[len++] = *c;
+      for (const char* c = "/stat"; *c != '\0'; ++c) path[len++] = *c;
+      path[len] = '\0';
+      const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+      if (fd < 0) continue;  // gone meanwhile
+      char stat[512];
+      const ssize_t got = ::read(fd, stat, sizeof stat);
+      ::close(fd);
+      if (got <= 0) continue;
+      // "pid (comm) state ppid pgrp ...": comm may hold spaces and ')'.
+      const char* end = stat + got;
+      const char* paren = nullptr;
+      for (const char* c = stat; c < end; ++c)
+        if (*c == ')') paren = c;
+      if (paren == nullptr || end - paren < 4) continue;
+      const char state = paren[2];
+      const char* p = paren + 3;
+      if (p < end && *p == ' ') ++p;
+      parseNumber(&p, end);  // ppid
+      if (p < end && *p == ' ') ++p;
+      const long group = parseNumber(&p, end);
+      found = group == pgid && state != 'Z' && state != 'X';
+    }
+  }
+  ::close(dir);
+  return found;
+}
+
+// The guard's life: registrations in, and on EOF a SIGKILL to every group still there.
+[[noreturn]] void guardMain(int sock) {
+  struct sigaction ignore {};
+  ignore.sa_handler = SIG_IGN;
+  for (int s : {SIGINT, SIGHUP, SIGQUIT, SIGTERM, SIGPIPE, SIGUSR1, SIGUSR2})
+    ::sigaction(s, &ignore, nullptr);
+  sigset_t none;
+  sigemptyset(&none);
+  ::sigprocmask(SIG_SETMASK, &none, nullptr);
+  // Nothing of the test process's but stderr (for the message below): a listening
+  // socket kept open here would still accept connections after the test closed it.
+  if (sock != 3) {
+    ::dup2(sock, 3);
+    sock = 3;
+  }
+  ::syscall(SYS_close_range, 4u, ~0u, 0u);
+  ::close(0);
+  ::close(1);
+
+  static pid_t groups[4096];
+  size_t count = 0;
+  unsigned char buf[256];
+  size_t have = 0;
+  for (;;) {
+    pollfd p{sock, POLLIN, 0};
+    const int ready = ::poll(&p, 1, count > 0 ? 200 : -1);
+    // Forget the groups that have ended, before their numbers can be reused.
+    size_t kept = 0;
+    for (size_t i = 0; i < count; ++i)
+      if (::kill(-groups[i], 0) == 0 || errno != ESRCH) groups[kept++] = groups[i];
+    count = kept;
+    if (ready < 0 && errno != EINTR) break;  // cannot wait: act as if the test had gone
+    if (ready <= 0) continue;                 // the 200 ms are up, or EINTR
+    const ssize_t n = ::read(sock, buf + have, sizeof buf - have);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;  // EOF (or an error): the test process is gone
+    have += static_cast<size_t>(n);
+    size_t used = 0;
+    for (; have - used >= sizeof(int32_t); used += sizeof(int32_t)) {
+      int32_t pgid;
+      std::memcpy(&pgid, buf + used, sizeof pgid);
+      if (pgid > 1 && count < sizeof groups / sizeof groups[0]) groups[count++] = pgid;
+    }
+    std::memmove(buf, buf + used, have - used);
+    have -= used;
+  }
+  for (size_t i = 0; i < count; ++i) {
+    // A group of zombies only (its members just died, not yet reaped) is no leftover.
+    if (::kill(-groups[i], 0) != 0 || !groupHasLiveMember(groups[i])) continue;
+    ::kill(-groups[i], SIGKILL);
+    guardSay("the test process is gone; SIGKILL to its leftover process group ", groups[i]);
+  }
+  ::_exit(0);
+}
+
+class Guard {
+ public:
+  static Guard& instance() {
+    static Guard guard;
+    return guard;
+  }
+
+  void watch(pid_t pgid) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (fd_ < 0) start();
+    const int32_t value = pgid;
+    if (::send(fd_, &value, sizeof value, MSG_NOSIGNAL) != static_cast<ssize_t>(sizeof value) &&
+        !warned_) {
+      warned_ = true;
+      std::cerr << "poolgate test harness: the guard process is gone ("
+                << std::strerror(errno) << "); children may outlive a killed test\n";
+    }
+  }
+
+ private:
+  void start() {
+    int sv[2];
+    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
+      throw HarnessError(errnoText("socketpair (guard)"));
+    sigset_t all, old;
+    sigfillset(&all);
+    ::pthread_sigmask(SIG_SETMASK, &all, &old);
+    const pid_t pid = ::fork();
+    if (pid == 0) guardMain(sv[1]);
+    const int err = errno;
+    ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
+    ::close(sv[1]);
+    if (pid < 0) {
+      ::close(sv[0]);
+      throw HarnessError(std::string("fork (guard): ") + std::strerror(err));
+    }
+    fd_ = sv[0];  // never closed: its closing, at the process's end, is the signal
+  }
+
+  std::mutex mutex_;
+  int fd_ = -1;
+  bool warned_ = false;
+};
+
+// argv[0] as execvp would find it, resolved before the fork (the child may not allocate).
+std::string resolveExecutable(const std::string& name) {
+  if (name.find('/') != std::string::npos) return name;
+  const char* env = std::getenv("PATH");
+  std::string path = env != nullptr ? env : "/usr/local/bin:/usr/bin:/bin";
+  std::stringstream dirs(path);
+  std::string dir;
+  while (std::getline(dirs, dir, ':')) {
+    std::string candidate = (dir.empty() ? std::string(".") : dir) + "/" + name;
+    struct stat st {};
+    if (::stat(candidate.c_str(), &st) == 0 && S_ISREG(st.st_mode) &&
+        ::access(candidate.c_str(), X_OK) == 0)
+      return candidate;
+  }
+  return "";
+}
+
+}  // namespace
+
+pid_t spawnGuarded(const std::vector<std::string>& argv, const SpawnOptions& options) {
+  if (argv.empty()) throw HarnessError("spawn: empty argv");
+  const std::string executable = resolveExecutable(argv[0]);
+  if (executable.empty())
+    throw HarnessError("spawn " + argv[0] + ": " + std::strerror(ENOENT) + " (PATH)");
   std::vector<char*> args;
   for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
+  const int outFlags = O_WRONLY | O_CREAT | (options.truncate ? O_TRUNC : O_APPEND);
+  const bool sharedOutput = options.stderrPath == options.stdoutPath;
+  const pid_t parent = ::getpid();
+  // See above: the death signal only from the main thread, whose end is the process's.
+  const bool deathSignal = ::gettid() == parent;
 
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&actions, 1, stdoutPath.c_str(),
-                                   O_WRONLY | O_CREAT | O_APPEND, 0644);
-  if (stderrPath == stdoutPath) {
-    posix_spawn_file_actions_adddup2(&actions, 1, 2);
-  } else {
-    posix_spawn_file_actions_addopen(&actions, 2, stderrPath.c_str(),
-                                     O_WRONLY | O_CREAT | O_APPEND, 0644);
+  int errorPipe[2];
+  if (::pipe2(errorPipe, O_CLOEXEC) != 0) throw HarnessError(errnoText("pipe2"));
+  // No signal handler of ours may run in the child before exec.
+  sigset_t all, old;
+  sigfillset(&all);
+  ::pthread_sigmask(SIG_SETMASK, &all, &old);
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    // The test process has other threads: only async-signal-safe calls from here on.
+    const int report = errorPipe[1];
+    if (::setpgid(0, 0) != 0) childFailed(report, errno);
+    if (deathSignal) {
+      if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) childFailed(report, errno);
+      if (::getppid() != parent) ::_exit(127);  // the test died before the prctl
+    }
+    auto place = [&](const char* path, int flags, int target) {
+      const int fd = ::open(path, flags, options.mode);
+      if (fd < 0) childFailed(report, errno);
+      if (fd != target) {
+        if (::dup2(fd, target) < 0) childFailed(report, errno);
+        ::close(fd);
+      }
+    };
+    place("/dev/null", O_RDONLY, 0);
+    place(options.stdoutPath.c_str(), outFlags, 1);
+    if (sharedOutput) {
+      if (::dup2(1, 2) < 0) childFailed(report, errno);
+    } else {
+      place(options.stderrPath.c_str(), outFlags, 2);
+    }
+    for (const auto& [fd, as] : options.dups)
+      if (::dup2(fd, as) < 0) childFailed(report, errno);
+    struct sigaction dfl {};
+    dfl.sa_handler = SIG_DFL;
+    for (int s : {SIGPIPE, SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2, SIGCHLD})
+      ::sigaction(s, &dfl, nullptr);
+    sigset_t none;
+    sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    ::execve(executable.c_str(), args.data(), environ);
+    childFailed(report, errno);
   }
-  posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  posix_spawnattr_setpgroup(&attr, 0);
-  sigset_t none;
-  sigemptyset(&none);
-  posix_spawnattr_setsigmask(&attr, &none);
-  sigset_t defaults;
-  sigemptyset(&defaults);
-  for (int s : {SIGPIPE, SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2, SIGCHLD})
-    sigaddset(&defaults, s);
-  posix_spawnattr_setsigdefault(&attr, &defaults);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
-                                      POSIX_SPAWN_SETSIGDEF);
+  const int forkErr = errno;
+  ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  ::close(errorPipe[1]);
+  if (pid < 0) {
+    ::close(errorPipe[0]);
+    throw HarnessError("spawn " + argv[0] + ": fork: " + std::strerror(forkErr));
+  }
+  // EOF: the exec succeeded (the pipe closed on it); four bytes: the child's errno.
+  int childErr = 0;
+  ssize_t n;
+  while ((n = ::read(errorPipe[0], &childErr, sizeof childErr)) < 0 && errno == EINTR) {
+  }
+  ::close(errorPipe[0]);
+  if (n > 0) {
+    int st = 0;
+    while (::waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+    }
+    throw HarnessError("spawn " + argv[0] + ": " + std::strerror(childErr));
+  }
+  // The exec succeeded, or the test died before the prctl (then it does not matter).
+  Guard::instance().watch(pid);
+  return pid;
+}
 
-  int rc = ::posix_spawnp(&pid_, args[0], &actions, &attr, args.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  posix_spawnattr_destroy(&attr);
-  if (rc != 0) {
-    pid_ = -1;
-    throw HarnessError("posix_spawn " + argv[0] + ": " + std::strerror(rc));
+std::vector<pid_t> processGroupMembers(pid_t pgid) {
+  std::vector<pid_t> members;
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc", ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.empty() || !std::all_of(name.begin(), name.end(),
+                                     [](unsigned char c) { return std::isdigit(c) != 0; }))
+      continue;
+    // /proc/PID/stat: "pid (comm) state ppid pgrp ..."; comm may hold spaces and ')'.
+    const std::string stat = readFile(entry.path().string() + "/stat");
+    const size_t paren = stat.rfind(')');
+    if (paren == std::string::npos) continue;
+    std::istringstream rest(stat.substr(paren + 1));
+    char state = 0;
+    long ppid = 0, group = 0;
+    if (!(rest >> state >> ppid >> group)) continue;
+    if (group == pgid && state != 'Z' && state != 'X') members.push_back(std::stoi(name));
   }
+  std::sort(members.begin(), members.end());
+  return members;
+}
+
+Process::Process(const std::vector<std::string>& argv, const std::string& stdoutPath,
+                 const std::string& stderrPath) {
+  SpawnOptions options;
+  options.stdoutPath = stdoutPath;
+  options.stderrPath = stderrPath;
+  pid_ = spawnGuarded(argv, options);
 }
 
 Process::~Process() {

@@ -26,6 +26,7 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -90,8 +91,35 @@ struct ExitStatus {
   std::string describe() const;
 };
 
+// How spawnGuarded() starts a child. stdin is always /dev/null.
+struct SpawnOptions {
+  std::string stdoutPath;  // created if missing; appended to unless `truncate`
+  std::string stderrPath;  // the same path as stdoutPath: one open file for both
+  bool truncate = false;
+  mode_t mode = 0644;
+  // {fd, as}: after stdio is set up, `fd` of the test process becomes `as` in the child
+  // (dup2, so `as` is not close-on-exec; `fd` should differ from `as`).
+  std::vector<std::pair<int, int>> dups;
+};
+
+// Starts `argv` (argv[0] looked up in PATH unless it has a '/') as the leader of a new
+// process group, and makes the group die with the test process however that ends
+// (ctest's timeout, Ctrl-C, kill -9), when no destructor of the harness runs:
+//   - the child gets SIGKILL when the test process dies (PR_SET_PDEATHSIG; only when
+//     spawned from the main thread: the signal follows the thread that forked);
+//   - the group is registered with the harness's guard process, which SIGKILLs every
+//     registered group still alive when the test process is gone (what the first
+//     misses: a binary upgrade's new master, a browser's helpers).
+// See "Children that die with the test process" in harness.cc. Throws HarnessError
+// when the child cannot be started (the exec failed, say).
+pid_t spawnGuarded(const std::vector<std::string>& argv, const SpawnOptions& options);
+
+// The processes whose process group is `pgid`, zombies left out (from /proc).
+std::vector<pid_t> processGroupMembers(pid_t pgid);
+
 // A child process in its own process group (so that the workers a poolgate master forks
-// can be cleaned up by group id if the master misbehaves). stdin is /dev/null.
+// can be cleaned up by group id if the master misbehaves), started by spawnGuarded():
+// it dies with the test process. stdin is /dev/null.
 class Process {
  public:
   Process(const std::vector<std::string>& argv, const std::string& stdoutPath,

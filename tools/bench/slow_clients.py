@@ -17,6 +17,13 @@
                                                         not accept()ed by a worker yet)
       Writes JSON: samples (t, established, queued) and the distinct peers seen.
 
+  slow_clients.py ports  --log FILE --from N0 --to N1
+      Prints the number of distinct client ports (the last field of each line) among
+      lines N0+1 to N1 of gunicorn's access log (format '%(m)s %(U)s %(s)s
+      %({remote_port}e)s'): the app connections that carried a request answered in
+      that span. Counted exactly, unlike watch's samples: a sync worker closes each
+      connection after one response, so most live far less than 100 ms.
+
   slow_clients.py report RESULTS_DIR
       Reads runs.tsv and the JSON files it points to, prints markdown tables
       (medians over rounds) with poolgate / nginx ratios.
@@ -123,6 +130,26 @@ def watch(args):
     Path(args.out).write_text(json.dumps({"samples": samples, "distinct_peers": len(peers)}))
 
 
+# ------------------------------------------------------------------ ports
+
+def distinct_ports(lines, first, last):
+    """Distinct client ports among lines[first:last] of an access log whose lines end
+    with the client's port; lines without a numeric last field are skipped."""
+    ports = set()
+    for line in lines[first:last]:
+        fields = line.split()
+        if len(fields) >= 4 and fields[-1].isdigit():
+            ports.add(int(fields[-1]))
+    return len(ports)
+
+
+def ports(args):
+    # Only whole lines: a line still being written at the end has no newline yet.
+    text = Path(args.log).read_text(errors="replace")
+    lines = text.split("\n")[:-1] if text else []
+    print(distinct_ports(lines, args.first, args.last))
+
+
 # ------------------------------------------------------------------ report
 
 def percentile(values, fraction):
@@ -154,7 +181,7 @@ def summarise_run(row, results):
         half = [s["established"] for s in samples if s["t"] >= samples[-1]["t"] / 2]
         figures["app_est_mean2"] = statistics.mean(half) if half else float("nan")
     for key in ("answered_probe", "answered_upload", "answered_big", "answered_large",
-                "attack_peak"):
+                "app_conns", "attack_peak"):
         value = row.get(key, "-")
         figures[key] = float(value) if value not in ("-", "") else float("nan")
     return figures
@@ -170,6 +197,8 @@ ROWS = [  # (key, label, format)
     ("app_queue_peak", "app accept queue, peak (not accept()ed by a worker)", "{:.0f}"),
     ("app_est_mean2", "app connections established, mean over the 2nd half", "{:.1f}"),
     ("app_distinct", "distinct app connections seen (100 ms samples, a lower bound)", "{:.0f}"),
+    ("app_conns", "app connections used during the window (distinct client ports in the "
+                  "app's access log)", "{:.0f}"),
     ("answered_probe", "app answered GET /probe during the window", "{:.0f}"),
     ("answered_upload", "app answered POST /upload during the window", "{:.0f}"),
     ("answered_big", "app answered GET /big during the window", "{:.0f}"),
@@ -240,14 +269,15 @@ def report(args):
         print("#### Every run")
         print()
         print("| attack | proxy | round | success % | p50 ms | p99 ms | app est. peak | "
-              "app queue peak | answered probe / upload / big / large |")
-        print("|---|---|---:|---:|---:|---:|---:|---:|---|")
+              "app queue peak | app conns used | answered probe / upload / big / large |")
+        print("|---|---|---:|---:|---:|---:|---:|---:|---:|---|")
         for row in runs:
             f = summarise_run(row, results)
             print(f"| {row['attack']} | {row['proxy']} | {row['round']} | "
                   f"{fmt(f['success'], '{:.1f}')} | {fmt(f['p50'], '{:.1f}')} | "
                   f"{fmt(f['p99'], '{:.1f}')} | {fmt(f.get('app_est_peak', float('nan')), '{:.0f}')} | "
                   f"{fmt(f.get('app_queue_peak', float('nan')), '{:.0f}')} | "
+                  f"{fmt(f['app_conns'], '{:.0f}')} | "
                   f"{fmt(f['answered_probe'], '{:.0f}')} / {fmt(f['answered_upload'], '{:.0f}')}"
                   f" / {fmt(f['answered_big'], '{:.0f}')}"
                   f" / {fmt(f['answered_large'], '{:.0f}')} |")
@@ -270,10 +300,14 @@ def main():
     w.add_argument("--duration", type=float, required=True)
     w.add_argument("--interval", type=float, default=0.1)
     w.add_argument("--out", required=True)
+    c = commands.add_parser("ports")
+    c.add_argument("--log", required=True)
+    c.add_argument("--from", dest="first", type=int, required=True)
+    c.add_argument("--to", dest="last", type=int, required=True)
     r = commands.add_parser("report")
     r.add_argument("results")
     args = parser.parse_args()
-    {"probe": probe, "watch": watch, "report": report}[args.command](args)
+    {"probe": probe, "watch": watch, "ports": ports, "report": report}[args.command](args)
 
 
 if __name__ == "__main__":
