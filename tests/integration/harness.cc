@@ -1783,6 +1783,17 @@ Poolgate::~Poolgate() {
     EXPECT_TRUE(status.exited() && status.code() == 0)
         << "poolgate stopped with " << status.describe();
   }
+  // The master replaces a crashed worker, and clients of the other workers
+  // may never notice: a crash fails the test whatever else it checked. (A
+  // worker a test kills on purpose dies of SIGKILL or SIGTERM, not of these.)
+  const std::string text = log();
+  for (int sig : {SIGSEGV, SIGABRT, SIGBUS, SIGFPE, SIGILL}) {
+    const std::string line = "killed by signal " + std::to_string(sig) + "\n";
+    EXPECT_EQ(text.find(line), std::string::npos) << "a poolgate process crashed: " << line;
+  }
+  for (const char* report : {"ERROR: AddressSanitizer", "runtime error:"}) {
+    EXPECT_EQ(text.find(report), std::string::npos) << "a sanitizer report in poolgate's log";
+  }
   if (::testing::Test::HasFailure()) {
     std::cerr << "---- poolgate log tail (" << logPath_ << ") ----\n"
               << logTail() << "\n---- config (" << configPath_ << ") ----\n"

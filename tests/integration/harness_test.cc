@@ -1,6 +1,9 @@
 // Checks of the harness itself, without poolgate: the client against TestUpstream
 // directly, the kernel connection count, and child processes. If these fail, the other
 // failures say nothing about poolgate.
+#include <gtest/gtest-spi.h>
+#include <signal.h>
+
 #include "tests/integration/harness.h"
 
 namespace pgtest {
@@ -97,6 +100,26 @@ TEST(Harness, ConfigTemplates) {
   EXPECT_EQ(substitute("a ${X} b ${Y}", {{"X", "1"}, {"Y", "2"}}), "a 1 b 2");
   EXPECT_THROW(substitute("${NOPE}", {}), HarnessError);
   EXPECT_EQ(tailLines("1\n2\n3\n", 2), "2\n3\n");
+}
+
+// A worker that crashes fails the test even when the master has replaced it
+// and no client noticed: ~Poolgate reads the log (and sanitizer reports).
+TEST(Harness, ACrashedWorkerFailsTheTest) {
+  TestUpstream upstream;
+  EXPECT_NONFATAL_FAILURE(
+      {
+        Poolgate proxy(proxyConfig(upstream.address(), 1));
+        proxy.start();
+        const pid_t victim = proxy.runningWorkerPids().at(0);
+        ASSERT_EQ(::kill(victim, SIGSEGV), 0);
+        ASSERT_TRUE(waitUntil(
+            [&] {
+              auto pids = proxy.runningWorkerPids();
+              return pids.size() == 1 && pids[0] != victim;
+            },
+            5s));
+      },
+      "a poolgate process crashed");
 }
 
 }  // namespace
