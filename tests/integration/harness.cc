@@ -1789,10 +1789,10 @@ Poolgate::~Poolgate() {
   const std::string text = log();
   for (int sig : {SIGSEGV, SIGABRT, SIGBUS, SIGFPE, SIGILL}) {
     const std::string line = "killed by signal " + std::to_string(sig) + "\n";
-    EXPECT_EQ(text.find(line), std::string::npos) << "a poolgate process crashed: " << line;
+    EXPECT_EQ(text.find(line), std::string::npos) << "poolgate crashed: " << line;
   }
   for (const char* report : {"ERROR: AddressSanitizer", "runtime error:"}) {
-    EXPECT_EQ(text.find(report), std::string::npos) << "a sanitizer report in poolgate's log";
+    EXPECT_EQ(text.find(report), std::string::npos) << "poolgate crashed: a sanitizer report in its log";
   }
   if (::testing::Test::HasFailure()) {
     std::cerr << "---- poolgate log tail (" << logPath_ << ") ----\n"

@@ -119,7 +119,7 @@ TEST(Harness, ACrashedWorkerFailsTheTest) {
             },
             5s));
       },
-      "a poolgate process crashed");
+      "poolgate crashed");
 }
 
 }  // namespace
