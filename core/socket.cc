@@ -29,6 +29,24 @@ void SocketAddress::ipString(char* out, size_t size) const {
   }
 }
 
+IpAddress IpAddress::of(const SocketAddress& address) {
+  IpAddress ip;
+  if (address.family() == AF_INET) {
+    ip.family = AF_INET;
+    memcpy(ip.bytes, &reinterpret_cast<const sockaddr_in*>(&address.storage)->sin_addr, 4);
+  } else if (address.family() == AF_INET6) {
+    ip.family = AF_INET6;
+    memcpy(ip.bytes, &reinterpret_cast<const sockaddr_in6*>(&address.storage)->sin6_addr, 16);
+  }
+  return ip;
+}
+
+IpAddress::Text IpAddress::text() const {
+  Text text;
+  if (family != 0) inet_ntop(family, bytes, text.chars, sizeof text.chars);
+  return text;
+}
+
 std::string SocketAddress::toString() const {
   char ip[INET6_ADDRSTRLEN];
   ipString(ip, sizeof ip);

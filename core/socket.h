@@ -26,6 +26,21 @@ struct SocketAddress {
   void ipString(char* out, size_t size) const;
 };
 
+// An IP address alone, in 17 bytes: what a client connection keeps of its
+// peer while it waits (its text form is made per request, when needed).
+struct IpAddress {
+  uint8_t family = 0;  // AF_INET, AF_INET6, or 0 (none)
+  uint8_t bytes[16] = {};
+
+  static IpAddress of(const SocketAddress& address);
+  struct Text {
+    char chars[INET6_ADDRSTRLEN] = {};
+    const char* c_str() const { return chars; }
+  };
+  // "192.0.2.1", "2001:db8::1", or "".
+  Text text() const;
+};
+
 // Numeric host (IPv4/IPv6 literal) and port to an address.
 bool makeSocketAddress(const std::string& host, uint16_t port, SocketAddress* out);
 

@@ -61,7 +61,7 @@ size_t TimerQueue::runExpired() {
 void TimerQueue::push(Timer* timer, uint64_t key) {
   timer->heap_key_ = key;
   heap_.push_back(timer);
-  timer->heap_index_ = heap_.size() - 1;
+  timer->heap_index_ = static_cast<uint32_t>(heap_.size() - 1);
   siftUp(heap_.size() - 1);
 }
 
@@ -78,7 +78,7 @@ void TimerQueue::remove(Timer* timer) {
 
 void TimerQueue::place(size_t index, Timer* timer) {
   heap_[index] = timer;
-  timer->heap_index_ = index;
+  timer->heap_index_ = static_cast<uint32_t>(index);
 }
 
 void TimerQueue::siftUp(size_t index) {

@@ -38,9 +38,9 @@ class Timer {
   std::function<void()> callback_;
   uint64_t deadline_ = 0;   // when the owner wants it to fire
   uint64_t heap_key_ = 0;   // the key it has in the heap (<= deadline_ while armed)
-  size_t heap_index_ = kNotInHeap;
+  uint32_t heap_index_ = kNotInHeap;  // (a worker never holds 4 billion timers)
   bool armed_ = false;
-  static constexpr size_t kNotInHeap = static_cast<size_t>(-1);
+  static constexpr uint32_t kNotInHeap = UINT32_MAX;
 };
 
 class TimerQueue {

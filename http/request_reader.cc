@@ -123,10 +123,6 @@ void RequestReader::nextMessage() {
   parser_.resume();
 }
 
-void RequestReader::releaseBuffer() { in_.releaseIfEmpty(); }
-
-void RequestReader::releaseHeaders() { parser_.releaseHeaders(); }
-
 std::string_view RequestReader::host() const {
   return target_.authority.empty() ? findHeader(parser_.head(), in_.base(), "host") : target_.authority;
 }

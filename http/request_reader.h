@@ -17,6 +17,7 @@
 
 #include "config/config.h"
 #include "core/buffer.h"
+#include "core/object_cache.h"
 #include "http/parser.h"
 #include "http/request_rules.h"
 
@@ -90,10 +91,6 @@ class RequestReader final : private HttpHandler {
   // protocol's first bytes); dropUnread() discards them.
   std::string_view unread() const { return {in_.data(), in_.size()}; }
   void dropUnread() { in_.consume(in_.size()); }
-  // An idle connection keeps no buffer (if none is buffered) and no header
-  // array (between requests).
-  void releaseBuffer();
-  void releaseHeaders();
   // next() has something to parse (bytes, or a step llhttp still has to
   // take after the last event).
   bool hasWork() const { return in_.size() > parsed_ || (resumed_ && phase_ == Phase::kMessage); }
@@ -127,6 +124,16 @@ class RequestReader final : private HttpHandler {
   std::string_view body_;
   uint64_t chunk_size_ = 0;
   uint64_t body_bytes_ = 0;
+};
+
+// A worker's free list of readers: a client holds one from the first byte of
+// a request until it is idle again with nothing buffered (an idle keep-alive
+// client holds none).
+class RequestReaderCache : public ObjectCache<RequestReader, BufferPool&, const LimitsConfig&, HeaderStore*> {
+ public:
+  static constexpr size_t kMaxCached = 256;
+  RequestReaderCache(BufferPool& buffers, const LimitsConfig& limits, HeaderStore* store)
+      : ObjectCache(kMaxCached, buffers, limits, store) {}
 };
 
 }  // namespace poolgate

@@ -297,7 +297,7 @@ void Worker::setProxyListening(bool on) {
 }
 
 void Worker::onClientOpened(ClientConnection& client) {
-  client.worker_index = clients_.size();
+  client.worker_index = static_cast<uint32_t>(clients_.size());
   clients_.push_back(&client);
   updateAccepting();
 }
@@ -306,7 +306,7 @@ void Worker::onClientClosed(ClientConnection& client) {
   size_t index = client.worker_index;
   if (index < clients_.size() && clients_[index] == &client) {
     clients_[index] = clients_.back();
-    clients_[index]->worker_index = index;
+    clients_[index]->worker_index = static_cast<uint32_t>(index);
     clients_.pop_back();
   }
   if (draining_) {

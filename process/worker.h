@@ -70,6 +70,7 @@ class Worker final : public ClientHost, private IoHandler, private LoopObserver,
   const SpoolLimits& spoolLimits() const override { return spool_limits_; }
   SpoolBudget& spoolBudget() override { return spool_budget_; }
   ExchangeCache& exchanges() override { return exchanges_; }
+  RequestReaderCache& readers() override { return readers_; }
   LogThrottle& bufferLog() override { return buffer_log_; }
   const RouteConfig* route(std::string_view host, std::string_view path) const override;
   AdminAnswer answerAdmin(std::string_view path) override;  // from the shared segment
@@ -134,6 +135,7 @@ class Worker final : public ClientHost, private IoHandler, private LoopObserver,
   EventLoop loop_;
   BufferPool buffers_;
   ExchangeCache exchanges_{buffers_};  // after buffers_: destroyed before it
+  RequestReaderCache readers_{buffers_, config_.limits, &headers_};  // likewise
   Fd signal_fd_;
   std::unique_ptr<HandOverPort> handover_;
   SpoolLimits spool_limits_;

@@ -31,15 +31,12 @@ constexpr size_t kMaxLingerBytes = 256 * 1024;    // ...and how much of it
 ClientConnection::ClientConnection(ClientHost& worker, Fd fd, const SocketAddress& peer, ListenerKind kind,
                                    const TlsServer* tls, bool admin_denied)
     : worker_(worker),
-      config_(worker.config()),
       fd_(std::move(fd)),
       tls_server_(tls),
+      peer_(IpAddress::of(peer)),
       kind_(kind),
       admin_denied_(admin_denied),
-      timer_(worker.loop().timers(), [this] { onClientTimer(); }),
-      reader_(worker.buffers(), worker.config().limits, &worker.headerStore()),
-      out_(worker.buffers()) {
-  peer.ipString(peer_ip_, sizeof peer_ip_);
+      timer_(worker.loop().timers(), [this] { onClientTimer(); }) {
 }
 
 ClientConnection::~ClientConnection() = default;
@@ -52,7 +49,7 @@ void ClientConnection::start() {
   WorkerSlot& stats = worker_.stats();
   ServerCounters::add(kind_ == ListenerKind::kAdmin ? stats.admin_active : stats.clients_idle);
   if (tls_server_ != nullptr && !tls_.start(tls_server_->context(), fd_.get(), /*server=*/true)) {
-    LOG_ERROR("client %s: %s", peer_ip_, tls_.failure().c_str());
+    LOG_ERROR("client %s: %s", peer_.text().c_str(), tls_.failure().c_str());
     close();
     return;
   }
@@ -68,6 +65,7 @@ void ClientConnection::start() {
 void ClientConnection::beginExchange() {
   ex_ = worker_.exchanges().take();
   ++exchange_seq_;
+  ex_->client_ip = peer_.text();
   ex_->record.started_ms = worker_.loop().now();
 }
 
@@ -84,8 +82,8 @@ void ClientConnection::setState(State state) {
 }
 
 void ClientConnection::armClientTimer() {
-  const TimeoutsConfig& t = config_.timeouts;
-  if (!out_.empty() && !writable_) {
+  const TimeoutsConfig& t = worker_.config().timeouts;
+  if (ex_ && !ex_->out.empty() && !writable_) {
     timer_.arm(secondsToMs(t.client_send));
     return;
   }
@@ -128,8 +126,8 @@ void ClientConnection::onClientTimer() {
     close();
     return;
   }
-  if (!out_.empty() && !writable_) {
-    LOG_DEBUG("client %s: send timeout", peer_ip_);
+  if (ex_ && !ex_->out.empty() && !writable_) {
+    LOG_DEBUG("client %s: send timeout", peer_.text().c_str());
     close();
     return;
   }
@@ -198,7 +196,7 @@ void ClientConnection::onIoEvent(uint32_t events) noexcept {
 bool ClientConnection::handshakeClient() {
   switch (tls_.handshake()) {
     case TlsResult::kDone:
-      LOG_DEBUG("client %s: %s%s, ALPN \"%s\"", peer_ip_, tls_.version(), tls_.resumed() ? " (resumed)" : "",
+      LOG_DEBUG("client %s: %s%s, ALPN \"%s\"", peer_.text().c_str(), tls_.version(), tls_.resumed() ? " (resumed)" : "",
                 tls_.alpn().c_str());
       armClientTimer();  // client_header from now on
       return true;
@@ -208,7 +206,7 @@ bool ClientConnection::handshakeClient() {
     case TlsResult::kFailed:
       break;
   }
-  LOG_DEBUG("client %s: TLS handshake failed: %s", peer_ip_, tls_.failure().c_str());
+  LOG_DEBUG("client %s: TLS handshake failed: %s", peer_.text().c_str(), tls_.failure().c_str());
   lingeringClose();
   return false;
 }
@@ -257,7 +255,8 @@ void ClientConnection::readClient() {
       if (pendingRequestBytes() >= kHighWatermark) return;
     }
     // The reader says how much a read may bring (a head has its limits).
-    const ReadRoom room = reader_.reserve();
+    if (!reader_) reader_ = worker_.readers().take();
+    const ReadRoom room = reader_->reserve();
     if (room.size == 0) {
       respondError(room.refuse, true);
       return;
@@ -265,7 +264,7 @@ void ClientConnection::readClient() {
     const size_t asked = room.size;
     ssize_t n = receive(room.at, asked);
     if (n > 0) {
-      reader_.commit(static_cast<size_t>(n));
+      reader_->commit(static_cast<size_t>(n));
       // A short plain read drained the socket: the next bytes bring a new
       // edge, so no recv() is spent just to hear EAGAIN. (Not with TLS,
       // which may hold decrypted bytes, nor once the peer has hung up.)
@@ -295,7 +294,7 @@ void ClientConnection::readClient() {
     close();
     return;
   }
-  if (state_ == State::kIdle) reader_.releaseBuffer();  // if empty
+  if (state_ == State::kIdle) reader_.reset();  // nothing buffered: an idle client holds no reader
 }
 
 void ClientConnection::relayClientBytes() {
@@ -331,8 +330,8 @@ void ClientConnection::relayLoop() {
 
 void ClientConnection::parseClient() {
   while (state_ == State::kHead || (state_ == State::kExchange && !ex_->request_complete)) {
-    if (!reader_.hasWork()) return;
-    const RequestReader::Event event = reader_.next();
+    if (!reader_->hasWork()) return;
+    const RequestReader::Event event = reader_->next();
     switch (event) {
       case RequestReader::Event::kNeedMore:
         // Sent only now that the reader has taken all it was given, so that
@@ -363,17 +362,17 @@ void ClientConnection::flushClient() {
     return;
   }
   if (ex_->response_held) {
-    if (!ex_->request_complete && out_.size() < kHighWatermark) {
+    if (!ex_->request_complete && ex_->out.size() < kHighWatermark) {
       armClientTimer();
       return;
     }
     ex_->response_held = false;  // the request has ended, or the response is too big to hold
   }
   for (;;) {
-    while (writable_ && !out_.empty()) {
-      ssize_t n = transmit(out_.data(), out_.size());
+    while (writable_ && !ex_->out.empty()) {
+      ssize_t n = transmit(ex_->out.data(), ex_->out.size());
       if (n > 0) {
-        out_.consume(static_cast<size_t>(n));
+        ex_->out.consume(static_cast<size_t>(n));
         ex_->record.bytes_sent += static_cast<uint64_t>(n);
         continue;
       }
@@ -385,9 +384,9 @@ void ClientConnection::flushClient() {
       close();  // the client went away
       return;
     }
-    // Out of out_, on to what the spool kept (one high-water mark at a time).
-    if (!writable_ || !out_.empty() || !ex_->spool || ex_->spool->empty()) break;
-    if (ex_->spool->drainInto(out_, kHighWatermark) == 0) {
+    // Out of out, on to what the spool kept (one high-water mark at a time).
+    if (!writable_ || !ex_->out.empty() || !ex_->spool || ex_->spool->empty()) break;
+    if (ex_->spool->drainInto(ex_->out, kHighWatermark) == 0) {
       ServerCounters::add(worker_.stats().buffer_errors_total);
       LOG_ERROR("response buffering: cannot read back a temporary file: %s; response cut short", strerror(errno));
       abandonUpstream(NoReuse::kError);
@@ -397,15 +396,15 @@ void ClientConnection::flushClient() {
     ServerCounters::set(worker_.stats().buffered_memory, worker_.spoolBudget().in_use);
   }
   const bool spooled = ex_->spool && !ex_->spool->empty();
-  if (out_.size() < kLowWatermark && !(spooled && ex_->spool->full())) {
+  if (ex_->out.size() < kLowWatermark && !(spooled && ex_->spool->full())) {
     // Reading on may bring the rest of the response at once, and through
     // onUpstreamComplete() another flushClient() may end the exchange.
     const uint32_t seq = exchange_seq_;
     releaseHold();
     if (!sameExchange(seq)) return;
   }
-  if (out_.empty() && !spooled) {
-    out_.releaseIfEmpty();
+  if (ex_->out.empty() && !spooled) {
+    ex_->out.releaseIfEmpty();
     if (ex_->response_complete && (state_ == State::kExchange || state_ == State::kClosing)) {
       finishExchange();
       return;
@@ -438,11 +437,15 @@ void ClientConnection::finishExchange() {
   first_request_ = false;
   ex_.reset();
   timer_.cancel();
-  setState(reader_.unread().empty() ? State::kIdle : State::kHead);
-  if (state_ == State::kHead) beginExchange();
-  reader_.nextMessage();
-  parseClient();  // pipelined requests already buffered
-  if (state_ == State::kIdle) reader_.releaseHeaders();  // nothing pipelined: an idle client holds none
+  if (reader_->unread().empty()) {
+    reader_.reset();  // nothing pipelined: an idle client holds no reader
+    setState(State::kIdle);
+  } else {
+    setState(State::kHead);
+    beginExchange();
+    reader_->nextMessage();
+    parseClient();  // pipelined requests already buffered
+  }
   if (state_ == State::kIdle || state_ == State::kHead) {
     armClientTimer();
     readClient();
@@ -494,20 +497,20 @@ void ClientConnection::close() {
 void ClientConnection::onRequestHead() {
   setState(State::kExchange);
   timer_.cancel();
-  const HttpHead& head = reader_.head();
-  const char* base = reader_.base();
+  const HttpHead& head = reader_->head();
+  const char* base = reader_->base();
   beginRecord(head, base);
-  ex_->head_request = reader_.headRequest();
-  ex_->idempotent = reader_.idempotent();
-  ex_->request_chunked = reader_.chunked();
-  ex_->keep_alive = reader_.keepAlive();
-  ex_->upgrade = reader_.upgrade();
+  ex_->head_request = reader_->headRequest();
+  ex_->idempotent = reader_->idempotent();
+  ex_->request_chunked = reader_->chunked();
+  ex_->keep_alive = reader_->keepAlive();
+  ex_->upgrade = reader_->upgrade();
 
   if (admin_denied_) {  // before anything else about the request: 403 and close
     handleAdmin();
     return;
   }
-  if (int status = reader_.verdict(); status != 0) {
+  if (int status = reader_->verdict(); status != 0) {
     respondError(status, true);
     return;
   }
@@ -523,7 +526,7 @@ void ClientConnection::onRequestHead() {
 }
 
 void ClientConnection::onRequestError() {
-  if (reader_.bodyTooLarge()) {
+  if (reader_->bodyTooLarge()) {
     refuseOversizedBody();
     return;
   }
@@ -531,22 +534,22 @@ void ClientConnection::onRequestError() {
     close();
     return;
   }
-  if (reader_.errorStatus() == 400) {
-    LOG_DEBUG("client %s: bad request: %s (%s)", peer_ip_, reader_.errorName(), reader_.errorReason());
+  if (reader_->errorStatus() == 400) {
+    LOG_DEBUG("client %s: bad request: %s (%s)", peer_.text().c_str(), reader_->errorName(), reader_->errorReason());
   }
-  respondError(reader_.errorStatus(), true);
+  respondError(reader_->errorStatus(), true);
 }
 
 bool ClientConnection::requestPending() const {
   if (ex_->request_complete) return false;
-  return reader_.bodyPending();
+  return reader_->bodyPending();
 }
 
 void ClientConnection::startExchange() {
-  const HttpHead& head = reader_.head();
-  const char* base = reader_.base();
-  const RequestTarget& target = reader_.target();
-  const std::string_view host = reader_.host();
+  const HttpHead& head = reader_->head();
+  const char* base = reader_->base();
+  const RequestTarget& target = reader_->target();
+  const std::string_view host = reader_->host();
   const RouteConfig* route = worker_.route(hostWithoutPort(host), target.path);
   if (route == nullptr) {
     respondError(404, requestPending());
@@ -557,7 +560,7 @@ void ClientConnection::startExchange() {
   // Copied: a retry picks again after the head has left the read buffer.
   ex_->hash_value.clear();
   if (!ex_->group->hashHeader().empty()) ex_->hash_value.assign(findHeader(head, base, ex_->group->hashHeader()));
-  if (config_.buffering.request && route->request_buffering && !ex_->upgrade && reader_.bodyPending()) {
+  if (worker_.config().buffering.request && route->request_buffering && !ex_->upgrade && reader_->bodyPending()) {
     collectBody();
     return;
   }
@@ -565,22 +568,22 @@ void ClientConnection::startExchange() {
   // (Queued for max_conns, the head and body wait in ex_->held until a connection comes.)
   Buffer* sink = requestSink();
   Server& server = ex_->group->server(static_cast<size_t>(ex_->upstream != nullptr ? ex_->server_index : ex_->queued_server));
-  writeForwardedRequestHead(*sink, reader_.parser(), base, forwardContext(server.name()));
+  writeForwardedRequestHead(*sink, reader_->parser(), base, forwardContext(server.name()));
   answerExpectation();  // the body streams when it comes
   // Not sent yet: parseClient() flushes once the reader has taken all it read.
 }
 
 ForwardContext ClientConnection::forwardContext(std::string_view fallback_host) const {
-  const std::string_view host = reader_.host();
-  return ForwardContext{peer_ip_, tls_ ? "https" : "http", host.empty() ? fallback_host : host,
-                        reader_.target().forward,
-                        ex_->upgrade ? findHeader(reader_.head(), reader_.base(), "upgrade") : std::string_view()};
+  const std::string_view host = reader_->host();
+  return ForwardContext{ex_->client_ip.c_str(), tls_ ? "https" : "http", host.empty() ? fallback_host : host,
+                        reader_->target().forward,
+                        ex_->upgrade ? findHeader(reader_->head(), reader_->base(), "upgrade") : std::string_view()};
 }
 
 void ClientConnection::answerExpectation() {
-  if (!ex_->expect_continue || reader_.versionMinor() < 1) return;
+  if (!ex_->expect_continue || reader_->versionMinor() < 1) return;
   // We answer the expectation ourselves: the upstream never sees it.
-  out_.append("HTTP/1.1 100 Continue\r\n\r\n");
+  ex_->out.append("HTTP/1.1 100 Continue\r\n\r\n");
   flushClient();
 }
 
@@ -590,8 +593,8 @@ void ClientConnection::collectBody() {
   ex_->body_path = BodyPath::kCollect;
   // The head leaves the read buffer as the body comes: forwarded now, all
   // but its framing, which depends on how much body there will be.
-  ex_->host_missing = reader_.host().empty();
-  writeForwardedRequestFields(ex_->held, reader_.parser(), reader_.base(), forwardContext({}));
+  ex_->host_missing = reader_->host().empty();
+  writeForwardedRequestFields(ex_->held, reader_->parser(), reader_->base(), forwardContext({}));
   answerExpectation();
 }
 
@@ -616,7 +619,7 @@ void ClientConnection::sendCollectedBody() {
   const bool whole = ex_->request_complete;
   ex_->body_path = BodyPath::kSpooled;
   ex_->body_rechunk = !whole && ex_->request_chunked;
-  const uint64_t length = whole ? (ex_->body_spool ? ex_->body_spool->size() : 0) : reader_.parser().declaredLength();
+  const uint64_t length = whole ? (ex_->body_spool ? ex_->body_spool->size() : 0) : reader_->parser().declaredLength();
   if (!connectUpstream()) return;  // an error response is on its way
   if (ex_->host_missing) {
     const int index = ex_->upstream != nullptr ? ex_->server_index : ex_->queued_server;
@@ -754,13 +757,13 @@ void ClientConnection::onRequestBody(RequestReader::Event event) {
   // read and dropped after the app has answered: discardingBody().)
   if (ex_->body_path != BodyPath::kDirect) {
     // Decoded bytes only: the framing it goes with is ours (sendCollectedBody()).
-    if (event == RequestReader::Event::kBody && !discardingBody()) storeBody(reader_.body());
+    if (event == RequestReader::Event::kBody && !discardingBody()) storeBody(reader_->body());
     return;
   }
   Buffer* sink = requestSink();
   if (sink == nullptr) return;  // discarded
   if (event == RequestReader::Event::kBody) ex_->body_started = true;
-  reader_.forward(*sink);  // re-chunked for a chunked request
+  reader_->forward(*sink);  // re-chunked for a chunked request
 }
 
 void ClientConnection::onRequestComplete() {
@@ -774,7 +777,7 @@ void ClientConnection::onRequestComplete() {
     pumpBody();  // the last chunk, after the spool, where one is due
     if (!sameExchange(seq)) return;
   } else if (Buffer* sink = requestSink(); sink != nullptr) {
-    reader_.forward(*sink);  // the last chunk
+    reader_->forward(*sink);  // the last chunk
   }
   // The rest (pipelined requests) waits for its turn.
   if (ex_->upstream != nullptr) {
@@ -799,7 +802,7 @@ void ClientConnection::refuseOversizedBody() {
 }
 
 bool ClientConnection::holdsResponse() const {
-  return ex_->request_chunked && !ex_->request_complete && config_.limits.max_body_bytes != 0;
+  return ex_->request_chunked && !ex_->request_complete && worker_.config().limits.max_body_bytes != 0;
 }
 
 bool ClientConnection::discardingBody() const {
@@ -808,7 +811,7 @@ bool ClientConnection::discardingBody() const {
 
 void ClientConnection::dropHeldResponse() {
   if (!ex_->response_held) return;
-  out_.clear();  // none of it was sent (nothing was before it: see writeResponseHead)
+  ex_->out.clear();  // none of it was sent (nothing was before it: see writeResponseHead)
   ex_->response_held = false;
   ex_->response_started = false;
   ex_->framing = Framing::kNone;
@@ -837,7 +840,7 @@ bool ClientConnection::connectUpstream(bool woken) {
     }
     int error = 0;
     UpstreamConnection* conn =
-        UpstreamConnection::open(worker_.loop(), worker_.buffers(), &worker_.headerStore(), server, config_.timeouts, *this, &error);
+        UpstreamConnection::open(worker_.loop(), worker_.buffers(), &worker_.headerStore(), server, worker_.config().timeouts, *this, &error);
     if (conn != nullptr) {
       useConnection(conn);
       return true;
@@ -868,7 +871,7 @@ bool ClientConnection::connectUpstream(bool woken) {
 
 PickContext ClientConnection::pickContext() const {
   PickContext context;
-  context.client_ip = peer_ip_;
+  context.client_ip = ex_->client_ip.c_str();
   context.hash_value = ex_->hash_value;
   return context;
 }
@@ -889,7 +892,7 @@ void ClientConnection::beginRecord(const HttpHead& head, const char* base) {
   ex_->record.upstream_started_ms = ex_->record.upstream_done_ms = 0;
   ex_->record.upstream_reused = false;
   ex_->record.error = nullptr;
-  ex_->record.http_minor = reader_.versionMinor();
+  ex_->record.http_minor = reader_->versionMinor();
   if (worker_.accessLog() == nullptr) return;
   if (!ex_->record.text) ex_->record.text = std::make_unique<AccessText>();  // once per connection
   AccessText& text = *ex_->record.text;
@@ -904,7 +907,7 @@ void ClientConnection::logExchange() {
   ex_->record_pending = false;
   // The admin listener's polling (/stats every second) stays out of the access log.
   if (kind_ == ListenerKind::kAdmin) return;
-  if (AccessLog* log = worker_.accessLog()) log->write(ex_->record, peer_ip_);
+  if (AccessLog* log = worker_.accessLog()) log->write(ex_->record, ex_->client_ip.c_str());
 }
 
 void ClientConnection::abandonUpstream(NoReuse reason) {
@@ -971,7 +974,7 @@ bool ClientConnection::retryAfter(UpstreamError error) {
   if (stale) {
     int err = 0;
     UpstreamConnection* conn =
-        UpstreamConnection::open(worker_.loop(), worker_.buffers(), &worker_.headerStore(), server, config_.timeouts, *this, &err);
+        UpstreamConnection::open(worker_.loop(), worker_.buffers(), &worker_.headerStore(), server, worker_.config().timeouts, *this, &err);
     if (conn == nullptr) return false;
     useConnection(conn);
   } else if (!connectUpstream()) {
@@ -1031,7 +1034,7 @@ int ClientConnection::onUpstreamHead(const HttpParser& parser, const char* base)
 }
 
 void ClientConnection::startTunnel(const HttpParser& response, const char* base) {
-  writeSwitchingProtocolsHead(out_, response, base);
+  writeSwitchingProtocolsHead(ex_->out, response, base);
   ex_->record.status = 101;
   ex_->response_started = true;
   ex_->keep_alive = false;
@@ -1040,9 +1043,9 @@ void ClientConnection::startTunnel(const HttpParser& response, const char* base)
   setState(State::kTunnel);
   timer_.cancel();
   // Bytes the client sent after its request already belong to the new protocol.
-  if (!reader_.unread().empty()) {
-    ex_->upstream->output().append(reader_.unread());
-    reader_.dropUnread();
+  if (!reader_->unread().empty()) {
+    ex_->upstream->output().append(reader_->unread());
+    reader_->dropUnread();
     ex_->upstream->flush();
   }
   flushClient();
@@ -1051,8 +1054,8 @@ void ClientConnection::startTunnel(const HttpParser& response, const char* base)
 
 void ClientConnection::writeInterimResponse(const HttpParser& parser, const char* base) {
   // We answered Expect ourselves; HTTP/1.0 clients get no 1xx at all.
-  if (!interimGoesToClient(parser.statusCode(), reader_.versionMinor() >= 1)) return;
-  writeInterimResponseHead(out_, parser, base);
+  if (!interimGoesToClient(parser.statusCode(), reader_->versionMinor() >= 1)) return;
+  writeInterimResponseHead(ex_->out, parser, base);
   flushClient();
 }
 
@@ -1063,14 +1066,14 @@ bool startsWithIgnoreCase(std::string_view text, std::string_view prefix) {
 }  // namespace
 
 void ClientConnection::writeResponseHead(const HttpParser& parser, const char* base) {
-  const bool client_http11 = reader_.versionMinor() >= 1;
-  // Held only when nothing else waits in out_ (a 1xx or our 100 Continue),
+  const bool client_http11 = reader_->versionMinor() >= 1;
+  // Held only when nothing else waits in out (a 1xx or our 100 Continue),
   // so that dropping it drops nothing that was partly sent.
-  const bool hold = holdsResponse() && out_.empty();
+  const bool hold = holdsResponse() && ex_->out.empty();
   ex_->framing = chooseResponseFraming(parser, ex_->head_request, client_http11);
   // Read ahead of a slow client, unless the route or the response asks for
   // a stream: server-sent events, or the app's own X-Accel-Buffering: no.
-  ex_->buffer_response = config_.buffering.response && ex_->route_buffers && ex_->framing != Framing::kNone &&
+  ex_->buffer_response = worker_.config().buffering.response && ex_->route_buffers && ex_->framing != Framing::kNone &&
                      !startsWithIgnoreCase(findHeader(parser.head(), base, "content-type"), "text/event-stream") &&
                      !equalsIgnoreCase(findHeader(parser.head(), base, "x-accel-buffering"), "no");
   // Keep the client only if its request has fully arrived and nothing else
@@ -1078,13 +1081,13 @@ void ClientConnection::writeResponseHead(const HttpParser& parser, const char* b
   if (ex_->framing == Framing::kClose || !ex_->request_complete || worker_.draining()) ex_->keep_alive = false;
   ex_->response_started = true;
   ex_->response_held = hold;
-  writeClientResponseHead(out_, parser, base, ex_->framing, ex_->keep_alive, client_http11);
+  writeClientResponseHead(ex_->out, parser, base, ex_->framing, ex_->keep_alive, client_http11);
   ex_->record.status = parser.statusCode();
 }
 
 void ClientConnection::onUpstreamBody(const char* at, size_t length) noexcept {
   if (length == 0) return;
-  if (ex_->spooling && (out_.size() >= kHighWatermark || (ex_->spool && !ex_->spool->empty()))) {
+  if (ex_->spooling && (ex_->out.size() >= kHighWatermark || (ex_->spool && !ex_->spool->empty()))) {
     if (!spoolBody(at, length)) {
       abandonUpstream(NoReuse::kError);
       close();  // the head is out: the client sees a truncated response
@@ -1093,8 +1096,8 @@ void ClientConnection::onUpstreamBody(const char* at, size_t length) noexcept {
     if (ex_->spool->full()) holdUpstream();  // past its caps: backpressure
     return;
   }
-  appendBodyPiece(out_, ex_->framing, at, length);
-  if (out_.size() >= kHighWatermark) {
+  appendBodyPiece(ex_->out, ex_->framing, at, length);
+  if (ex_->out.size() >= kHighWatermark) {
     // Buffering: the next pieces go to the spool (memory first). Streaming:
     // the upstream waits for the client.
     if (ex_->buffer_response) {
@@ -1106,7 +1109,7 @@ void ClientConnection::onUpstreamBody(const char* at, size_t length) noexcept {
   }
 }
 
-// The upstream waits for the client: out_ is full and, with buffering, so
+// The upstream waits for the client: its out is full and, with buffering, so
 // is the spool (memory, then its temporary file, up to their caps).
 void ClientConnection::holdUpstream() {
   if (ex_->upstream == nullptr || ex_->upstream_held) return;
@@ -1176,7 +1179,7 @@ void ClientConnection::endBodySpool() {
 }
 
 void ClientConnection::onUpstreamInputDone() noexcept {
-  if (!out_.empty()) flushClient();
+  if (!ex_->out.empty()) flushClient();
 }
 
 void ClientConnection::onUpstreamComplete() noexcept {
@@ -1196,7 +1199,7 @@ void ClientConnection::onUpstreamComplete() noexcept {
       return;
     }
   } else {
-    appendBodyEnd(out_, ex_->framing);
+    appendBodyEnd(ex_->out, ex_->framing);
   }
   completeResponse();
   if (!ex_->request_complete) ex_->keep_alive = false;
@@ -1219,7 +1222,7 @@ void ClientConnection::onUpstreamComplete() noexcept {
 void ClientConnection::respond(int status, std::string_view content_type, std::string_view body,
                                bool close_after, std::string_view headers) {
   beginAnswer(status, close_after);
-  writeLocalResponse(out_, status, content_type, body, ex_->keep_alive, ex_->head_request, headers);
+  writeLocalResponse(ex_->out, status, content_type, body, ex_->keep_alive, ex_->head_request, headers);
   sendAnswer();
 }
 
@@ -1247,19 +1250,19 @@ void ClientConnection::respondError(int status, bool close_after) {
   }
   if (state_ == State::kHead || state_ == State::kIdle) setState(State::kExchange);
   beginAnswer(status, close_after);
-  writeErrorResponse(out_, status, ex_->keep_alive, ex_->head_request,
+  writeErrorResponse(ex_->out, status, ex_->keep_alive, ex_->head_request,
                      kind_ == ListenerKind::kAdmin ? kAdminHeaders : std::string_view());
   sendAnswer();
 }
 
 void ClientConnection::handleAdmin() {
   if (admin_denied_) {  // outside admin.allow: one short answer, then close
-    LOG_DEBUG("admin: client %s is not in admin.allow: 403", peer_ip_);
+    LOG_DEBUG("admin: client %s is not in admin.allow: 403", peer_.text().c_str());
     respondError(403, true);
     return;
   }
-  std::string_view path = reader_.target().path;
-  if (!reader_.getOrHead()) {
+  std::string_view path = reader_->target().path;
+  if (!reader_->getOrHead()) {
     respondError(405, requestPending());
     return;
   }

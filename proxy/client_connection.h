@@ -61,7 +61,7 @@ class ClientConnection final : public IoHandler,
   void close();
 
   State state() const { return state_; }
-  size_t worker_index = 0;  // position in Worker's client list
+  uint32_t worker_index = 0;  // position in Worker's client list
 
   void onIoEvent(uint32_t events) noexcept override;
 
@@ -174,17 +174,18 @@ class ClientConnection final : public IoHandler,
   bool retryAfter(UpstreamError error);
 
   ClientHost& worker_;
-  const Config& config_;
   Fd fd_;
   const TlsServer* tls_server_;  // null: plain
   TlsSession tls_;
-  char peer_ip_[46] = {};
+  IpAddress peer_;
   ListenerKind kind_;
   bool admin_denied_;
   State state_ = State::kIdle;
   Timer timer_;
-  RequestReader reader_;  // the read buffer and the request parser
-  Buffer out_;
+  // The read buffer and the request parser, from the worker's cache: held
+  // from a request's first byte until the client is idle with nothing
+  // buffered. (The response's bytes are the exchange's: Exchange::out.)
+  RequestReaderCache::Ptr reader_;
   bool readable_ = false;
   bool hung_up_ = false;  // EPOLLRDHUP/HUP/ERR seen: read to EOF, never trust a short read
   bool writable_ = true;

@@ -19,6 +19,7 @@
 #include "core/log_throttle.h"
 #include "core/spool.h"
 #include "http/parser.h"
+#include "http/request_reader.h"
 #include "proxy/access_log.h"
 #include "proxy/exchange.h"
 #include "shm/stats_segment.h"
@@ -65,6 +66,8 @@ class ClientHost {
   virtual LogThrottle& bufferLog() = 0;
   // The free list of exchanges (proxy/exchange.h).
   virtual ExchangeCache& exchanges() = 0;
+  // The free list of request readers (http/request_reader.h).
+  virtual RequestReaderCache& readers() = 0;
 
   // Route lookup (proxy/routing.h). nullptr = 404.
   virtual const RouteConfig* route(std::string_view host, std::string_view path) const = 0;

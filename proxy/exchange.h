@@ -18,9 +18,11 @@
 #include <cstdint>
 #include <memory>
 #include <string>
-#include <vector>
+#include <utility>
 
 #include "core/buffer.h"
+#include "core/object_cache.h"
+#include "core/socket.h"
 #include "core/spool.h"
 #include "http/forwarding.h"
 #include "proxy/access_log.h"
@@ -37,9 +39,11 @@ enum class BodyPath : uint8_t {
 };
 
 struct Exchange {
-  explicit Exchange(BufferPool& buffers) : held(buffers) {}
+  explicit Exchange(BufferPool& buffers) : held(buffers), out(buffers) {}
   Exchange(const Exchange&) = delete;
   Exchange& operator=(const Exchange&) = delete;
+
+  IpAddress::Text client_ip;  // the client's address, as text
 
   // Where it goes.
   UpstreamGroup* group = nullptr;
@@ -69,6 +73,7 @@ struct Exchange {
   Buffer held;  // request bytes while waiting for a connection (max_conns), or a collected body's head
 
   // The response.
+  Buffer out;  // bytes for the client, not sent yet
   bool response_started = false;   // a response byte was queued for the client
   bool response_held = false;      // ...but none sent: it waits for the request's end
   bool response_complete = false;
@@ -83,34 +88,29 @@ struct Exchange {
 
   AccessRecord record;
   bool record_pending = false;  // a request head was parsed and not yet logged
+
+  // What only holds capacity for the next request survives the reset in the
+  // cache: the access log's text (allocated once, while the log is on) and
+  // the hash header's copy.
+  struct Kept {
+    std::unique_ptr<AccessText> text;
+    std::string hash_value;
+  };
+  Kept keep() {
+    hash_value.clear();
+    return Kept{std::move(record.text), std::move(hash_value)};
+  }
+  void restore(Kept&& kept) {
+    record.text = std::move(kept.text);
+    hash_value = std::move(kept.hash_value);
+  }
 };
 
-// A worker's free list of exchanges.
-class ExchangeCache {
+// A worker's free list of exchanges (core/object_cache.h): at most 256 wait.
+class ExchangeCache : public ObjectCache<Exchange, BufferPool&> {
  public:
-  explicit ExchangeCache(BufferPool& buffers) : buffers_(buffers) {}
-  ~ExchangeCache();
-  ExchangeCache(const ExchangeCache&) = delete;
-  ExchangeCache& operator=(const ExchangeCache&) = delete;
-
-  // Returns an exchange to its cache when it goes.
-  struct Return {
-    ExchangeCache* cache = nullptr;
-    void operator()(Exchange* exchange) const { cache->put(exchange); }
-  };
-  using Ptr = std::unique_ptr<Exchange, Return>;
-
-  // A fresh exchange (as constructed), from the list when it has one.
-  Ptr take();
-  size_t cached() const { return free_.size(); }
-
- private:
-  // At most this many wait in the list; past it, a returned exchange is freed.
   static constexpr size_t kMaxCached = 256;
-  void put(Exchange* exchange);
-
-  BufferPool& buffers_;
-  std::vector<Exchange*> free_;
+  explicit ExchangeCache(BufferPool& buffers) : ObjectCache(kMaxCached, buffers) {}
 };
 
 }  // namespace poolgate

@@ -400,21 +400,42 @@ TEST(RequestReader, ChunkOverMaxBodyBytesIs413AtItsSizeLine) {
   EXPECT_EQ(exact.events.back(), "complete");
 }
 
-TEST(RequestReader, IdleReaderGivesItsBufferBack) {
+// An idle client gives its reader back to the worker's cache: the buffer and
+// the header arrays go with it, and the next client gets a fresh reader, even
+// after one that was given back in the middle of a head.
+TEST(RequestReaderCache, AReturnedReaderGivesItsMemoryBackAndComesBackFresh) {
   BufferPool pool;
   LimitsConfig limits;
-  RequestReader reader(pool, limits);
-  const std::string bytes = "GET / HTTP/1.1\r\nHost: h\r\n\r\n";
-  ReadRoom room = reader.reserve();
-  std::memcpy(room.at, bytes.data(), bytes.size());
-  reader.commit(bytes.size());
-  EXPECT_EQ(pool.blocksInUse(), 1u);
-  ASSERT_EQ(reader.next(), ReqEvent::kHead);
-  ASSERT_EQ(reader.next(), ReqEvent::kComplete);
-  reader.nextMessage();
-  reader.releaseBuffer();
-  reader.releaseHeaders();
-  EXPECT_EQ(pool.blocksInUse(), 0u);
+  HeaderStore store;
+  RequestReaderCache cache(pool, limits, &store);
+  RequestReader* first = nullptr;
+  {
+    RequestReaderCache::Ptr reader = cache.take();
+    first = reader.get();
+    const std::string bytes = "GET / HTTP/1.1\r\nHost: h\r\n\r\nPOST /half HTTP/1.1\r\nHo";
+    ReadRoom room = reader->reserve();
+    std::memcpy(room.at, bytes.data(), bytes.size());
+    reader->commit(bytes.size());
+    ASSERT_EQ(reader->next(), ReqEvent::kHead);
+    ASSERT_EQ(reader->next(), ReqEvent::kComplete);
+    reader->nextMessage();
+    ASSERT_EQ(reader->next(), ReqEvent::kNeedMore);  // mid-head
+    EXPECT_EQ(pool.blocksInUse(), 1u);
+  }
+  EXPECT_EQ(pool.blocksInUse(), 0u) << "the buffer went back with the reader";
+  EXPECT_EQ(cache.cached(), 1u);
+  RequestReaderCache::Ptr again = cache.take();
+  EXPECT_EQ(again.get(), first) << "the free list is used";
+  EXPECT_TRUE(again->unread().empty());
+  EXPECT_TRUE(again->inHead());
+  const std::string next = "DELETE /x HTTP/1.1\r\nHost: h\r\n\r\n";
+  ReadRoom room = again->reserve();
+  std::memcpy(room.at, next.data(), next.size());
+  again->commit(next.size());
+  ASSERT_EQ(again->next(), ReqEvent::kHead) << "no trace of the half head before";
+  EXPECT_EQ(again->target().path, "/x");
+  EXPECT_EQ(again->verdict(), 0);
+  ASSERT_EQ(again->next(), ReqEvent::kComplete);
 }
 
 // ---- Responses ----------------------------------------------------------
