@@ -5,9 +5,10 @@ Input (a results directory written by tools/bench/run):
   runs.tsv    one line per wrk run:
               proxy workers conns body round wrk_file cpu_ticks upstream_held
               pg_opened pg_reused   (the last two: deltas of poolgate's /stats, or -)
-  memory.tsv  one line per proxy and worker count:
+  memory.tsv  one line per proxy, worker count and listener:
               proxy workers hwm_kb rss_before_kb rss_after_kb idle_requested
-              idle_opened idle_ok
+              idle_opened idle_ok listener
+              (listener: plain, or tls with --tls; files without the column are plain)
   meta        key=value lines (clk_tck, mode, ...)
   economy.tsv (--economy) one line per measured window:
               scenario proxy workers conns round wrk_file cpu_ticks upstream_accepts
@@ -107,8 +108,10 @@ def load(results):
     memory_file = results / "memory.tsv"
     if memory_file.exists():
         for line in memory_file.read_text().splitlines():
-            proxy, workers, hwm, before, after, requested, opened, ok = line.split("\t")
-            memory[(int(workers), proxy)] = dict(
+            fields = line.split("\t")
+            proxy, workers, hwm, before, after, requested, opened, ok = fields[:8]
+            listener = fields[8] if len(fields) > 8 else "plain"
+            memory[(int(workers), listener, proxy)] = dict(
                 hwm_kb=int(hwm), before_kb=int(before), after_kb=int(after),
                 requested=int(requested), opened=int(opened), ok=int(ok))
     totals_file = results / "poolgate_totals.tsv"
@@ -197,33 +200,44 @@ def print_load_tables(meta, summary, cases):
 
 
 
+LISTENER_ORDER = {"plain": 0, "tls": 1}
+
+
 def print_memory_table(memory):
-    if True:
-        print("### Memory (peak RSS after the load runs; RSS per idle keep-alive client "
-              "connection)")
+    listeners = sorted({l for (_w, l, _p) in memory}, key=lambda l: LISTENER_ORDER.get(l, 9))
+    title = ("RSS per idle keep-alive client connection" if listeners == ["plain"] else
+             "RSS per idle keep-alive client connection, plain HTTP and TLS")
+    print(f"### Memory (peak RSS after the load runs; {title})")
+    print()
+    if "tls" in listeners:
+        print("TLS rows (--tls): as many idle clients on a TLS listener (self-signed P-256 "
+              "certificate, HTTP/1.1), after the proxies were restarted with it and warmed up "
+              "again: their peak RSS is that of the fresh processes (warm-up only, no load "
+              "runs). \"vs nginx\" compares with nginx on the same listener and worker count.")
         print()
-        print("| workers | proxy | peak RSS MiB (VmHWM sum) | idle conns opened | "
-              "RSS before MiB | RSS with idle conns MiB | bytes / idle conn | vs nginx |")
-        print("|---|---|---:|---:|---:|---:|---:|---:|")
-        for workers in sorted({w for (w, _p) in memory}):
+    print("| workers | listener | proxy | peak RSS MiB (VmHWM sum) | idle conns opened | "
+          "RSS before MiB | RSS with idle conns MiB | bytes / idle conn | vs nginx |")
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|")
+    for workers in sorted({w for (w, _l, _p) in memory}):
+        for listener in listeners:
             per_conn = {}
             for proxy in PROXIES:
-                m = memory.get((workers, proxy))
+                m = memory.get((workers, listener, proxy))
                 if m and m["opened"]:
                     per_conn[proxy] = (m["after_kb"] - m["before_kb"]) * 1024 / m["opened"]
             for proxy in PROXIES:
-                m = memory.get((workers, proxy))
+                m = memory.get((workers, listener, proxy))
                 if not m:
                     continue
                 bytes_per = per_conn.get(proxy, float("nan"))
                 versus = ratio(bytes_per, per_conn.get("nginx", float("nan")))
                 versus_text = (mark(versus, lambda r: r <= 1.0) if proxy == "poolgate"
                                else fmt(versus))
-                print(f"| {workers} | {proxy} | {m['hwm_kb'] / 1024:.1f} | "
+                print(f"| {workers} | {listener} | {proxy} | {m['hwm_kb'] / 1024:.1f} | "
                       f"{m['opened']}/{m['requested']} (ok {m['ok']}) | "
                       f"{m['before_kb'] / 1024:.1f} | {m['after_kb'] / 1024:.1f} | "
                       f"{fmt(bytes_per, 0)} | {versus_text} |")
-        print()
+    print()
 
 
 PG_COUNTERS = ("opened", "reused", "trimmed", "pool_full", "yielded", "direct", "expired",
