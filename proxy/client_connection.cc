@@ -157,6 +157,10 @@ void ClientConnection::onClientTimer() {
   }
 }
 
+AccessLog* ClientConnection::accessLog() {
+  return kind_ == ListenerKind::kAdmin ? nullptr : worker_.accessLog();
+}
+
 // ---- Client I/O ------------------------------------------------------------
 
 void ClientConnection::onIoEvent(uint32_t events) noexcept {
@@ -389,7 +393,7 @@ void ClientConnection::flushClient() {
     if (ex_->spool->drainInto(ex_->out, kHighWatermark) == 0) {
       ServerCounters::add(worker_.stats().buffer_errors_total);
       LOG_ERROR("response buffering: cannot read back a temporary file: %s; response cut short", strerror(errno));
-      abandonUpstream(NoReuse::kError);
+      ex_->abandonUpstream(NoReuse::kError);
       close();
       return;
     }
@@ -400,7 +404,7 @@ void ClientConnection::flushClient() {
     // Reading on may bring the rest of the response at once, and through
     // onUpstreamComplete() another flushClient() may end the exchange.
     const uint32_t seq = exchange_seq_;
-    releaseHold();
+    ex_->releaseHold();
     if (!sameExchange(seq)) return;
   }
   if (ex_->out.empty() && !spooled) {
@@ -423,9 +427,8 @@ void ClientConnection::completeResponse() {
 }
 
 void ClientConnection::finishExchange() {
-  logExchange();
-  endSpool();
-  endBodySpool();
+  ex_->log(accessLog());
+  ex_->endSpools(worker_);
   // A response sent as keep-alive is honoured even if the worker began to
   // drain meanwhile: the client may already be sending its next request.
   if (!ex_->keep_alive || !ex_->request_complete || state_ == State::kClosing) {
@@ -463,16 +466,10 @@ void ClientConnection::close() {
   // The exchange, if any, is kept until the connection is deleted: callers
   // up the stack may still look at it.
   if (ex_) {
-    if (ex_->record_pending) {
-      if (ex_->record.status == 0) ex_->record.status = 499;  // nginx's "client closed request"
-      if (ex_->record.error == nullptr) ex_->record.error = "client_closed";
-      if (ex_->record.upstream_done_ms == 0) ex_->record.upstream_done_ms = worker_.loop().now();
-      logExchange();
-    }
-    abandonUpstream(NoReuse::kClientGone);  // never pool a connection whose exchange was cut short
+    ex_->logClosed(accessLog(), worker_.loop().now());
+    ex_->abandonUpstream(NoReuse::kClientGone);  // never pool a connection whose exchange was cut short
     leaveQueue();
-    endSpool();
-    endBodySpool();
+    ex_->endSpools(worker_);
   }
   WorkerSlot& stats = worker_.stats();
   if (kind_ == ListenerKind::kAdmin) {
@@ -497,14 +494,7 @@ void ClientConnection::close() {
 void ClientConnection::onRequestHead() {
   setState(State::kExchange);
   timer_.cancel();
-  const HttpHead& head = reader_->head();
-  const char* base = reader_->base();
-  beginRecord(head, base);
-  ex_->head_request = reader_->headRequest();
-  ex_->idempotent = reader_->idempotent();
-  ex_->request_chunked = reader_->chunked();
-  ex_->keep_alive = reader_->keepAlive();
-  ex_->upgrade = reader_->upgrade();
+  ex_->beginRequest(*reader_, accessLog() != nullptr);
 
   if (admin_denied_) {  // before anything else about the request: 403 and close
     handleAdmin();
@@ -514,8 +504,6 @@ void ClientConnection::onRequestHead() {
     respondError(status, true);
     return;
   }
-  ex_->expect_continue = equalsIgnoreCase(findHeader(head, base, "expect"), "100-continue");
-
   // A local answer that keeps the connection lets the reader go on to the
   // end of the (bodyless) request; one that closes it stops reading here.
   if (kind_ == ListenerKind::kAdmin) {
@@ -566,7 +554,7 @@ void ClientConnection::startExchange() {
   }
   if (!connectUpstream()) return;  // an error response is on its way
   // (Queued for max_conns, the head and body wait in ex_->held until a connection comes.)
-  Buffer* sink = requestSink();
+  Buffer* sink = ex_->requestSink();
   Server& server = ex_->group->server(static_cast<size_t>(ex_->upstream != nullptr ? ex_->server_index : ex_->queued_server));
   writeForwardedRequestHead(*sink, reader_->parser(), base, forwardContext(server.name()));
   answerExpectation();  // the body streams when it comes
@@ -668,7 +656,7 @@ void ClientConnection::pumpBody() {
     ServerCounters::set(worker_.stats().buffered_memory, worker_.spoolBudget().in_use);
     ex_->upstream->flush();  // may end in onUpstreamDrained() (another round) or an error
     if (!sameExchange(seq)) return;  // it failed, the client was answered: over
-  } while (ex_->pump_again && state_ == State::kExchange && !requestSent() && ex_->body_spool && !ex_->body_spool->empty());
+  } while (ex_->pump_again && state_ == State::kExchange && !ex_->requestSent() && ex_->body_spool && !ex_->body_spool->empty());
   ex_->pumping = false;
 }
 
@@ -683,20 +671,8 @@ void ClientConnection::bodySpoolFailed() {
   // Collecting, nothing has reached an upstream: 507. Sending, the upstream
   // has part of the request: that connection goes, and the client gets 502.
   const int status = ex_->body_path == BodyPath::kCollect ? 507 : 502;
-  abandonUpstream(NoReuse::kRequestNotSent);
+  ex_->abandonUpstream(NoReuse::kRequestNotSent);
   respondError(status, true);
-}
-
-bool ClientConnection::requestSent() const {
-  if (!ex_->request_complete) return false;
-  if (ex_->body_spool && !ex_->body_spool->empty()) return false;
-  return !ex_->body_rechunk || ex_->body_end_sent;
-}
-
-Buffer* ClientConnection::requestSink() {
-  if (ex_->upstream != nullptr) return &ex_->upstream->output();
-  if (ex_->queued_server >= 0) return &ex_->held;
-  return nullptr;
 }
 
 size_t ClientConnection::pendingRequestBytes() const {
@@ -751,7 +727,6 @@ void ClientConnection::onPoolAvailable() noexcept {
   }
 }
 
-
 void ClientConnection::onRequestBody(RequestReader::Event event) {
   // (Counted against max_body_bytes by the reader, also while the body is
   // read and dropped after the app has answered: discardingBody().)
@@ -760,7 +735,7 @@ void ClientConnection::onRequestBody(RequestReader::Event event) {
     if (event == RequestReader::Event::kBody && !discardingBody()) storeBody(reader_->body());
     return;
   }
-  Buffer* sink = requestSink();
+  Buffer* sink = ex_->requestSink();
   if (sink == nullptr) return;  // discarded
   if (event == RequestReader::Event::kBody) ex_->body_started = true;
   reader_->forward(*sink);  // re-chunked for a chunked request
@@ -776,7 +751,7 @@ void ClientConnection::onRequestComplete() {
   if (ex_->body_path == BodyPath::kSpooled) {
     pumpBody();  // the last chunk, after the spool, where one is due
     if (!sameExchange(seq)) return;
-  } else if (Buffer* sink = requestSink(); sink != nullptr) {
+  } else if (Buffer* sink = ex_->requestSink(); sink != nullptr) {
     reader_->forward(*sink);  // the last chunk
   }
   // The rest (pipelined requests) waits for its turn.
@@ -792,7 +767,7 @@ void ClientConnection::onRequestComplete() {
 void ClientConnection::refuseOversizedBody() {
   // What was queued for the upstream and not sent yet goes with the
   // connection, which can never carry another request: its body is cut.
-  abandonUpstream(NoReuse::kRequestNotSent);
+  ex_->abandonUpstream(NoReuse::kRequestNotSent);
   ex_->record.error = "body_too_large";
   if (ex_->response_started && !ex_->response_held) {
     close();  // response bytes went out: cut it, never let it pass as complete
@@ -835,14 +810,14 @@ bool ClientConnection::connectUpstream(bool woken) {
     if (PoolMember* member = server.pool().checkout()) {
       auto* conn = static_cast<UpstreamConnection*>(member);
       conn->attach(*this);
-      useConnection(conn);
+      ex_->use(conn, worker_.loop().now());
       return true;
     }
     int error = 0;
     UpstreamConnection* conn =
         UpstreamConnection::open(worker_.loop(), worker_.buffers(), &worker_.headerStore(), server, worker_.config().timeouts, *this, &error);
     if (conn != nullptr) {
-      useConnection(conn);
+      ex_->use(conn, worker_.loop().now());
       return true;
     }
     skipped.add(static_cast<size_t>(ex_->server_index));
@@ -874,58 +849,6 @@ PickContext ClientConnection::pickContext() const {
   context.client_ip = ex_->client_ip.c_str();
   context.hash_value = ex_->hash_value;
   return context;
-}
-
-void ClientConnection::useConnection(UpstreamConnection* conn) {
-  ex_->upstream = conn;
-  conn->beginRequest(ex_->head_request);
-  ex_->record.upstream = conn->server().name();
-  ex_->record.upstream_started_ms = worker_.loop().now();
-  ex_->record.upstream_reused = conn->reused();
-}
-
-void ClientConnection::beginRecord(const HttpHead& head, const char* base) {
-  ex_->record_pending = true;
-  ex_->record.status = 0;
-  ex_->record.bytes_sent = 0;
-  ex_->record.upstream = {};
-  ex_->record.upstream_started_ms = ex_->record.upstream_done_ms = 0;
-  ex_->record.upstream_reused = false;
-  ex_->record.error = nullptr;
-  ex_->record.http_minor = reader_->versionMinor();
-  if (worker_.accessLog() == nullptr) return;
-  if (!ex_->record.text) ex_->record.text = std::make_unique<AccessText>();  // once per connection
-  AccessText& text = *ex_->record.text;
-  text.method.assign(head.method.view(base));
-  text.target.assign(head.target.view(base));
-  text.referer.assign(findHeader(head, base, "referer"));
-  text.user_agent.assign(findHeader(head, base, "user-agent"));
-}
-
-void ClientConnection::logExchange() {
-  if (!ex_->record_pending) return;
-  ex_->record_pending = false;
-  // The admin listener's polling (/stats every second) stays out of the access log.
-  if (kind_ == ListenerKind::kAdmin) return;
-  if (AccessLog* log = worker_.accessLog()) log->write(ex_->record, ex_->client_ip.c_str());
-}
-
-void ClientConnection::abandonUpstream(NoReuse reason) {
-  if (ex_->upstream == nullptr) return;
-  UpstreamConnection* conn = ex_->upstream;
-  ex_->upstream = nullptr;
-  ex_->upstream_held = false;
-  ServerCounters& counters = conn->server().counters();
-  ServerCounters::add(counters.no_reuse_total[static_cast<int>(reason)]);
-  conn->close();
-}
-
-void ClientConnection::releaseUpstream() {
-  if (ex_->upstream == nullptr) return;
-  UpstreamConnection* conn = ex_->upstream;
-  ex_->upstream = nullptr;
-  ex_->upstream_held = false;  // nothing left to hold back
-  conn->release(requestSent(), worker_.draining());
 }
 
 void ClientConnection::onUpstreamConnected() noexcept {
@@ -976,11 +899,11 @@ bool ClientConnection::retryAfter(UpstreamError error) {
     UpstreamConnection* conn =
         UpstreamConnection::open(worker_.loop(), worker_.buffers(), &worker_.headerStore(), server, worker_.config().timeouts, *this, &err);
     if (conn == nullptr) return false;
-    useConnection(conn);
+    ex_->use(conn, worker_.loop().now());
   } else if (!connectUpstream()) {
     return true;  // it answered the client
   }
-  Buffer* sink = requestSink();
+  Buffer* sink = ex_->requestSink();
   sink->append(replay.data(), replay.size());
   if (ex_->upstream != nullptr) ex_->upstream->flush();
   return true;
@@ -1088,12 +1011,12 @@ void ClientConnection::writeResponseHead(const HttpParser& parser, const char* b
 void ClientConnection::onUpstreamBody(const char* at, size_t length) noexcept {
   if (length == 0) return;
   if (ex_->spooling && (ex_->out.size() >= kHighWatermark || (ex_->spool && !ex_->spool->empty()))) {
-    if (!spoolBody(at, length)) {
-      abandonUpstream(NoReuse::kError);
+    if (!ex_->spoolResponseBody(worker_, at, length)) {
+      ex_->abandonUpstream(NoReuse::kError);
       close();  // the head is out: the client sees a truncated response
       return;
     }
-    if (ex_->spool->full()) holdUpstream();  // past its caps: backpressure
+    if (ex_->spool->full()) ex_->holdUpstream();  // past its caps: backpressure
     return;
   }
   appendBodyPiece(ex_->out, ex_->framing, at, length);
@@ -1103,79 +1026,10 @@ void ClientConnection::onUpstreamBody(const char* at, size_t length) noexcept {
     if (ex_->buffer_response) {
       ex_->spooling = true;
     } else {
-      holdUpstream();
+      ex_->holdUpstream();
     }
     flushClient();
   }
-}
-
-// The upstream waits for the client: its out is full and, with buffering, so
-// is the spool (memory, then its temporary file, up to their caps).
-void ClientConnection::holdUpstream() {
-  if (ex_->upstream == nullptr || ex_->upstream_held) return;
-  ex_->upstream_held = true;
-  ex_->upstream->pauseReading(true);
-}
-
-void ClientConnection::releaseHold() {
-  if (!ex_->upstream_held) return;
-  ex_->upstream_held = false;
-  if (ex_->upstream != nullptr) ex_->upstream->pauseReading(false);
-}
-
-bool ClientConnection::spoolBody(const char* at, size_t length) {
-  if (!ex_->spool) {
-    ex_->spool = std::make_unique<Spool>(worker_.buffers(), worker_.spoolBudget(), worker_.spoolLimits());
-  }
-  bool ok = true;
-  if (ex_->framing == Framing::kChunked) {
-    char line[24];
-    const int n = snprintf(line, sizeof line, "%zx\r\n", length);
-    ok = ex_->spool->append(line, static_cast<size_t>(n)) && ex_->spool->append(at, length) && ex_->spool->append("\r\n");
-  } else {
-    ok = ex_->spool->append(at, length);
-  }
-  WorkerSlot& stats = worker_.stats();
-  ServerCounters::set(stats.buffered_memory, worker_.spoolBudget().in_use);
-  if (!ok) {
-    ServerCounters::add(stats.buffer_errors_total);
-    if (worker_.bufferLog().admit(strerror(errno))) {
-      LOG_ERROR("response buffering: cannot write a temporary file in %s: %s; response cut short",
-                worker_.spoolLimits().directory.c_str(), strerror(errno));
-    }
-  }
-  return ok;
-}
-
-namespace {
-// A spool's figures, counted as it goes.
-void countSpool(WorkerSlot& stats, const Spool& spool, std::atomic<uint64_t>& total, std::atomic<uint64_t>& disk) {
-  if (spool.peak() == 0) return;
-  ServerCounters::add(total);
-  if (spool.usedFile()) ServerCounters::add(disk);
-  ServerCounters::add(stats.buffered_bytes_total, spool.appended());
-  if (spool.peak() > ServerCounters::get(stats.buffered_largest)) ServerCounters::set(stats.buffered_largest, spool.peak());
-}
-}  // namespace
-
-void ClientConnection::endSpool() {
-  WorkerSlot& stats = worker_.stats();
-  if (ex_->released_ms != 0) {
-    ServerCounters::add(stats.upstream_time_saved_ms_total, worker_.loop().now() - ex_->released_ms);
-    ex_->released_ms = 0;
-  }
-  if (!ex_->spool) return;
-  countSpool(stats, *ex_->spool, stats.buffered_total, stats.buffered_disk_total);
-  ex_->spool.reset();  // an idle keep-alive client holds no spool
-  ServerCounters::set(stats.buffered_memory, worker_.spoolBudget().in_use);
-}
-
-void ClientConnection::endBodySpool() {
-  if (!ex_->body_spool) return;
-  WorkerSlot& stats = worker_.stats();
-  countSpool(stats, *ex_->body_spool, stats.buffered_requests_total, stats.buffered_requests_disk_total);
-  ex_->body_spool.reset();
-  ServerCounters::set(stats.buffered_memory, worker_.spoolBudget().in_use);
 }
 
 void ClientConnection::onUpstreamInputDone() noexcept {
@@ -1185,7 +1039,7 @@ void ClientConnection::onUpstreamInputDone() noexcept {
 void ClientConnection::onUpstreamComplete() noexcept {
   ex_->record.upstream_done_ms = worker_.loop().now();
   if (state_ == State::kTunnel) {  // the upstream closed the tunnel: flush what it sent, then close
-    abandonUpstream(NoReuse::kUpstreamClose);
+    ex_->abandonUpstream(NoReuse::kUpstreamClose);
     ex_->response_complete = true;  // (counted in requests when the tunnel began)
     setState(State::kClosing);
     flushClient();
@@ -1194,7 +1048,7 @@ void ClientConnection::onUpstreamComplete() noexcept {
   if (ex_->spool && !ex_->spool->empty()) {
     // The client is still behind: the end of the body queues after the spool.
     if (ex_->framing == Framing::kChunked && !ex_->spool->append("0\r\n\r\n")) {
-      abandonUpstream(NoReuse::kError);
+      ex_->abandonUpstream(NoReuse::kError);
       close();
       return;
     }
@@ -1204,7 +1058,7 @@ void ClientConnection::onUpstreamComplete() noexcept {
   completeResponse();
   if (!ex_->request_complete) ex_->keep_alive = false;
   if (ex_->spool && !ex_->spool->empty()) ex_->released_ms = worker_.loop().now();  // the client still reads: time the app got back
-  releaseUpstream();
+  ex_->releaseUpstream(worker_.draining());
   if (ex_->response_held && !ex_->request_complete) {
     // The app answered before the body ended. Its answer waits until the
     // rest of the body has been read (and dropped) within max_body_bytes;
@@ -1227,7 +1081,7 @@ void ClientConnection::respond(int status, std::string_view content_type, std::s
 }
 
 void ClientConnection::beginAnswer(int status, bool close_after) {
-  abandonUpstream(NoReuse::kError);  // an error answer replaces the exchange
+  ex_->abandonUpstream(NoReuse::kError);  // an error answer replaces the exchange
   if (close_after || worker_.draining()) ex_->keep_alive = false;
   ex_->response_started = true;
   ex_->record.status = status;

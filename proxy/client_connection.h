@@ -85,15 +85,11 @@ class ClientConnection final : public IoHandler,
   void relayClientBytes();
   void relayLoop();
   void flushClient();
-  // Response buffering (see core/spool.h): body bytes past out_'s high-water
-  // mark go to the spool while buffer_response_; false on a write error.
-  bool spoolBody(const char* at, size_t length);
-  void endSpool();  // the exchange is over: figures counted, memory and file freed
-  void endBodySpool();
-  void holdUpstream();  // stop reading the upstream until the client catches up
-  void releaseHold();
   void armClientTimer();
   void onClientTimer();
+  // Where this client's exchanges are logged: nowhere for the admin
+  // listener (its /stats polling would fill the access log).
+  AccessLog* accessLog();
   void setState(State state);
   void beginExchange();  // the first byte of a request: an Exchange from the worker's cache
   void completeResponse();
@@ -129,8 +125,6 @@ class ClientConnection final : public IoHandler,
   // a time, as it drains.
   void pumpBody();
   void bodySpoolFailed();  // a temporary file write or read failed: 507 / 502
-  // Everything of the request has been handed to the upstream connection.
-  bool requestSent() const;
   ForwardContext forwardContext(std::string_view fallback_host) const;
   void answerExpectation();  // 100 Continue, where the client asked for it
   void handleAdmin();
@@ -142,17 +136,9 @@ class ClientConnection final : public IoHandler,
   bool waitForConnection(int server_index, bool at_front);
   void leaveQueue();
   void onPoolAvailable() noexcept override;
-  // Where request bytes go: the upstream connection's output, or held_ while
-  // queued; nullptr when the request is being answered here.
-  Buffer* requestSink();
   size_t pendingRequestBytes() const;
-  void useConnection(UpstreamConnection* conn);
   PickContext pickContext() const;  // what the balancer may look at
-  void beginRecord(const HttpHead& head, const char* base);
-  void logExchange();
   bool requestPending() const;  // body bytes of the current request still to come
-  void releaseUpstream();
-  void abandonUpstream(NoReuse reason);  // close it mid-exchange, counted in no_reuse
   void respondError(int status, bool close_after);
   // `headers`: extra header lines, each ending in CRLF.
   void respond(int status, std::string_view content_type, std::string_view body, bool close_after,

@@ -9,9 +9,10 @@
 // constructing it afresh (nothing to forget to clear) and kept for the next
 // request, so that steady traffic allocates none.
 //
-// This is the first step of separating the exchange from the connection
-// (README, "Layout"): the fields live here, the logic that drives them is
-// still ClientConnection's.
+// What concerns the exchange alone is done here: describing the request and
+// logging it, holding, releasing or abandoning its upstream connection, and
+// its spools. What also concerns the client's socket (reading, answering,
+// routing, retries, queueing) is still driven by ClientConnection.
 #pragma once
 
 #include <cstddef>
@@ -38,10 +39,41 @@ enum class BodyPath : uint8_t {
   kSpooled,  // from body_spool to the upstream connection, as it drains
 };
 
+class ClientHost;
+class RequestReader;
+
 struct Exchange {
   explicit Exchange(BufferPool& buffers) : held(buffers), out(buffers) {}
   Exchange(const Exchange&) = delete;
   Exchange& operator=(const Exchange&) = delete;
+
+  // The request's head has been read: what the exchange keeps of it, and
+  // the access record (with its text when `log_text`: the access log is on).
+  void beginRequest(const RequestReader& reader, bool log_text);
+  // Writes the access record, once (`access_log` null: not logged).
+  void log(AccessLog* access_log);
+  // ...for a client that went away before its response was done (499).
+  void logClosed(AccessLog* access_log, uint64_t now);
+
+  // The upstream connection: taken (from a pool or new), given back through
+  // the reuse checklist, or closed mid-exchange (counted in no_reuse).
+  void use(UpstreamConnection* conn, uint64_t now);
+  void releaseUpstream(bool draining);
+  void abandonUpstream(NoReuse reason);
+  // The upstream waits for the client (out and the spool are full), or reads on.
+  void holdUpstream();
+  void releaseHold();
+  // Everything of the request has been handed to the upstream connection.
+  bool requestSent() const;
+  // Where request bytes go: the upstream connection's output, or `held`
+  // while queued; nullptr when the request is being answered here.
+  Buffer* requestSink();
+
+  // Response buffering: a body piece that the client is not ready for
+  // (false: the spool could not take it, the response is cut).
+  bool spoolResponseBody(ClientHost& host, const char* at, size_t length);
+  // The exchange is over: the spools' figures counted, their memory and files freed.
+  void endSpools(ClientHost& host);
 
   IpAddress::Text client_ip;  // the client's address, as text
 

@@ -1,9 +1,14 @@
-// ExchangeCache: the per-worker free list of exchanges (proxy/exchange.h).
+// Exchange (proxy/exchange.h): its own bookkeeping, and the per-worker free
+// list of exchanges.
 #include "proxy/exchange.h"
 
 #include <gtest/gtest.h>
 
+#include <cstring>
+#include <string>
 #include <vector>
+
+#include "http/request_reader.h"
 
 namespace poolgate {
 namespace {
@@ -79,6 +84,100 @@ TEST(ExchangeCache, KeepsAtMostItsCap) {
     for (int i = 0; i < 300; ++i) many.push_back(cache.take());
   }
   EXPECT_EQ(cache.cached(), 256u) << "past the cap, returned exchanges are freed";
+}
+
+// A reader holding one parsed request head.
+struct ReadHead {
+  ReadHead(BufferPool& buffers, const std::string& bytes) : reader(buffers, limits) {
+    ReadRoom room = reader.reserve();
+    std::memcpy(room.at, bytes.data(), bytes.size());
+    reader.commit(bytes.size());
+    event = reader.next();
+  }
+  LimitsConfig limits;
+  RequestReader reader;
+  RequestReader::Event event;
+};
+
+TEST(Exchange, BeginRequestKeepsWhatTheExchangeNeedsOfTheHead) {
+  BufferPool buffers(1024);
+  ReadHead read(buffers,
+                "HEAD /x?y HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nConnection: close\r\n"
+                "User-Agent: ua/1\r\nReferer: http://r/\r\n\r\n");
+  ASSERT_EQ(read.event, RequestReader::Event::kHead);
+  Exchange ex(buffers);
+  ex.beginRequest(read.reader, /*log_text=*/true);
+  EXPECT_TRUE(ex.head_request);
+  EXPECT_TRUE(ex.idempotent);
+  EXPECT_FALSE(ex.keep_alive);
+  EXPECT_TRUE(ex.expect_continue);
+  EXPECT_FALSE(ex.upgrade);
+  EXPECT_FALSE(ex.request_chunked);
+  EXPECT_TRUE(ex.record_pending);
+  EXPECT_EQ(ex.record.http_minor, 1);
+  ASSERT_NE(ex.record.text, nullptr);
+  EXPECT_EQ(ex.record.text->method, "HEAD");
+  EXPECT_EQ(ex.record.text->target, "/x?y");
+  EXPECT_EQ(ex.record.text->user_agent, "ua/1");
+  EXPECT_EQ(ex.record.text->referer, "http://r/");
+
+  Exchange quiet(buffers);
+  quiet.beginRequest(read.reader, /*log_text=*/false);
+  EXPECT_TRUE(quiet.record_pending);
+  EXPECT_EQ(quiet.record.text, nullptr) << "no access log: no text is copied";
+}
+
+TEST(Exchange, ARecordIsLoggedOnceAndAClosedClientGets499) {
+  BufferPool buffers(1024);
+  ReadHead read(buffers, "POST /p HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n");
+  ASSERT_EQ(read.event, RequestReader::Event::kHead);
+  Exchange ex(buffers);
+  ex.beginRequest(read.reader, false);
+  EXPECT_TRUE(ex.request_chunked);
+  EXPECT_FALSE(ex.idempotent);
+  EXPECT_TRUE(ex.keep_alive);
+  ex.logClosed(nullptr, 1234);
+  EXPECT_FALSE(ex.record_pending);
+  EXPECT_EQ(ex.record.status, 499);
+  EXPECT_STREQ(ex.record.error, "client_closed");
+  EXPECT_EQ(ex.record.upstream_done_ms, 1234u);
+
+  Exchange answered(buffers);
+  answered.beginRequest(read.reader, false);
+  answered.record.status = 502;
+  answered.record.error = "connect_failed";
+  answered.log(nullptr);
+  EXPECT_FALSE(answered.record_pending);
+  answered.logClosed(nullptr, 99);  // already logged: nothing changes
+  EXPECT_EQ(answered.record.status, 502);
+  EXPECT_STREQ(answered.record.error, "connect_failed");
+  EXPECT_EQ(answered.record.upstream_done_ms, 0u);
+}
+
+TEST(Exchange, RequestBytesGoToHeldWhileQueuedAndNowhereWhenAnsweredHere) {
+  BufferPool buffers(1024);
+  Exchange ex(buffers);
+  EXPECT_EQ(ex.requestSink(), nullptr);
+  ex.queued_server = 0;
+  EXPECT_EQ(ex.requestSink(), &ex.held);
+}
+
+TEST(Exchange, TheRequestIsSentOnlyOnceItsBodyAndItsLastChunkHaveGone) {
+  BufferPool buffers(1024);
+  SpoolBudget budget{1 << 20, 0};
+  SpoolLimits limits{64 * 1024, 0, "/tmp"};
+  Exchange ex(buffers);
+  EXPECT_FALSE(ex.requestSent()) << "the request has not ended";
+  ex.request_complete = true;
+  EXPECT_TRUE(ex.requestSent());
+  ex.body_spool = std::make_unique<Spool>(buffers, budget, limits);
+  ASSERT_TRUE(ex.body_spool->append("body"));
+  EXPECT_FALSE(ex.requestSent()) << "collected body bytes still wait";
+  ex.body_spool->clear();
+  ex.body_rechunk = true;
+  EXPECT_FALSE(ex.requestSent()) << "re-chunked: the last chunk is due";
+  ex.body_end_sent = true;
+  EXPECT_TRUE(ex.requestSent());
 }
 
 }  // namespace
