@@ -18,10 +18,8 @@ namespace poolgate {
 namespace {
 
 constexpr uint32_t kEvents = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
-// Backpressure: stop reading one side while the other side's unsent bytes
-// exceed the high mark; start again below the low mark.
-constexpr size_t kHighWatermark = 64 * 1024;
-constexpr size_t kLowWatermark = 16 * 1024;
+constexpr size_t kHighWatermark = Exchange::kHighWatermark;
+constexpr size_t kLowWatermark = Exchange::kLowWatermark;
 constexpr uint64_t kDrainIdleGraceMs = 1000;
 constexpr uint64_t kLingerMs = 2000;              // lingeringClose(): how long input is dropped
 constexpr size_t kMaxLingerBytes = 256 * 1024;    // ...and how much of it
@@ -36,8 +34,10 @@ ClientConnection::ClientConnection(ClientHost& worker, Fd fd, const SocketAddres
       peer_(IpAddress::of(peer)),
       kind_(kind),
       admin_denied_(admin_denied),
-      timer_(worker.loop().timers(), [this] { onClientTimer(); }) {
-}
+      timer_(worker.loop().timers(), [this] {
+        DispatchScope scope(*this);
+        onClientTimer();
+      }) {}
 
 ClientConnection::~ClientConnection() = default;
 
@@ -64,9 +64,26 @@ void ClientConnection::start() {
 
 void ClientConnection::beginExchange() {
   ex_ = worker_.exchanges().take();
-  ++exchange_seq_;
-  ex_->client_ip = peer_.text();
-  ex_->record.started_ms = worker_.loop().now();
+  ex_->attach(*this, worker_, peer_, static_cast<bool>(tls_), kind_ == ListenerKind::kAdmin);
+}
+
+void ClientConnection::enterDispatch() { ++depth_; }
+
+void ClientConnection::leaveDispatch() {
+  if (--depth_ == 0) settle();
+}
+
+// The outermost dispatch is over: an exchange that completed meanwhile is
+// finished now, with nothing of it left on the stack. Finishing may parse a
+// pipelined request that completes at once too: one more round.
+void ClientConnection::settle() {
+  ++depth_;
+  while (finish_pending_ && state_ != State::kClosed) {
+    finish_pending_ = false;
+    finishExchange();
+  }
+  finish_pending_ = false;
+  --depth_;
 }
 
 void ClientConnection::setState(State state) {
@@ -106,8 +123,11 @@ void ClientConnection::armClientTimer() {
       if (!timer_.armed()) timer_.arm(secondsToMs(t.client_header));
       return;
     case State::kExchange:
-      if (ex_->queued_server >= 0) return;  // the queue_timeout armed in waitForConnection() runs
-      if (!ex_->request_complete && pendingRequestBytes() < kHighWatermark) {
+      if (ex_->queued_server >= 0) {  // the exchange's queue_timeout runs
+        timer_.cancel();
+        return;
+      }
+      if (!ex_->request_complete && ex_->pendingRequestBytes() < kHighWatermark) {
         timer_.arm(secondsToMs(t.client_body));  // waiting for body bytes
       } else {
         timer_.cancel();  // the upstream side has its own timeouts
@@ -139,14 +159,7 @@ void ClientConnection::onClientTimer() {
       respondError(408, true);
       return;
     case State::kExchange:
-      if (ex_->queued_server >= 0) {
-        Pool& pool = ex_->group->server(static_cast<size_t>(ex_->queued_server)).pool();
-        pool.dequeue(*this);
-        pool.noteQueueTimeout();
-        ex_->queued_server = -1;
-        ex_->record.error = "queue_timeout";
-        respondError(503, requestPending());
-      } else if (!ex_->response_started || ex_->response_held) {
+      if (!ex_->response_started || ex_->response_held) {
         respondError(408, true);
       } else {
         close();
@@ -165,6 +178,7 @@ AccessLog* ClientConnection::accessLog() {
 
 void ClientConnection::onIoEvent(uint32_t events) noexcept {
   if (state_ == State::kClosed) return;
+  DispatchScope scope(*this);
   if (lingering_) {
     discardInput();
     return;
@@ -256,7 +270,7 @@ void ClientConnection::readClient() {
     if (state_ == State::kExchange) {
       // One request at a time: after its end, pipelined bytes wait.
       if (ex_->request_complete) return;
-      if (pendingRequestBytes() >= kHighWatermark) return;
+      if (ex_->pendingRequestBytes() >= kHighWatermark) return;
     }
     // The reader says how much a read may bring (a head has its limits).
     if (!reader_) reader_ = worker_.readers().take();
@@ -348,13 +362,13 @@ void ClientConnection::parseClient() {
       case RequestReader::Event::kChunkStart:
       case RequestReader::Event::kBody:
       case RequestReader::Event::kChunkEnd:
-        onRequestBody(event);
+        ex_->onRequestBody(event);
         break;
       case RequestReader::Event::kComplete:
-        onRequestComplete();
+        ex_->onRequestComplete();
         return;
       case RequestReader::Event::kError:
-        onRequestError();
+        ex_->onRequestError();
         return;
     }
   }
@@ -401,34 +415,24 @@ void ClientConnection::flushClient() {
   }
   const bool spooled = ex_->spool && !ex_->spool->empty();
   if (ex_->out.size() < kLowWatermark && !(spooled && ex_->spool->full())) {
-    // Reading on may bring the rest of the response at once, and through
-    // onUpstreamComplete() another flushClient() may end the exchange.
-    const uint32_t seq = exchange_seq_;
+    // Reading on may bring the rest of the response at once (and through
+    // onUpstreamComplete() another flushClient()).
     ex_->releaseHold();
-    if (!sameExchange(seq)) return;
   }
-  if (ex_->out.empty() && !spooled) {
+  if (ex_->out.empty() && !(ex_->spool && !ex_->spool->empty())) {
     ex_->out.releaseIfEmpty();
     if (ex_->response_complete && (state_ == State::kExchange || state_ == State::kClosing)) {
-      finishExchange();
+      finish_pending_ = true;  // when the dispatch ends (settle())
+      if (depth_ == 0) settle();
       return;
     }
   }
   armClientTimer();
 }
 
-// The whole response is produced (its last bytes may still be on their way
-// out). It counts in `requests` now, so that /stats, read by a client that
-// has just received it, already shows it.
-void ClientConnection::completeResponse() {
-  if (ex_->response_complete) return;  // a held response replaced by an error answer: counted once
-  ex_->response_complete = true;
-  if (kind_ == ListenerKind::kProxy) worker_.onRequestDone();
-}
-
 void ClientConnection::finishExchange() {
   ex_->log(accessLog());
-  ex_->endSpools(worker_);
+  ex_->endSpools();
   // A response sent as keep-alive is honoured even if the worker began to
   // drain meanwhile: the client may already be sending its next request.
   if (!ex_->keep_alive || !ex_->request_complete || state_ == State::kClosing) {
@@ -468,8 +472,8 @@ void ClientConnection::close() {
   if (ex_) {
     ex_->logClosed(accessLog(), worker_.loop().now());
     ex_->abandonUpstream(NoReuse::kClientGone);  // never pool a connection whose exchange was cut short
-    leaveQueue();
-    ex_->endSpools(worker_);
+    ex_->leaveQueue();
+    ex_->endSpools();
   }
   WorkerSlot& stats = worker_.stats();
   if (kind_ == ListenerKind::kAdmin) {
@@ -509,452 +513,11 @@ void ClientConnection::onRequestHead() {
   if (kind_ == ListenerKind::kAdmin) {
     handleAdmin();
   } else {
-    startExchange();
+    ex_->start();
   }
 }
 
-void ClientConnection::onRequestError() {
-  if (reader_->bodyTooLarge()) {
-    refuseOversizedBody();
-    return;
-  }
-  if (ex_->response_started && !ex_->response_held) {
-    close();
-    return;
-  }
-  if (reader_->errorStatus() == 400) {
-    LOG_DEBUG("client %s: bad request: %s (%s)", peer_.text().c_str(), reader_->errorName(), reader_->errorReason());
-  }
-  respondError(reader_->errorStatus(), true);
-}
-
-bool ClientConnection::requestPending() const {
-  if (ex_->request_complete) return false;
-  return reader_->bodyPending();
-}
-
-void ClientConnection::startExchange() {
-  const HttpHead& head = reader_->head();
-  const char* base = reader_->base();
-  const RequestTarget& target = reader_->target();
-  const std::string_view host = reader_->host();
-  const RouteConfig* route = worker_.route(hostWithoutPort(host), target.path);
-  if (route == nullptr) {
-    respondError(404, requestPending());
-    return;
-  }
-  ex_->group = &worker_.upstream(route->upstream_index);
-  ex_->route_buffers = route->response_buffering;
-  // Copied: a retry picks again after the head has left the read buffer.
-  ex_->hash_value.clear();
-  if (!ex_->group->hashHeader().empty()) ex_->hash_value.assign(findHeader(head, base, ex_->group->hashHeader()));
-  if (worker_.config().buffering.request && route->request_buffering && !ex_->upgrade && reader_->bodyPending()) {
-    collectBody();
-    return;
-  }
-  if (!connectUpstream()) return;  // an error response is on its way
-  // (Queued for max_conns, the head and body wait in ex_->held until a connection comes.)
-  Buffer* sink = ex_->requestSink();
-  Server& server = ex_->group->server(static_cast<size_t>(ex_->upstream != nullptr ? ex_->server_index : ex_->queued_server));
-  writeForwardedRequestHead(*sink, reader_->parser(), base, forwardContext(server.name()));
-  answerExpectation();  // the body streams when it comes
-  // Not sent yet: parseClient() flushes once the reader has taken all it read.
-}
-
-ForwardContext ClientConnection::forwardContext(std::string_view fallback_host) const {
-  const std::string_view host = reader_->host();
-  return ForwardContext{ex_->client_ip.c_str(), tls_ ? "https" : "http", host.empty() ? fallback_host : host,
-                        reader_->target().forward,
-                        ex_->upgrade ? findHeader(reader_->head(), reader_->base(), "upgrade") : std::string_view()};
-}
-
-void ClientConnection::answerExpectation() {
-  if (!ex_->expect_continue || reader_->versionMinor() < 1) return;
-  // We answer the expectation ourselves: the upstream never sees it.
-  ex_->out.append("HTTP/1.1 100 Continue\r\n\r\n");
-  flushClient();
-}
-
-// ---- Request buffering -------------------------------------------------------
-
-void ClientConnection::collectBody() {
-  ex_->body_path = BodyPath::kCollect;
-  // The head leaves the read buffer as the body comes: forwarded now, all
-  // but its framing, which depends on how much body there will be.
-  ex_->host_missing = reader_->host().empty();
-  writeForwardedRequestFields(ex_->held, reader_->parser(), reader_->base(), forwardContext({}));
-  answerExpectation();
-}
-
-void ClientConnection::storeBody(std::string_view bytes) {
-  if (!ex_->body_spool) ex_->body_spool = std::make_unique<Spool>(worker_.buffers(), worker_.spoolBudget(), worker_.spoolLimits());
-  if (!ex_->body_spool->append(bytes)) {
-    bodySpoolFailed();
-    return;
-  }
-  ServerCounters::set(worker_.stats().buffered_memory, worker_.spoolBudget().in_use);
-  if (ex_->body_path == BodyPath::kSpooled) {
-    pumpBody();
-  } else if (ex_->body_spool->full()) {
-    sendCollectedBody();  // larger than memory and max_temp_file allow: the rest streams
-  }
-}
-
-void ClientConnection::sendCollectedBody() {
-  // Whole, the body goes with a Content-Length, whatever its framing was
-  // (what app servers handle best). Not whole, the rest streams, chunked if
-  // it came chunked.
-  const bool whole = ex_->request_complete;
-  ex_->body_path = BodyPath::kSpooled;
-  ex_->body_rechunk = !whole && ex_->request_chunked;
-  const uint64_t length = whole ? (ex_->body_spool ? ex_->body_spool->size() : 0) : reader_->parser().declaredLength();
-  if (!connectUpstream()) return;  // an error response is on its way
-  if (ex_->host_missing) {
-    const int index = ex_->upstream != nullptr ? ex_->server_index : ex_->queued_server;
-    appendHeader(ex_->held, "Host", ex_->group->server(static_cast<size_t>(index)).name());
-  }
-  endForwardedRequestHead(ex_->held, ex_->body_rechunk, !ex_->body_rechunk, length);
-  if (ex_->upstream == nullptr) return;  // queued: onPoolAvailable() sends ex_->held
-  ex_->upstream->output().append(ex_->held.data(), ex_->held.size());
-  ex_->held.clear();
-  ex_->held.releaseIfEmpty();
-  pumpBody();
-}
-
-void ClientConnection::pumpBody() {
-  if (ex_->pumping) {  // from flush(), through onUpstreamDrained(): the loop below goes on
-    ex_->pump_again = true;
-    return;
-  }
-  ex_->pumping = true;
-  const uint32_t seq = exchange_seq_;
-  do {
-    ex_->pump_again = false;
-    if (ex_->upstream == nullptr) break;
-    Buffer& sink = ex_->upstream->output();
-    while (ex_->body_spool && !ex_->body_spool->empty() && ex_->upstream->pendingOutput() < kHighWatermark) {
-      const size_t want = static_cast<size_t>(std::min<uint64_t>(ex_->body_spool->size(), kHighWatermark));
-      size_t moved = 0;
-      if (ex_->body_rechunk) {
-        Buffer piece(worker_.buffers());
-        moved = ex_->body_spool->drainInto(piece, want);
-        appendBodyPiece(sink, Framing::kChunked, piece.data(), moved);
-      } else {
-        moved = ex_->body_spool->drainInto(sink, want);
-      }
-      if (moved == 0) {
-        ex_->pumping = false;
-        bodySpoolFailed();
-        return;
-      }
-      ex_->body_started = true;
-    }
-    if (ex_->body_rechunk && !ex_->body_end_sent && ex_->request_complete && (!ex_->body_spool || ex_->body_spool->empty())) {
-      sink.append("0\r\n\r\n");
-      ex_->body_end_sent = true;
-    }
-    ServerCounters::set(worker_.stats().buffered_memory, worker_.spoolBudget().in_use);
-    ex_->upstream->flush();  // may end in onUpstreamDrained() (another round) or an error
-    if (!sameExchange(seq)) return;  // it failed, the client was answered: over
-  } while (ex_->pump_again && state_ == State::kExchange && !ex_->requestSent() && ex_->body_spool && !ex_->body_spool->empty());
-  ex_->pumping = false;
-}
-
-void ClientConnection::bodySpoolFailed() {
-  const int error = errno;
-  ServerCounters::add(worker_.stats().buffer_errors_total);
-  if (worker_.bufferLog().admit(strerror(error))) {
-    LOG_ERROR("request buffering: temporary file in %s: %s; request refused", worker_.spoolLimits().directory.c_str(),
-              strerror(error));
-  }
-  ex_->record.error = "buffer_failed";
-  // Collecting, nothing has reached an upstream: 507. Sending, the upstream
-  // has part of the request: that connection goes, and the client gets 502.
-  const int status = ex_->body_path == BodyPath::kCollect ? 507 : 502;
-  ex_->abandonUpstream(NoReuse::kRequestNotSent);
-  respondError(status, true);
-}
-
-size_t ClientConnection::pendingRequestBytes() const {
-  if (ex_->body_path != BodyPath::kDirect) {
-    // The spool takes what comes, up to its caps.
-    if (discardingBody()) return 0;
-    return ex_->body_spool && ex_->body_spool->full() ? SIZE_MAX : 0;
-  }
-  if (ex_->upstream != nullptr) return ex_->upstream->pendingOutput();
-  if (discardingBody()) return 0;  // read and dropped
-  if (ex_->queued_server >= 0) return ex_->held.size();
-  return SIZE_MAX;  // nowhere to put request bytes
-}
-
-bool ClientConnection::waitForConnection(int server_index, bool at_front) {
-  const PoolConfig& pool_config = ex_->group->config().pool;
-  if (pool_config.queue_timeout <= 0) {
-    ex_->group->server(static_cast<size_t>(server_index)).pool().noteQueueTimeout();
-    respondError(503, requestPending());
-    return false;
-  }
-  ex_->queued_server = server_index;
-  ex_->group->server(static_cast<size_t>(server_index)).pool().enqueue(*this, at_front);
-  if (!at_front) timer_.arm(secondsToMs(pool_config.queue_timeout));
-  return true;
-}
-
-void ClientConnection::leaveQueue() {
-  if (ex_->queued_server < 0) return;
-  ex_->group->server(static_cast<size_t>(ex_->queued_server)).pool().dequeue(*this);
-  ex_->queued_server = -1;
-}
-
-void ClientConnection::onPoolAvailable() noexcept {
-  // The pool has taken us off its queue; the queue_timeout timer still runs.
-  ex_->queued_server = -1;
-  if (!connectUpstream(/*woken=*/true)) return;  // answered with an error
-  if (ex_->upstream == nullptr) return;           // queued again
-  timer_.cancel();
-  ex_->upstream->output().append(ex_->held.data(), ex_->held.size());
-  ex_->held.clear();
-  ex_->held.releaseIfEmpty();
-  const uint32_t seq = exchange_seq_;
-  if (ex_->body_path == BodyPath::kSpooled) {
-    pumpBody();
-  } else {
-    ex_->upstream->flush();
-  }
-  if (sameExchange(seq) && ex_->upstream != nullptr) {
-    armClientTimer();
-    if (readable_ && !ex_->request_complete) readClient();
-  }
-}
-
-void ClientConnection::onRequestBody(RequestReader::Event event) {
-  // (Counted against max_body_bytes by the reader, also while the body is
-  // read and dropped after the app has answered: discardingBody().)
-  if (ex_->body_path != BodyPath::kDirect) {
-    // Decoded bytes only: the framing it goes with is ours (sendCollectedBody()).
-    if (event == RequestReader::Event::kBody && !discardingBody()) storeBody(reader_->body());
-    return;
-  }
-  Buffer* sink = ex_->requestSink();
-  if (sink == nullptr) return;  // discarded
-  if (event == RequestReader::Event::kBody) ex_->body_started = true;
-  reader_->forward(*sink);  // re-chunked for a chunked request
-}
-
-void ClientConnection::onRequestComplete() {
-  ex_->request_complete = true;
-  if (ex_->body_path == BodyPath::kCollect) {
-    sendCollectedBody();
-    return;
-  }
-  const uint32_t seq = exchange_seq_;
-  if (ex_->body_path == BodyPath::kSpooled) {
-    pumpBody();  // the last chunk, after the spool, where one is due
-    if (!sameExchange(seq)) return;
-  } else if (Buffer* sink = ex_->requestSink(); sink != nullptr) {
-    reader_->forward(*sink);  // the last chunk
-  }
-  // The rest (pipelined requests) waits for its turn.
-  if (ex_->upstream != nullptr) {
-    ex_->upstream->flush();
-    // The request's end releases a response held until then (holdsResponse()).
-    if (sameExchange(seq) && ex_->response_held && state_ == State::kExchange) flushClient();
-  } else if (ex_->response_complete) {
-    flushClient();  // a local answer (or a held response) waited for the request's end
-  }
-}
-
-void ClientConnection::refuseOversizedBody() {
-  // What was queued for the upstream and not sent yet goes with the
-  // connection, which can never carry another request: its body is cut.
-  ex_->abandonUpstream(NoReuse::kRequestNotSent);
-  ex_->record.error = "body_too_large";
-  if (ex_->response_started && !ex_->response_held) {
-    close();  // response bytes went out: cut it, never let it pass as complete
-    return;
-  }
-  respondError(413, true);  // replaces a held response
-}
-
-bool ClientConnection::holdsResponse() const {
-  return ex_->request_chunked && !ex_->request_complete && worker_.config().limits.max_body_bytes != 0;
-}
-
-bool ClientConnection::discardingBody() const {
-  return ex_->response_held && ex_->upstream == nullptr && !ex_->request_complete && state_ == State::kExchange;
-}
-
-void ClientConnection::dropHeldResponse() {
-  if (!ex_->response_held) return;
-  ex_->out.clear();  // none of it was sent (nothing was before it: see writeResponseHead)
-  ex_->response_held = false;
-  ex_->response_started = false;
-  ex_->framing = Framing::kNone;
-}
-
-// ---- Upstream selection ------------------------------------------------------
-
-bool ClientConnection::connectUpstream(bool woken) {
-  const uint64_t now = worker_.loop().now();
-  TriedSet skipped = ex_->tried;  // plus, for this round only, servers at max_conns
-  int capped = -1;            // the first of those: where to wait
-  for (;;) {
-    ex_->server_index = ex_->group->pick(skipped, now, pickContext());
-    if (ex_->server_index < 0) {
-      if (capped >= 0) return waitForConnection(capped, woken);
-      respondError(ex_->attempts == 0 ? 503 : 502, requestPending());
-      return false;
-    }
-    Server& server = ex_->group->server(static_cast<size_t>(ex_->server_index));
-    // The warmest pooled connection first.
-    if (PoolMember* member = server.pool().checkout()) {
-      auto* conn = static_cast<UpstreamConnection*>(member);
-      conn->attach(*this);
-      ex_->use(conn, worker_.loop().now());
-      return true;
-    }
-    int error = 0;
-    UpstreamConnection* conn =
-        UpstreamConnection::open(worker_.loop(), worker_.buffers(), &worker_.headerStore(), server, worker_.config().timeouts, *this, &error);
-    if (conn != nullptr) {
-      ex_->use(conn, worker_.loop().now());
-      return true;
-    }
-    skipped.add(static_cast<size_t>(ex_->server_index));
-    if (error == UpstreamConnection::kAtCapacity) {
-      if (capped < 0) capped = ex_->server_index;
-      continue;
-    }
-    if (isLocalResourceError(error)) {
-      // Out of descriptors, ports or memory here: not the server's fault, and
-      // no other server would fare better. 502 at once, counted for nobody.
-      LOG_UPSTREAM_FAILURE(server, strerror(error), "upstream %s: cannot open a connection: %s (a limit of this host)",
-                           server.name().c_str(), strerror(error));
-      respondError(502, requestPending());
-      return false;
-    }
-    LOG_UPSTREAM_FAILURE(server, strerror(error), "upstream %s: connect: %s", server.name().c_str(), strerror(error));
-    server.noteFailure(now, ex_->group->inServiceCount() == 1);
-    ex_->tried.add(static_cast<size_t>(ex_->server_index));
-    if (++ex_->attempts > ex_->group->config().retries) {
-      respondError(502, requestPending());
-      return false;
-    }
-    ServerCounters::add(server.counters().retries_total);  // on to the next server
-  }
-}
-
-PickContext ClientConnection::pickContext() const {
-  PickContext context;
-  context.client_ip = ex_->client_ip.c_str();
-  context.hash_value = ex_->hash_value;
-  return context;
-}
-
-void ClientConnection::onUpstreamConnected() noexcept {
-  if (ex_->group != nullptr && ex_->server_index >= 0) ex_->group->server(static_cast<size_t>(ex_->server_index)).noteSuccess();
-  ex_->upstream->flush();
-}
-
-void ClientConnection::onUpstreamDrained() noexcept {
-  if (state_ == State::kTunnel) {
-    if (readable_) relayClientBytes();
-    return;
-  }
-  if (state_ == State::kExchange && ex_->body_path == BodyPath::kSpooled) pumpBody();
-  // The upstream took everything: read more of the request body.
-  if (state_ == State::kExchange && !ex_->request_complete) {
-    armClientTimer();
-    if (readable_) readClient();
-  }
-}
-
-bool ClientConnection::retryAfter(UpstreamError error) {
-  UpstreamConnection* failed = ex_->upstream;
-  ex_->upstream = nullptr;
-  if (ex_->response_started || failed == nullptr) return false;
-  const bool stale = failed->reused() && !failed->responseStarted() &&
-                     (error == UpstreamError::kClosedEarly || error == UpstreamError::kSendFailed);
-  const bool connect_failed = error == UpstreamError::kConnectFailed || error == UpstreamError::kConnectTimeout ||
-                              error == UpstreamError::kTlsFailed;
-  if (!stale && !connect_failed) return false;
-  if (stale && !ex_->idempotent && ex_->body_started) return false;
-  Server& server = failed->server();
-  if (connect_failed) {
-    LOG_UPSTREAM_FAILURE(server, toString(error), "upstream %s: %s", server.name().c_str(), toString(error));
-    server.noteFailure(worker_.loop().now(), ex_->group->inServiceCount() == 1);
-    ex_->tried.add(static_cast<size_t>(ex_->server_index));
-    if (++ex_->attempts > ex_->group->config().retries) return false;
-  } else {
-    // The keep-alive race: the server closed the pooled connection as we
-    // reused it. One more try on a fresh connection to the same server.
-    if (ex_->stale_retried) return false;
-    ex_->stale_retried = true;
-  }
-  ServerCounters::add(server.counters().retries_total);
-  Buffer replay(worker_.buffers());
-  if (!failed->takeReplay(replay)) return false;
-  if (stale) {
-    int err = 0;
-    UpstreamConnection* conn =
-        UpstreamConnection::open(worker_.loop(), worker_.buffers(), &worker_.headerStore(), server, worker_.config().timeouts, *this, &err);
-    if (conn == nullptr) return false;
-    ex_->use(conn, worker_.loop().now());
-  } else if (!connectUpstream()) {
-    return true;  // it answered the client
-  }
-  Buffer* sink = ex_->requestSink();
-  sink->append(replay.data(), replay.size());
-  if (ex_->upstream != nullptr) ex_->upstream->flush();
-  return true;
-}
-
-void ClientConnection::onUpstreamError(UpstreamError error) noexcept {
-  if (state_ != State::kExchange && state_ != State::kClosing) return;
-  ex_->record.upstream_done_ms = worker_.loop().now();
-  ex_->record.error = toString(error);
-  Server* server = ex_->upstream != nullptr ? &ex_->upstream->server() : nullptr;
-  if (retryAfter(error)) return;
-  if (ex_->response_started && !ex_->response_held) {
-    // Part of the response has gone out: the client can only learn of the
-    // failure by the connection closing. Flush what we have, then close.
-    if (server != nullptr) {
-      LOG_UPSTREAM_FAILURE(*server, toString(error), "upstream %s: response cut short: %s", server->name().c_str(),
-                           toString(error));
-    }
-    ex_->keep_alive = false;
-    completeResponse();
-    setState(State::kClosing);
-    flushClient();
-    return;
-  }
-  switch (error) {
-    case UpstreamError::kReadTimeout:
-    case UpstreamError::kSendTimeout:
-      respondError(504, requestPending());
-      return;
-    default:
-      respondError(502, requestPending());
-      return;
-  }
-}
-
-// ---- The response ------------------------------------------------------------
-
-int ClientConnection::onUpstreamHead(const HttpParser& parser, const char* base) noexcept {
-  int status = parser.statusCode();
-  if (status == 101) {
-    if (!ex_->upgrade || !ex_->request_complete) return -1;  // a switch nobody asked for: 502
-    startTunnel(parser, base);
-    return 0;
-  }
-  if (status < 200) {
-    writeInterimResponse(parser, base);
-    return 0;
-  }
-  writeResponseHead(parser, base);
-  return 0;  // sent with the first body bytes, by onUpstreamInputDone()
-}
+// ---- The exchange's requests ---------------------------------------------------
 
 void ClientConnection::startTunnel(const HttpParser& response, const char* base) {
   writeSwitchingProtocolsHead(ex_->out, response, base);
@@ -975,138 +538,20 @@ void ClientConnection::startTunnel(const HttpParser& response, const char* base)
   if (state_ == State::kTunnel && readable_) relayClientBytes();
 }
 
-void ClientConnection::writeInterimResponse(const HttpParser& parser, const char* base) {
-  // We answered Expect ourselves; HTTP/1.0 clients get no 1xx at all.
-  if (!interimGoesToClient(parser.statusCode(), reader_->versionMinor() >= 1)) return;
-  writeInterimResponseHead(ex_->out, parser, base);
-  flushClient();
+void ClientConnection::resumeReading() {
+  armClientTimer();
+  if (readable_) readClient();
 }
 
-namespace {
-bool startsWithIgnoreCase(std::string_view text, std::string_view prefix) {
-  return text.size() >= prefix.size() && equalsIgnoreCase(text.substr(0, prefix.size()), prefix);
-}
-}  // namespace
-
-void ClientConnection::writeResponseHead(const HttpParser& parser, const char* base) {
-  const bool client_http11 = reader_->versionMinor() >= 1;
-  // Held only when nothing else waits in out (a 1xx or our 100 Continue),
-  // so that dropping it drops nothing that was partly sent.
-  const bool hold = holdsResponse() && ex_->out.empty();
-  ex_->framing = chooseResponseFraming(parser, ex_->head_request, client_http11);
-  // Read ahead of a slow client, unless the route or the response asks for
-  // a stream: server-sent events, or the app's own X-Accel-Buffering: no.
-  ex_->buffer_response = worker_.config().buffering.response && ex_->route_buffers && ex_->framing != Framing::kNone &&
-                     !startsWithIgnoreCase(findHeader(parser.head(), base, "content-type"), "text/event-stream") &&
-                     !equalsIgnoreCase(findHeader(parser.head(), base, "x-accel-buffering"), "no");
-  // Keep the client only if its request has fully arrived and nothing else
-  // forbids it.
-  if (ex_->framing == Framing::kClose || !ex_->request_complete || worker_.draining()) ex_->keep_alive = false;
-  ex_->response_started = true;
-  ex_->response_held = hold;
-  writeClientResponseHead(ex_->out, parser, base, ex_->framing, ex_->keep_alive, client_http11);
-  ex_->record.status = parser.statusCode();
-}
-
-void ClientConnection::onUpstreamBody(const char* at, size_t length) noexcept {
-  if (length == 0) return;
-  if (ex_->spooling && (ex_->out.size() >= kHighWatermark || (ex_->spool && !ex_->spool->empty()))) {
-    if (!ex_->spoolResponseBody(worker_, at, length)) {
-      ex_->abandonUpstream(NoReuse::kError);
-      close();  // the head is out: the client sees a truncated response
-      return;
-    }
-    if (ex_->spool->full()) ex_->holdUpstream();  // past its caps: backpressure
-    return;
-  }
-  appendBodyPiece(ex_->out, ex_->framing, at, length);
-  if (ex_->out.size() >= kHighWatermark) {
-    // Buffering: the next pieces go to the spool (memory first). Streaming:
-    // the upstream waits for the client.
-    if (ex_->buffer_response) {
-      ex_->spooling = true;
-    } else {
-      ex_->holdUpstream();
-    }
-    flushClient();
-  }
-}
-
-void ClientConnection::onUpstreamInputDone() noexcept {
-  if (!ex_->out.empty()) flushClient();
-}
-
-void ClientConnection::onUpstreamComplete() noexcept {
-  ex_->record.upstream_done_ms = worker_.loop().now();
-  if (state_ == State::kTunnel) {  // the upstream closed the tunnel: flush what it sent, then close
-    ex_->abandonUpstream(NoReuse::kUpstreamClose);
-    ex_->response_complete = true;  // (counted in requests when the tunnel began)
-    setState(State::kClosing);
-    flushClient();
-    return;
-  }
-  if (ex_->spool && !ex_->spool->empty()) {
-    // The client is still behind: the end of the body queues after the spool.
-    if (ex_->framing == Framing::kChunked && !ex_->spool->append("0\r\n\r\n")) {
-      ex_->abandonUpstream(NoReuse::kError);
-      close();
-      return;
-    }
-  } else {
-    appendBodyEnd(ex_->out, ex_->framing);
-  }
-  completeResponse();
-  if (!ex_->request_complete) ex_->keep_alive = false;
-  if (ex_->spool && !ex_->spool->empty()) ex_->released_ms = worker_.loop().now();  // the client still reads: time the app got back
-  ex_->releaseUpstream(worker_.draining());
-  if (ex_->response_held && !ex_->request_complete) {
-    // The app answered before the body ended. Its answer waits until the
-    // rest of the body has been read (and dropped) within max_body_bytes;
-    // past it, the client gets 413 instead.
-    armClientTimer();
-    if (readable_) readClient();
-    return;
-  }
-  if (!ex_->keep_alive) setState(State::kClosing);
-  flushClient();
+void ClientConnection::relayTunnel() {
+  if (readable_) relayClientBytes();
 }
 
 // ---- Answers made here ---------------------------------------------------------
 
-void ClientConnection::respond(int status, std::string_view content_type, std::string_view body,
-                               bool close_after, std::string_view headers) {
-  beginAnswer(status, close_after);
-  writeLocalResponse(ex_->out, status, content_type, body, ex_->keep_alive, ex_->head_request, headers);
-  sendAnswer();
-}
-
-void ClientConnection::beginAnswer(int status, bool close_after) {
-  ex_->abandonUpstream(NoReuse::kError);  // an error answer replaces the exchange
-  if (close_after || worker_.draining()) ex_->keep_alive = false;
-  ex_->response_started = true;
-  ex_->record.status = status;
-  completeResponse();
-}
-
-void ClientConnection::sendAnswer() {
-  if (!ex_->keep_alive) setState(State::kClosing);
-  // With keep-alive, the rest of the request (if any) must be read first.
-  if (ex_->keep_alive && !ex_->request_complete) return;
-  flushClient();
-}
-
 void ClientConnection::respondError(int status, bool close_after) {
   if (!ex_) beginExchange();  // refused before a request began
-  dropHeldResponse();  // none of it went out: the error answer takes its place
-  if (ex_->response_started) {
-    close();
-    return;
-  }
-  if (state_ == State::kHead || state_ == State::kIdle) setState(State::kExchange);
-  beginAnswer(status, close_after);
-  writeErrorResponse(ex_->out, status, ex_->keep_alive, ex_->head_request,
-                     kind_ == ListenerKind::kAdmin ? kAdminHeaders : std::string_view());
-  sendAnswer();
+  ex_->respondError(status, close_after);
 }
 
 void ClientConnection::handleAdmin() {
@@ -1117,11 +562,11 @@ void ClientConnection::handleAdmin() {
   }
   std::string_view path = reader_->target().path;
   if (!reader_->getOrHead()) {
-    respondError(405, requestPending());
+    respondError(405, ex_->requestPending());
     return;
   }
   AdminAnswer answer = worker_.answerAdmin(path);
-  respond(answer.status, answer.content_type, answer.body, requestPending(), answer.headers);
+  ex_->respond(answer.status, answer.content_type, answer.body, ex_->requestPending(), answer.headers);
 }
 
 }  // namespace poolgate

@@ -41,14 +41,6 @@ struct AdminAnswer {
   std::string body;
 };
 
-// Sent with every admin answer but the dashboard (JSON, metrics, health, and
-// the admin listener's errors, 403 included): the browser must not guess
-// another type, frame the answer, or load anything on its behalf.
-inline constexpr std::string_view kAdminHeaders =
-    "X-Content-Type-Options: nosniff\r\n"
-    "X-Frame-Options: DENY\r\n"
-    "Content-Security-Policy: default-src 'none'; frame-ancestors 'none'\r\n";
-
 class ClientHost {
  public:
   virtual EventLoop& loop() = 0;

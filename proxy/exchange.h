@@ -1,31 +1,44 @@
-// Exchange: the state of one request and its response, apart from the client
-// connection that carries it.
+// Exchange: one request and its response, apart from the client connection
+// that carries it.
 //
 // A ClientConnection holds an Exchange only while a request is in flight:
 // from the first byte of its head until its response has been sent (or the
-// connection closes). An idle keep-alive client holds none, and waits for its
-// next request with only the connection's own fields. Exchanges come from a
-// per-worker ExchangeCache, a free list: a finished exchange is reset by
-// constructing it afresh (nothing to forget to clear) and kept for the next
-// request, so that steady traffic allocates none.
+// connection closes). An idle keep-alive client holds none. Exchanges come
+// from a per-worker ExchangeCache, a free list: a finished exchange is reset
+// by constructing it afresh (nothing to forget to clear) and kept for the
+// next request, so that steady traffic allocates none.
 //
-// What concerns the exchange alone is done here: describing the request and
-// logging it, holding, releasing or abandoning its upstream connection, and
-// its spools. What also concerns the client's socket (reading, answering,
-// routing, retries, queueing) is still driven by ClientConnection.
+// The connection reads the request (http/request_reader.h) and hands the
+// exchange its events; the exchange routes it, picks a server, takes a pooled
+// connection or queues for one (max_conns), forwards the request (streamed,
+// or collected into a spool first), retries where that is safe, relays the
+// response into `out` (read ahead of a slow client into a spool), answers
+// errors itself, and gives the upstream connection back. It sees its client
+// only through ExchangeOwner: the socket, its timer and its state stay the
+// connection's.
+//
+// An exchange is never finished while one of its own calls is on the stack:
+// every event from outside (upstream, pool, timer) runs in a DispatchScope,
+// and the connection finishes an exchange that completed meanwhile when the
+// outermost scope closes. So code after a call that may complete the exchange
+// (a flush, an error answer) still has it.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <utility>
 
 #include "core/buffer.h"
 #include "core/object_cache.h"
 #include "core/socket.h"
 #include "core/spool.h"
+#include "core/timer.h"
 #include "http/forwarding.h"
+#include "http/request_reader.h"
+#include "pool/pool.h"
 #include "proxy/access_log.h"
 #include "upstream/upstream.h"
 #include "upstream/upstream_connection.h"
@@ -39,27 +52,114 @@ enum class BodyPath : uint8_t {
   kSpooled,  // from body_spool to the upstream connection, as it drains
 };
 
-class ClientHost;
-class RequestReader;
+// A client connection's state (proxy/client_connection.h).
+enum class ClientState : uint8_t {
+  kIdle,      // keep-alive, waiting for the next request's first byte
+  kHead,      // reading a request head
+  kExchange,  // a request is being forwarded / answered
+  kTunnel,    // after a 101: bytes relayed both ways until either side closes
+  kClosing,   // flushing the last response, then close
+  kClosed,
+};
 
-struct Exchange {
-  explicit Exchange(BufferPool& buffers) : held(buffers), out(buffers) {}
+// The connection that carries an exchange, as the exchange sees it.
+class ExchangeOwner {
+ public:
+  virtual ClientState clientState() const = 0;
+  virtual void setClientState(ClientState state) = 0;
+  virtual RequestReader& reader() = 0;
+  // Sends what `out` (then the spool) holds, as far as the client takes it;
+  // once the response is complete and sent, the exchange is finished (at
+  // the end of the dispatch).
+  virtual void flushClient() = 0;
+  // Closes the client connection now (the exchange stays until it is freed).
+  virtual void closeClient() = 0;
+  virtual void armClientTimer() = 0;
+  // Request bytes may go somewhere again: read on, if the client sent some.
+  virtual void resumeReading() = 0;
+  // A 101 from the upstream: the connection becomes a tunnel.
+  virtual void startTunnel(const HttpParser& response, const char* base) = 0;
+  // The upstream took the tunnel's bytes: relay more of the client's.
+  virtual void relayTunnel() = 0;
+  virtual void enterDispatch() = 0;
+  virtual void leaveDispatch() = 0;
+
+ protected:
+  ~ExchangeOwner() = default;
+};
+
+// Brackets an event that reaches a connection or its exchange from outside.
+class DispatchScope {
+ public:
+  explicit DispatchScope(ExchangeOwner& owner) : owner_(owner) { owner_.enterDispatch(); }
+  ~DispatchScope() { owner_.leaveDispatch(); }
+  DispatchScope(const DispatchScope&) = delete;
+  DispatchScope& operator=(const DispatchScope&) = delete;
+
+ private:
+  ExchangeOwner& owner_;
+};
+
+class ClientHost;
+
+// Sent with every admin answer but the dashboard (JSON, metrics, health, and
+// the admin listener's errors, 403 included): the browser must not guess
+// another type, frame the answer, or load anything on its behalf.
+inline constexpr std::string_view kAdminHeaders =
+    "X-Content-Type-Options: nosniff\r\n"
+    "X-Frame-Options: DENY\r\n"
+    "Content-Security-Policy: default-src 'none'; frame-ancestors 'none'\r\n";
+
+class Exchange final : private UpstreamUser, private PoolWaiter {
+ public:
+  // Backpressure: a side stops being read while the other side's unsent
+  // bytes exceed the high mark, and starts again below the low mark.
+  static constexpr size_t kHighWatermark = 64 * 1024;
+  static constexpr size_t kLowWatermark = 16 * 1024;
+
+  Exchange(BufferPool& buffers, TimerQueue& timers);
   Exchange(const Exchange&) = delete;
   Exchange& operator=(const Exchange&) = delete;
 
-  // The request's head has been read: what the exchange keeps of it, and
-  // the access record (with its text when `log_text`: the access log is on).
+  // Taken by `owner` for a request; `admin`: the admin listener's (its
+  // answers carry kAdminHeaders, and it counts in no `requests`).
+  void attach(ExchangeOwner& owner, ClientHost& host, const IpAddress& peer, bool tls, bool admin);
+
+  // ---- The request, as the connection reads it.
+  // Its head: what the exchange keeps of it, and the access record (with its
+  // text when `log_text`: the access log is on).
   void beginRequest(const RequestReader& reader, bool log_text);
+  // Routes the request and forwards it (or collects its body first).
+  void start();
+  void onRequestBody(RequestReader::Event event);
+  void onRequestComplete();
+  void onRequestError();
+  // Body bytes of the request still to come.
+  bool requestPending() const;
+  // Request bytes waiting to go upstream (SIZE_MAX: nowhere to put more);
+  // the connection stops reading at kHighWatermark.
+  size_t pendingRequestBytes() const;
+
+  // ---- Answers made here.
+  void respondError(int status, bool close_after);
+  // `headers`: extra header lines, each ending in CRLF.
+  void respond(int status, std::string_view content_type, std::string_view body, bool close_after,
+               std::string_view headers = {});
+  // 100 Continue, where the client asked for it.
+  void answerExpectation();
+
+  // ---- The record.
   // Writes the access record, once (`access_log` null: not logged).
   void log(AccessLog* access_log);
   // ...for a client that went away before its response was done (499).
   void logClosed(AccessLog* access_log, uint64_t now);
 
-  // The upstream connection: taken (from a pool or new), given back through
-  // the reuse checklist, or closed mid-exchange (counted in no_reuse).
+  // ---- The upstream connection: taken (from a pool or new), given back
+  // through the reuse checklist, or closed mid-exchange (counted in no_reuse).
   void use(UpstreamConnection* conn, uint64_t now);
   void releaseUpstream(bool draining);
   void abandonUpstream(NoReuse reason);
+  void leaveQueue();
   // The upstream waits for the client (out and the spool are full), or reads on.
   void holdUpstream();
   void releaseHold();
@@ -69,13 +169,16 @@ struct Exchange {
   // while queued; nullptr when the request is being answered here.
   Buffer* requestSink();
 
+  // ---- Spools.
   // Response buffering: a body piece that the client is not ready for
   // (false: the spool could not take it, the response is cut).
-  bool spoolResponseBody(ClientHost& host, const char* at, size_t length);
+  bool spoolResponseBody(const char* at, size_t length);
   // The exchange is over: the spools' figures counted, their memory and files freed.
-  void endSpools(ClientHost& host);
+  void endSpools();
 
   IpAddress::Text client_ip;  // the client's address, as text
+  bool tls = false;            // it came over TLS (X-Forwarded-Proto)
+  bool admin = false;          // see attach()
 
   // Where it goes.
   UpstreamGroup* group = nullptr;
@@ -136,13 +239,60 @@ struct Exchange {
     record.text = std::move(kept.text);
     hash_value = std::move(kept.hash_value);
   }
+
+ private:
+  // The request.
+  ForwardContext forwardContext(std::string_view fallback_host) const;
+  void collectBody();
+  void storeBody(std::string_view bytes);
+  void sendCollectedBody();
+  void pumpBody();
+  void bodySpoolFailed();  // a temporary file write or read failed: 507 / 502
+  void refuseOversizedBody();
+  // A chunked request body may still pass max_body_bytes: the upstream's
+  // final response is held in out (not sent) until the body has ended, so
+  // that the client can still get 413 instead. A response that outgrows
+  // kHighWatermark goes out anyway (an app that answers while it reads).
+  bool holdsResponse() const;
+  // The held response is complete and its upstream connection gone, the
+  // request body still arriving: it is read, counted and dropped.
+  bool discardingBody() const;
+  void dropHeldResponse();
+  void beginAnswer(int status, bool close_after);
+  void sendAnswer();
+  void completeResponse();
+
+  // The upstream side (exchange_upstream.cc).
+  // Picks a server and takes or opens a connection; with every candidate at
+  // max_conns, queues (woken: a waiter that lost its turn keeps its place).
+  // false: the client was answered here (an error).
+  bool connectUpstream(bool woken = false);
+  bool waitForConnection(int server_index, bool at_front);
+  void onQueueTimeout();
+  PickContext pickContext() const;
+  bool retryAfter(UpstreamError error);
+  void writeResponseHead(const HttpParser& parser, const char* base);
+  void writeInterimResponse(const HttpParser& parser, const char* base);
+
+  void onPoolAvailable() noexcept override;
+  void onUpstreamConnected() noexcept override;
+  void onUpstreamDrained() noexcept override;
+  int onUpstreamHead(const HttpParser& parser, const char* base) noexcept override;
+  void onUpstreamBody(const char* at, size_t length) noexcept override;
+  void onUpstreamInputDone() noexcept override;
+  void onUpstreamComplete() noexcept override;
+  void onUpstreamError(UpstreamError error) noexcept override;
+
+  ExchangeOwner* owner_ = nullptr;
+  ClientHost* host_ = nullptr;
+  Timer queue_timer_;  // queue_timeout, while queued for max_conns
 };
 
 // A worker's free list of exchanges (core/object_cache.h): at most 256 wait.
-class ExchangeCache : public ObjectCache<Exchange, BufferPool&> {
+class ExchangeCache : public ObjectCache<Exchange, BufferPool&, TimerQueue&> {
  public:
   static constexpr size_t kMaxCached = 256;
-  explicit ExchangeCache(BufferPool& buffers) : ObjectCache(kMaxCached, buffers) {}
+  ExchangeCache(BufferPool& buffers, TimerQueue& timers) : ObjectCache(kMaxCached, buffers, timers) {}
 };
 
 }  // namespace poolgate

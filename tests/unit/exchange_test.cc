@@ -15,7 +15,8 @@ namespace {
 
 TEST(ExchangeCache, AReturnedExchangeComesBackAsConstructed) {
   BufferPool buffers(1024);
-  ExchangeCache cache(buffers);
+  TimerQueue timers(0);
+  ExchangeCache cache(buffers, timers);
   Exchange* first = nullptr;
   {
     ExchangeCache::Ptr ex = cache.take();
@@ -61,7 +62,8 @@ TEST(ExchangeCache, AReturnedExchangeComesBackAsConstructed) {
 // The access log's text is allocated once per exchange slot, not per request.
 TEST(ExchangeCache, KeepsTheAccessTextAndTheHashCopyCapacity) {
   BufferPool buffers(1024);
-  ExchangeCache cache(buffers);
+  TimerQueue timers(0);
+  ExchangeCache cache(buffers, timers);
   AccessText* text = nullptr;
   {
     ExchangeCache::Ptr ex = cache.take();
@@ -78,7 +80,8 @@ TEST(ExchangeCache, KeepsTheAccessTextAndTheHashCopyCapacity) {
 
 TEST(ExchangeCache, KeepsAtMostItsCap) {
   BufferPool buffers(1024);
-  ExchangeCache cache(buffers);
+  TimerQueue timers(0);
+  ExchangeCache cache(buffers, timers);
   {
     std::vector<ExchangeCache::Ptr> many;
     for (int i = 0; i < 300; ++i) many.push_back(cache.take());
@@ -101,11 +104,12 @@ struct ReadHead {
 
 TEST(Exchange, BeginRequestKeepsWhatTheExchangeNeedsOfTheHead) {
   BufferPool buffers(1024);
+  TimerQueue timers(0);
   ReadHead read(buffers,
                 "HEAD /x?y HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nConnection: close\r\n"
                 "User-Agent: ua/1\r\nReferer: http://r/\r\n\r\n");
   ASSERT_EQ(read.event, RequestReader::Event::kHead);
-  Exchange ex(buffers);
+  Exchange ex(buffers, timers);
   ex.beginRequest(read.reader, /*log_text=*/true);
   EXPECT_TRUE(ex.head_request);
   EXPECT_TRUE(ex.idempotent);
@@ -121,7 +125,7 @@ TEST(Exchange, BeginRequestKeepsWhatTheExchangeNeedsOfTheHead) {
   EXPECT_EQ(ex.record.text->user_agent, "ua/1");
   EXPECT_EQ(ex.record.text->referer, "http://r/");
 
-  Exchange quiet(buffers);
+  Exchange quiet(buffers, timers);
   quiet.beginRequest(read.reader, /*log_text=*/false);
   EXPECT_TRUE(quiet.record_pending);
   EXPECT_EQ(quiet.record.text, nullptr) << "no access log: no text is copied";
@@ -129,9 +133,10 @@ TEST(Exchange, BeginRequestKeepsWhatTheExchangeNeedsOfTheHead) {
 
 TEST(Exchange, ARecordIsLoggedOnceAndAClosedClientGets499) {
   BufferPool buffers(1024);
+  TimerQueue timers(0);
   ReadHead read(buffers, "POST /p HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n");
   ASSERT_EQ(read.event, RequestReader::Event::kHead);
-  Exchange ex(buffers);
+  Exchange ex(buffers, timers);
   ex.beginRequest(read.reader, false);
   EXPECT_TRUE(ex.request_chunked);
   EXPECT_FALSE(ex.idempotent);
@@ -142,7 +147,7 @@ TEST(Exchange, ARecordIsLoggedOnceAndAClosedClientGets499) {
   EXPECT_STREQ(ex.record.error, "client_closed");
   EXPECT_EQ(ex.record.upstream_done_ms, 1234u);
 
-  Exchange answered(buffers);
+  Exchange answered(buffers, timers);
   answered.beginRequest(read.reader, false);
   answered.record.status = 502;
   answered.record.error = "connect_failed";
@@ -156,7 +161,8 @@ TEST(Exchange, ARecordIsLoggedOnceAndAClosedClientGets499) {
 
 TEST(Exchange, RequestBytesGoToHeldWhileQueuedAndNowhereWhenAnsweredHere) {
   BufferPool buffers(1024);
-  Exchange ex(buffers);
+  TimerQueue timers(0);
+  Exchange ex(buffers, timers);
   EXPECT_EQ(ex.requestSink(), nullptr);
   ex.queued_server = 0;
   EXPECT_EQ(ex.requestSink(), &ex.held);
@@ -164,9 +170,10 @@ TEST(Exchange, RequestBytesGoToHeldWhileQueuedAndNowhereWhenAnsweredHere) {
 
 TEST(Exchange, TheRequestIsSentOnlyOnceItsBodyAndItsLastChunkHaveGone) {
   BufferPool buffers(1024);
+  TimerQueue timers(0);
   SpoolBudget budget{1 << 20, 0};
   SpoolLimits limits{64 * 1024, 0, "/tmp"};
-  Exchange ex(buffers);
+  Exchange ex(buffers, timers);
   EXPECT_FALSE(ex.requestSent()) << "the request has not ended";
   ex.request_complete = true;
   EXPECT_TRUE(ex.requestSent());
