@@ -5,11 +5,15 @@ Input (a results directory written by tools/bench/run):
   runs.tsv    one line per wrk run:
               proxy workers conns body round wrk_file cpu_ticks upstream_held
               pg_opened pg_reused   (the last two: deltas of poolgate's /stats, or -)
+              proxy: poolgate, nginx, haproxy, and with --baseline poolgate-base
   memory.tsv  one line per proxy, worker count and listener:
               proxy workers hwm_kb rss_before_kb rss_after_kb idle_requested
               idle_opened idle_ok listener
               (listener: plain, or tls with --tls; files without the column are plain)
-  meta        key=value lines (clk_tck, mode, ...)
+  meta        key=value lines (clk_tck, mode, ...; with --baseline: baseline, the
+              git describe of the revision poolgate-base was built at)
+  poolgate_totals.tsv, poolgate-base_totals.tsv
+              workers reuse_ratio opened reused requests (/stats totals)
   economy.tsv (--economy) one line per measured window:
               scenario proxy workers conns round wrk_file cpu_ticks upstream_accepts
               peak_established samples held_after, then poolgate's /stats deltas summed
@@ -27,7 +31,10 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-PROXIES = ("poolgate", "nginx", "haproxy")
+# The proxies in table order; a results directory holds those it measured (poolgate-base
+# only with --baseline), and the tables show those present.
+KNOWN_PROXIES = ("poolgate", "poolgate-base", "nginx", "haproxy")
+POOLGATES = ("poolgate", "poolgate-base")   # the ones with /stats and a reuse ratio
 BODY_ORDER = {"100b": 0, "16k": 1, "1m": 2}
 
 UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}
@@ -83,6 +90,13 @@ def mark(value, ok):
     return f"{value:.2f} {'ok' if ok(value) else 'MISS'}"
 
 
+def present_proxies(names):
+    """The proxies among names, in table order (unknown names last, sorted)."""
+    names = set(names)
+    return tuple([p for p in KNOWN_PROXIES if p in names] +
+                 sorted(names - set(KNOWN_PROXIES)))
+
+
 def load(results):
     meta = {}
     for line in (results / "meta").read_text().splitlines():
@@ -95,13 +109,13 @@ def load(results):
     run_lines = runs_file.read_text().splitlines() if runs_file.exists() else []
     for line in run_lines:
         fields = line.split("\t")
-        proxy, workers, conns, body, _round, wrk_file, ticks, held, opened, reused = fields
+        proxy, workers, conns, body, round_, wrk_file, ticks, held, opened, reused = fields
         wrk = parse_wrk(wrk_file)
         cpu_us = (int(ticks) / clk_tck * 1e6 / wrk["requests"]) if wrk["requests"] else float("nan")
         reuse = float("nan")
         if opened != "-" and reused != "-" and int(opened) + int(reused) > 0:
             reuse = int(reused) / (int(opened) + int(reused))
-        wrk.update(cpu_us=cpu_us, held=int(held), reuse=reuse)
+        wrk.update(cpu_us=cpu_us, held=int(held), reuse=reuse, round=int(round_))
         runs[(int(workers), int(conns), body, proxy)].append(wrk)
 
     memory = {}
@@ -114,9 +128,12 @@ def load(results):
             memory[(int(workers), listener, proxy)] = dict(
                 hwm_kb=int(hwm), before_kb=int(before), after_kb=int(after),
                 requested=int(requested), opened=int(opened), ok=int(ok))
-    totals_file = results / "poolgate_totals.tsv"
-    totals = ([line.split("\t") for line in totals_file.read_text().splitlines()]
-              if totals_file.exists() else [])
+    totals = []  # [(proxy, fields)]
+    for proxy in POOLGATES:
+        totals_file = results / f"{proxy}_totals.tsv"
+        if totals_file.exists():
+            totals += [(proxy, line.split("\t"))
+                       for line in totals_file.read_text().splitlines()]
     return meta, runs, memory, totals
 
 
@@ -139,6 +156,8 @@ def summarize(runs):
 
 def print_tables(meta, runs, memory, totals):
     summary = summarize(runs)
+    proxies = present_proxies([p for (_w, _c, _b, p) in summary] +
+                              [p for (_w, _l, p) in memory])
     cases = sorted({(w, c, b) for (w, c, b, _p) in summary},
                    key=lambda case: (case[0], case[1], BODY_ORDER.get(case[2], 9)))
 
@@ -146,20 +165,24 @@ def print_tables(meta, runs, memory, totals):
         print("(no wrk runs)")
         print()
     else:
-        print_load_tables(meta, summary, cases)
+        print_load_tables(meta, summary, cases, proxies)
+    if "poolgate-base" in proxies:
+        print_baseline_tables(meta, runs, summary, cases, memory)
     if memory:
-        print_memory_table(memory)
+        print_memory_table(memory, proxies)
     if totals:
+        several = len({proxy for proxy, _fields in totals}) > 1
         print("### poolgate /stats totals over the whole load phase (warm-up included)")
         print()
-        print("| workers | totals.reuse_ratio | upstream opened | upstream reused | requests |")
-        print("|---|---:|---:|---:|---:|")
-        for fields in totals:
-            print("| " + " | ".join(fields) + " |")
+        print(("| proxy " if several else "") +
+              "| workers | totals.reuse_ratio | upstream opened | upstream reused | requests |")
+        print(("|---" if several else "") + "|---|---:|---:|---:|---:|")
+        for proxy, fields in totals:
+            print(("| " + proxy + " " if several else "") + "| " + " | ".join(fields) + " |")
         print()
 
 
-def print_load_tables(meta, summary, cases):
+def print_load_tables(meta, summary, cases, proxies):
     print(f"### Throughput, latency, CPU (medians of {meta.get('rounds', '?')} rounds, "
           f"{meta.get('duration', '?')} s each, wrk -t2)")
     print()
@@ -167,13 +190,13 @@ def print_load_tables(meta, summary, cases):
           "| upstream conns | reuse | errors |")
     print("|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for workers, conns, body in cases:
-        for proxy in PROXIES:
+        for proxy in proxies:
             s = summary.get((workers, conns, body, proxy))
             if not s:
                 continue
             print(f"| {workers} | {conns} | {body} | {proxy} | {s['rps']:.0f} | "
                   f"{fmt(s['p50'])} | {fmt(s['p99'])} | {fmt(s['cpu_us'], 1)} | "
-                  f"{s['held']:.0f} | {fmt(s['reuse'], 4) if proxy == 'poolgate' else ''} | "
+                  f"{s['held']:.0f} | {fmt(s['reuse'], 4) if proxy in POOLGATES else ''} | "
                   f"{s['errors']} |")
     print()
 
@@ -199,11 +222,103 @@ def print_load_tables(meta, summary, cases):
     print()
 
 
+def paired_ratios(runs, case, field, a="poolgate", b="poolgate-base"):
+    """a/b of one figure per round, for the rounds where both ran (back to back)."""
+    by_round_a = {m["round"]: m[field] for m in runs.get(case + (a,), [])}
+    by_round_b = {m["round"]: m[field] for m in runs.get(case + (b,), [])}
+    return [ratio(by_round_a[r], by_round_b[r]) for r in sorted(by_round_a.keys() & by_round_b.keys())]
+
+
+def ratio_range(values):
+    """'0.97' for one round; 'median (min–max)' over several."""
+    values = [v for v in values if v == v]
+    if not values:
+        return "-", float("nan")
+    mid = median(values)
+    if len(values) == 1:
+        return fmt(mid), mid
+    return f"{mid:.2f} ({min(values):.2f}–{max(values):.2f})", mid
+
+
+def geometric_mean(values):
+    values = [v for v in values if v == v and v > 0]
+    if not values:
+        return float("nan")
+    return statistics.geometric_mean(values)
+
+
+def print_baseline_tables(meta, runs, summary, cases, memory):
+    """--baseline: poolgate against itself at the baseline revision, measured in the same
+    run and rounds (each case ran on poolgate then poolgate-base, back to back)."""
+    current = meta.get("poolgate", "this tree")
+    baseline = meta.get("baseline") or meta.get("baseline_rev") or "?"
+    rounds = max((len(v) for (_w, _c, _b, p), v in runs.items() if p == "poolgate-base"),
+                 default=0)
+    print(f"### poolgate / poolgate-base: {current} against the baseline {baseline}")
+    print()
+    both = [case for case in cases
+            if summary.get(case + ("poolgate",)) and summary.get(case + ("poolgate-base",))]
+    if both:
+        print("Same configuration, same run, interleaved. Ratios poolgate / poolgate-base: "
+              "req/s above 1 and CPU/req, p50, p99 below 1 mean poolgate is better than its "
+              "baseline. "
+              + ("Per case: the median of the per-round ratios (the two ran back to back in "
+                 "each round), min–max over the rounds in brackets; "
+                 if rounds > 1 else "One round: a single measurement per case, ")
+              + "the last row is the geometric mean over the cases.")
+        print()
+        print("| workers | conns | body | req/s pg | req/s pg-base | req/s pg/base "
+              "| CPU µs/req pg | CPU µs/req pg-base | CPU/req pg/base | p50 pg/base "
+              "| p99 pg/base | errors pg, pg-base |")
+        print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        columns = {"rps": [], "cpu_us": [], "p50": [], "p99": []}
+        for case in both:
+            pg = summary.get(case + ("poolgate",))
+            base = summary.get(case + ("poolgate-base",))
+            cells = {}
+            for field in columns:
+                cells[field], mid = ratio_range(paired_ratios(runs, case, field))
+                columns[field].append(mid)
+            workers, conns, body = case
+            print(f"| {workers} | {conns} | {body} | {pg['rps']:.0f} | {base['rps']:.0f} | "
+                  f"{cells['rps']} | {fmt(pg['cpu_us'], 1)} | {fmt(base['cpu_us'], 1)} | "
+                  f"{cells['cpu_us']} | {cells['p50']} | {cells['p99']} | "
+                  f"{pg['errors']}, {base['errors']} |")
+        if any(columns["rps"]):
+            print(f"| all | | geometric mean | | | {fmt(geometric_mean(columns['rps']))} | | | "
+                  f"{fmt(geometric_mean(columns['cpu_us']))} | "
+                  f"{fmt(geometric_mean(columns['p50']))} | "
+                  f"{fmt(geometric_mean(columns['p99']))} | |")
+        print()
+
+    rows = []
+    for workers, listener in sorted({(w, l) for (w, l, _p) in memory},
+                                    key=lambda k: (k[0], LISTENER_ORDER.get(k[1], 9))):
+        pg = memory.get((workers, listener, "poolgate"))
+        base = memory.get((workers, listener, "poolgate-base"))
+        if pg and base:
+            rows.append((workers, listener, pg, base))
+    if rows:
+        print("Memory, poolgate / poolgate-base (peak RSS and RSS per idle client connection, "
+              "as in the memory table):")
+        print()
+        print("| workers | listener | peak RSS MiB pg | peak RSS MiB pg-base | peak RSS pg/base "
+              "| bytes / idle conn pg | bytes / idle conn pg-base | bytes / idle conn pg/base |")
+        print("|---|---|---:|---:|---:|---:|---:|---:|")
+        for workers, listener, pg, base in rows:
+            per_conn = [(m["after_kb"] - m["before_kb"]) * 1024 / m["opened"]
+                        if m["opened"] else float("nan") for m in (pg, base)]
+            print(f"| {workers} | {listener} | {pg['hwm_kb'] / 1024:.1f} | "
+                  f"{base['hwm_kb'] / 1024:.1f} | {fmt(ratio(pg['hwm_kb'], base['hwm_kb']))} | "
+                  f"{fmt(per_conn[0], 0)} | {fmt(per_conn[1], 0)} | "
+                  f"{fmt(ratio(per_conn[0], per_conn[1]))} |")
+        print()
+
 
 LISTENER_ORDER = {"plain": 0, "tls": 1}
 
 
-def print_memory_table(memory):
+def print_memory_table(memory, proxies):
     listeners = sorted({l for (_w, l, _p) in memory}, key=lambda l: LISTENER_ORDER.get(l, 9))
     title = ("RSS per idle keep-alive client connection" if listeners == ["plain"] else
              "RSS per idle keep-alive client connection, plain HTTP and TLS")
@@ -221,11 +336,11 @@ def print_memory_table(memory):
     for workers in sorted({w for (w, _l, _p) in memory}):
         for listener in listeners:
             per_conn = {}
-            for proxy in PROXIES:
+            for proxy in proxies:
                 m = memory.get((workers, listener, proxy))
                 if m and m["opened"]:
                     per_conn[proxy] = (m["after_kb"] - m["before_kb"]) * 1024 / m["opened"]
-            for proxy in PROXIES:
+            for proxy in proxies:
                 m = memory.get((workers, listener, proxy))
                 if not m:
                     continue
@@ -295,6 +410,7 @@ def fmt_ratio(value):
 
 def print_economy(meta, scenarios, runs):
     names = list(scenarios) or sorted({s for (s, _p) in runs})
+    proxies = present_proxies(p for (_s, p) in runs)
     rounds = max((len(v) for v in runs.values()), default=0)
     print(f"### Pools smaller than the load (--economy): medians of {rounds} round(s), "
           f"{meta.get('duration', '?')} s each after a 1 s warm-up, wrk -t2, 100 B")
@@ -319,7 +435,7 @@ def print_economy(meta, scenarios, runs):
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     med = {}
     for name in names:
-        for proxy in PROXIES:
+        for proxy in proxies:
             ms = runs.get((name, proxy))
             if not ms:
                 continue
@@ -345,7 +461,7 @@ def print_economy(meta, scenarios, runs):
           "| new conns pg/haproxy | peak pg/nginx | peak pg/haproxy |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name in names:
-        pg, ng, hp = (med.get((name, proxy)) for proxy in PROXIES)
+        pg, ng, hp = (med.get((name, proxy)) for proxy in ("poolgate", "nginx", "haproxy"))
         if not (pg and ng and hp):
             continue
         cells = []
@@ -354,19 +470,39 @@ def print_economy(meta, scenarios, runs):
         print(f"| {name} | " + " | ".join(cells) + " |")
     print()
 
+    if "poolgate-base" in proxies:
+        baseline = meta.get("baseline") or meta.get("baseline_rev") or "?"
+        print(f"### Ratios, pools smaller than the load: poolgate / poolgate-base "
+              f"({meta.get('poolgate', 'this tree')} against the baseline {baseline})")
+        print()
+        print("| scenario | 2xx/s | p99 | CPU/2xx | new upstream conns | peak upstream conns |")
+        print("|---|---:|---:|---:|---:|---:|")
+        for name in names:
+            pg, base = med.get((name, "poolgate")), med.get((name, "poolgate-base"))
+            if not (pg and base):
+                continue
+            cells = [fmt_ratio(ratio(pg[key], base[key]))
+                     for key in ("ok_rps", "p99", "cpu_us_ok", "accepts", "peak")]
+            print(f"| {name} | " + " | ".join(cells) + " |")
+        print()
+
+    poolgates = [p for p in proxies if p in POOLGATES]
+    several = len(poolgates) > 1
     print("### poolgate's /stats over the measured windows (deltas summed over workers; "
           "medians of the rounds)")
     print()
-    print("| scenario | requests | opened | reused | reuse ratio | trimmed_total "
+    print("| scenario " + ("| proxy " if several else "") +
+          "| requests | opened | reused | reuse ratio | trimmed_total "
           "| no_reuse.pool_full | no_reuse.yielded | direct_total | expired_total "
           "| queue_timeouts_total | handed_total | received_total |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for name in names:
-        ms = [m for m in runs.get((name, "poolgate"), []) if "opened" in m]
+    print("|---" + ("|---" if several else "") + "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for name, proxy in ((n, p) for n in names for p in poolgates):
+        ms = [m for m in runs.get((name, proxy), []) if "opened" in m]
         if not ms:
             continue
         s = {key: median([m[key] for m in ms]) for key in PG_COUNTERS + ("reuse",)}
-        print(f"| {name} | {median([m['opened'] + m['reused'] for m in ms]):.0f} | "
+        print(f"| {name} | " + (f"{proxy} | " if several else "") +
+              f"{median([m['opened'] + m['reused'] for m in ms]):.0f} | "
               f"{s['opened']:.0f} | {s['reused']:.0f} | {fmt(s['reuse'], 4)} | "
               f"{s['trimmed']:.0f} | {s['pool_full']:.0f} | {s['yielded']:.0f} | "
               f"{s['direct']:.0f} | {s['expired']:.0f} | {s['queue_timeouts']:.0f} | "
