@@ -29,7 +29,7 @@ constexpr size_t kMaxLingerBytes = 256 * 1024;    // ...and how much of it
 ClientConnection::ClientConnection(ClientHost& worker, Fd fd, const SocketAddress& peer, ListenerKind kind,
                                    const TlsServer* tls, bool admin_denied)
     : worker_(worker),
-      fd_(std::move(fd)),
+      transport_(std::move(fd)),
       tls_server_(tls),
       peer_(IpAddress::of(peer)),
       kind_(kind),
@@ -48,12 +48,12 @@ void ClientConnection::start() {
   // describe proxy traffic only.
   WorkerSlot& stats = worker_.stats();
   ServerCounters::add(kind_ == ListenerKind::kAdmin ? stats.admin_active : stats.clients_idle);
-  if (tls_server_ != nullptr && !tls_.start(tls_server_->context(), fd_.get(), /*server=*/true)) {
-    LOG_ERROR("client %s: %s", peer_.text().c_str(), tls_.failure().c_str());
+  if (tls_server_ != nullptr && !transport_.startTls(tls_server_->context(), /*server=*/true)) {
+    LOG_ERROR("client %s: %s", peer_.text().c_str(), tls().failure().c_str());
     close();
     return;
   }
-  if (!worker_.loop().add(fd_.get(), kEvents, this)) {
+  if (!worker_.loop().add(transport_.fd(), kEvents, this)) {
     close();
     return;
   }
@@ -64,7 +64,7 @@ void ClientConnection::start() {
 
 void ClientConnection::beginExchange() {
   ex_ = worker_.exchanges().take();
-  ex_->attach(*this, worker_, peer_, static_cast<bool>(tls_), kind_ == ListenerKind::kAdmin);
+  ex_->attach(*this, worker_, peer_, transport_.secure(), kind_ == ListenerKind::kAdmin);
 }
 
 void ClientConnection::enterDispatch() { ++depth_; }
@@ -109,7 +109,7 @@ void ClientConnection::armClientTimer() {
       if (lingering_) return;  // its own timer runs
       // The TLS handshake has tls.handshake_timeout; the first request's head
       // then has client_header from its first byte, like on a plain connection.
-      uint64_t ms = tls_ && !tls_.established() ? tls_server_->handshakeTimeoutMs()
+      uint64_t ms = transport_.secure() && !tls().established() ? tls_server_->handshakeTimeoutMs()
                     : secondsToMs(first_request_ ? t.client_header : t.client_keepalive);
       // Draining: a keep-alive client gets a short grace to send its next
       // request (answered with Connection: close) before we close it. Closing
@@ -183,12 +183,9 @@ void ClientConnection::onIoEvent(uint32_t events) noexcept {
     discardInput();
     return;
   }
-  if (tls_) {
-    // The TLS layer may wait for the other direction than the one it serves:
-    // a read that must first write, a write that must first read.
-    if ((events & EPOLLIN) && tls_.writeWantsRead()) events |= EPOLLOUT;
-    if ((events & EPOLLOUT) && tls_.readWantsWrite()) events |= EPOLLIN;
-    if (!tls_.established()) {
+  if (transport_.secure()) {
+    events = transport_.widen(events);
+    if (!tls().established()) {
       if (!handshakeClient()) return;
       events |= EPOLLIN;  // the first request may have come with the handshake's last flight
     }
@@ -212,10 +209,10 @@ void ClientConnection::onIoEvent(uint32_t events) noexcept {
 }
 
 bool ClientConnection::handshakeClient() {
-  switch (tls_.handshake()) {
+  switch (tls().handshake()) {
     case TlsResult::kDone:
-      LOG_DEBUG("client %s: %s%s, ALPN \"%s\"", peer_.text().c_str(), tls_.version(), tls_.resumed() ? " (resumed)" : "",
-                tls_.alpn().c_str());
+      LOG_DEBUG("client %s: %s%s, ALPN \"%s\"", peer_.text().c_str(), tls().version(),
+                tls().resumed() ? " (resumed)" : "", tls().alpn().c_str());
       armClientTimer();  // client_header from now on
       return true;
     case TlsResult::kWantRead:
@@ -224,7 +221,7 @@ bool ClientConnection::handshakeClient() {
     case TlsResult::kFailed:
       break;
   }
-  LOG_DEBUG("client %s: TLS handshake failed: %s", peer_.text().c_str(), tls_.failure().c_str());
+  LOG_DEBUG("client %s: TLS handshake failed: %s", peer_.text().c_str(), tls().failure().c_str());
   lingeringClose();
   return false;
 }
@@ -232,7 +229,7 @@ bool ClientConnection::handshakeClient() {
 void ClientConnection::lingeringClose() {
   if (state_ == State::kClosed || lingering_) return;
   lingering_ = true;
-  ::shutdown(fd_.get(), SHUT_WR);
+  ::shutdown(transport_.fd(), SHUT_WR);
   timer_.arm(kLingerMs);
   discardInput();
 }
@@ -241,7 +238,7 @@ void ClientConnection::discardInput() {
   char scrap[4096];
   size_t dropped = 0;
   while (dropped < kMaxLingerBytes) {
-    ssize_t n = ::recv(fd_.get(), scrap, sizeof scrap, 0);
+    ssize_t n = ::recv(transport_.fd(), scrap, sizeof scrap, 0);
     if (n > 0) {
       dropped += static_cast<size_t>(n);
       continue;
@@ -251,14 +248,6 @@ void ClientConnection::discardInput() {
     break;  // EOF or error: done
   }
   close();
-}
-
-ssize_t ClientConnection::receive(void* buffer, size_t size) {
-  return tls_ ? tls_.read(buffer, size) : ::recv(fd_.get(), buffer, size, 0);
-}
-
-ssize_t ClientConnection::transmit(const void* buffer, size_t size) {
-  return tls_ ? tls_.write(buffer, size) : ::send(fd_.get(), buffer, size, MSG_NOSIGNAL);
 }
 
 void ClientConnection::readClient() {
@@ -280,13 +269,13 @@ void ClientConnection::readClient() {
       return;
     }
     const size_t asked = room.size;
-    ssize_t n = receive(room.at, asked);
+    ssize_t n = transport_.receive(room.at, asked);
     if (n > 0) {
       reader_->commit(static_cast<size_t>(n));
       // A short plain read drained the socket: the next bytes bring a new
       // edge, so no recv() is spent just to hear EAGAIN. (Not with TLS,
       // which may hold decrypted bytes, nor once the peer has hung up.)
-      if (static_cast<size_t>(n) < asked && !tls_ && !hung_up_) readable_ = false;
+      if (static_cast<size_t>(n) < asked && !transport_.secure() && !hung_up_) readable_ = false;
       if (state_ == State::kIdle) {
         timer_.cancel();  // keep-alive wait over: client_header runs from this first byte
         setState(State::kHead);
@@ -330,7 +319,7 @@ void ClientConnection::relayLoop() {
       close();
       return;
     }
-    ssize_t n = receive(sink.writePtr(), sink.writable());
+    ssize_t n = transport_.receive(sink.writePtr(), sink.writable());
     if (n > 0) {
       sink.commit(static_cast<size_t>(n));
       ex_->upstream->flush();
@@ -388,7 +377,7 @@ void ClientConnection::flushClient() {
   }
   for (;;) {
     while (writable_ && !ex_->out.empty()) {
-      ssize_t n = transmit(ex_->out.data(), ex_->out.size());
+      ssize_t n = transport_.transmit(ex_->out.data(), ex_->out.size());
       if (n > 0) {
         ex_->out.consume(static_cast<size_t>(n));
         ex_->record.bytes_sent += static_cast<uint64_t>(n);
@@ -483,12 +472,8 @@ void ClientConnection::close() {
   }
   state_ = State::kClosed;
   timer_.cancel();
-  worker_.loop().remove(fd_.get());
-  if (tls_) {
-    tls_.shutdown();  // close_notify, if it can leave at once
-    tls_.reset();
-  }
-  fd_.reset();
+  worker_.loop().remove(transport_.fd());
+  transport_.close();
   worker_.onClientClosed(*this);
   worker_.loop().deferDelete(static_cast<Deletable*>(this));
 }

@@ -16,6 +16,7 @@
 #include "core/fd.h"
 #include "core/socket.h"
 #include "core/tls.h"
+#include "core/transport.h"
 #include "http/request_reader.h"
 #include "proxy/client_host.h"
 #include "proxy/exchange.h"
@@ -47,13 +48,12 @@ class ClientConnection final : public IoHandler, public Deletable, private Excha
  private:
   // TLS: drives the handshake; true once it is done (false: wait, or closed).
   bool handshakeClient();
+  TlsSession& tls() { return transport_.tls(); }
   // Closes without an answer, but gracefully: our FIN first, then what the
   // client still sends is read and dropped for a moment, so that unread bytes
   // do not turn the close into a reset (a plain HTTP request to a TLS port).
   void lingeringClose();
   void discardInput();
-  ssize_t receive(void* buffer, size_t size);      // recv(), or through TLS
-  ssize_t transmit(const void* buffer, size_t size);  // send(), or through TLS
   void readClient();
   // Hands the reader's events to the exchange until it needs more bytes (or
   // the request has ended, or the connection stops reading).
@@ -88,9 +88,8 @@ class ClientConnection final : public IoHandler, public Deletable, private Excha
   void leaveDispatch() override;
 
   ClientHost& worker_;
-  Fd fd_;
+  Transport transport_;  // the socket, and its TLS session on a TLS listener
   const TlsServer* tls_server_;  // null: plain
-  TlsSession tls_;
   IpAddress peer_;
   ListenerKind kind_;
   bool admin_denied_;

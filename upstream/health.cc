@@ -64,11 +64,12 @@ HealthProbe::~HealthProbe() { cancel(); }
 void HealthProbe::cancel() {
   deadline_.cancel();
   done_ = nullptr;
-  tls_.reset();
-  if (fd_) {
-    loop_.remove(fd_.get());
-    fd_.reset();
-  }
+  closeSocket();
+}
+
+void HealthProbe::closeSocket() {
+  if (transport_) loop_.remove(transport_.fd());
+  transport_.close();
 }
 
 void HealthProbe::start(uint64_t timeout_ms, Done done) {
@@ -78,13 +79,13 @@ void HealthProbe::start(uint64_t timeout_ms, Done done) {
   received_.clear();
   connected_ = false;
   int error = 0;
-  fd_ = startConnect(address_, &error);
-  if (!fd_) {
+  transport_.adopt(startConnect(address_, &error));
+  if (!transport_) {
     finish(false, std::string("connect: ") + strerror(error));
     return;
   }
-  if (!loop_.add(fd_.get(), EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, this)) {
-    fd_.reset();
+  if (!loop_.add(transport_.fd(), EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, this)) {
+    transport_.close();
     finish(false, "epoll_ctl failed");
     return;
   }
@@ -92,28 +93,28 @@ void HealthProbe::start(uint64_t timeout_ms, Done done) {
 }
 
 void HealthProbe::onIoEvent(uint32_t events) noexcept {
-  if (!fd_) return;
+  if (!transport_) return;
   if (!connected_) {
     if ((events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) == 0) return;
-    if (int error = socketError(fd_.get()); error != 0) {
+    if (int error = socketError(transport_.fd()); error != 0) {
       finish(false, std::string("connect: ") + strerror(error));
       return;
     }
     connected_ = true;
     if (tls_config_ != nullptr &&
-        (!tls_.start(tls_config_->context(), fd_.get(), /*server=*/false) ||
-         !tls_config_->prepare(tls_, tls_host_, nullptr, nullptr))) {
-      finish(false, "TLS: " + tls_.failure());
+        (!transport_.startTls(tls_config_->context(), /*server=*/false) ||
+         !tls_config_->prepare(transport_.tls(), tls_host_, nullptr, nullptr))) {
+      finish(false, "TLS: " + transport_.tls().failure());
       return;
     }
   }
-  if (tls_ && !tls_.established() && !handshake()) return;
+  if (transport_.secure() && !transport_.tls().established() && !handshake()) return;
   if (sent_ < request_.size() && !sendRequest()) return;
   readStatus();
 }
 
 bool HealthProbe::handshake() {
-  switch (tls_.handshake()) {
+  switch (transport_.tls().handshake()) {
     case TlsResult::kDone:
       return true;
     case TlsResult::kWantRead:
@@ -122,21 +123,13 @@ bool HealthProbe::handshake() {
     case TlsResult::kFailed:
       break;
   }
-  finish(false, "TLS handshake: " + tls_.failure());
+  finish(false, "TLS handshake: " + transport_.tls().failure());
   return false;
-}
-
-ssize_t HealthProbe::transmit(const void* data, size_t size) {
-  return tls_ ? tls_.write(data, size) : ::send(fd_.get(), data, size, MSG_NOSIGNAL);
-}
-
-ssize_t HealthProbe::receive(void* buffer, size_t size) {
-  return tls_ ? tls_.read(buffer, size) : ::recv(fd_.get(), buffer, size, 0);
 }
 
 bool HealthProbe::sendRequest() {
   while (sent_ < request_.size()) {
-    ssize_t n = transmit(request_.data() + sent_, request_.size() - sent_);
+    ssize_t n = transport_.transmit(request_.data() + sent_, request_.size() - sent_);
     if (n > 0) {
       sent_ += static_cast<size_t>(n);
     } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
@@ -154,7 +147,7 @@ bool HealthProbe::sendRequest() {
 void HealthProbe::readStatus() {
   char chunk[512];
   for (;;) {
-    ssize_t n = receive(chunk, sizeof chunk);
+    ssize_t n = transport_.receive(chunk, sizeof chunk);
     if (n == 0) {
       finish(false, "connection closed before a status line");
       return;
@@ -186,11 +179,7 @@ void HealthProbe::readStatus() {
 
 void HealthProbe::finish(bool passed, const std::string& why) {
   deadline_.cancel();
-  tls_.reset();
-  if (fd_) {
-    loop_.remove(fd_.get());
-    fd_.reset();
-  }
+  closeSocket();
   if (Done done = std::move(done_)) {
     done_ = nullptr;
     done(passed, why);

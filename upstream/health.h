@@ -20,6 +20,7 @@
 #include "core/socket.h"
 #include "core/timer.h"
 #include "core/tls.h"
+#include "core/transport.h"
 
 namespace poolgate {
 
@@ -73,7 +74,7 @@ class HealthProbe final : private IoHandler {
   // unless cancel() comes first.
   void start(uint64_t timeout_ms, Done done);
   void cancel();
-  bool running() const { return static_cast<bool>(fd_); }
+  bool running() const { return static_cast<bool>(transport_); }
 
  private:
   void onIoEvent(uint32_t events) noexcept override;
@@ -81,19 +82,17 @@ class HealthProbe final : private IoHandler {
   bool handshake();  // TLS: true once done
   bool sendRequest();
   void readStatus();
-  ssize_t transmit(const void* data, size_t size);
-  ssize_t receive(void* buffer, size_t size);
+  void closeSocket();
 
   EventLoop& loop_;
   SocketAddress address_;
   std::string request_;
-  Fd fd_;
+  Transport transport_;
   size_t sent_ = 0;
   std::string received_;
   bool connected_ = false;
   const UpstreamTls* tls_config_;
   std::string tls_host_;
-  TlsSession tls_;
   Done done_;
   Timer deadline_;
 };

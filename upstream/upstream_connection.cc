@@ -39,7 +39,7 @@ UpstreamConnection::UpstreamConnection(EventLoop& loop, BufferPool& buffers, Hea
       loop_(loop),
       server_(server),
       timeouts_(timeouts),
-      fd_(std::move(fd)),
+      transport_(std::move(fd)),
       timer_(loop.timers(), [this] { onTimer(); }),
       out_(buffers),
       reader_(buffers, headers) {}
@@ -58,7 +58,7 @@ UpstreamConnection* UpstreamConnection::open(EventLoop& loop, BufferPool& buffer
     return nullptr;
   }
   auto* conn = new UpstreamConnection(loop, buffers, headers, server, timeouts, std::move(fd), loop.now());
-  if (!loop.add(conn->fd_.get(), kEvents, conn)) {
+  if (!loop.add(conn->transport_.fd(), kEvents, conn)) {
     *error = errno;
     server.pool().unreserve();
     server.pool().noteFailed();
@@ -81,7 +81,7 @@ UpstreamConnection* UpstreamConnection::adopt(EventLoop& loop, BufferPool& buffe
                                               Server& server, const TimeoutsConfig& timeouts, Fd fd,
                                               const HandOverNote& note) {
   auto* conn = new UpstreamConnection(loop, buffers, headers, server, timeouts, std::move(fd), note.created_ms);
-  if (!loop.add(conn->fd_.get(), kEvents, conn)) {
+  if (!loop.add(conn->transport_.fd(), kEvents, conn)) {
     delete conn;
     return nullptr;
   }
@@ -113,7 +113,7 @@ void UpstreamConnection::beginRequest(bool head_request) {
 void UpstreamConnection::onIoEvent(uint32_t events) noexcept {
   switch (state_) {
     case State::kConnecting:
-      if (tls_) {
+      if (transport_.secure()) {
         continueHandshake();
       } else if (events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) {
         onConnectDone();
@@ -121,7 +121,7 @@ void UpstreamConnection::onIoEvent(uint32_t events) noexcept {
       return;
     case State::kIdle:
       // TLS: a session ticket may come late; anything else closes (below).
-      if (tls_ && (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) == EPOLLIN) {
+      if (transport_.secure() && (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) == EPOLLIN) {
         readable_ = true;
         if (settleTls()) return;
       }
@@ -132,11 +132,7 @@ void UpstreamConnection::onIoEvent(uint32_t events) noexcept {
       }
       return;
     case State::kActive:
-      if (tls_) {
-        // The TLS layer may wait for the other direction than the one it serves.
-        if ((events & EPOLLIN) && tls_.writeWantsRead()) events |= EPOLLOUT;
-        if ((events & EPOLLOUT) && tls_.readWantsWrite()) events |= EPOLLIN;
-      }
+      events = transport_.widen(events);
       if (events & EPOLLOUT) {
         writable_ = true;
         flush();
@@ -153,7 +149,7 @@ void UpstreamConnection::onIoEvent(uint32_t events) noexcept {
 }
 
 void UpstreamConnection::onConnectDone() {
-  int error = socketError(fd_.get());
+  int error = socketError(transport_.fd());
   if (error != 0) {
     LOG_DEBUG("connect to %s: %s", server_.name().c_str(), strerror(error));
     fail(UpstreamError::kConnectFailed);
@@ -175,16 +171,16 @@ void UpstreamConnection::onConnected() {
 }
 
 void UpstreamConnection::startTls() {
-  const UpstreamTls* tls = server_.tls();
-  if (tls == nullptr) {  // the context did not load (logged when the worker started)
+  const UpstreamTls* config = server_.tls();
+  if (config == nullptr) {  // the context did not load (logged when the worker started)
     fail(UpstreamError::kTlsFailed);
     return;
   }
   SslSessionPtr& session = server_.tlsSession();
-  if (!tls_.start(tls->context(), fd_.get(), /*server=*/false) ||
-      !tls->prepare(tls_, server_.tlsHost(), session.get(), &session)) {
+  if (!transport_.startTls(config->context(), /*server=*/false) ||
+      !config->prepare(tls(), server_.tlsHost(), session.get(), &session)) {
     LOG_UPSTREAM_FAILURE(server_, "cannot start TLS", "upstream %s: cannot start TLS: %s", server_.name().c_str(),
-                         tls_.failure().c_str());
+                         tls().failure().c_str());
     fail(UpstreamError::kTlsFailed);
     return;
   }
@@ -192,13 +188,13 @@ void UpstreamConnection::startTls() {
 }
 
 void UpstreamConnection::continueHandshake() {
-  switch (tls_.handshake()) {
+  switch (tls().handshake()) {
     case TlsResult::kWantRead:
     case TlsResult::kWantWrite:
       return;  // the next event (or the upstream_connect timer) brings us back
     case TlsResult::kFailed:
       LOG_UPSTREAM_FAILURE(server_, "TLS handshake failed", "upstream %s: TLS handshake failed: %s",
-                           server_.name().c_str(), tls_.failure().c_str());
+                           server_.name().c_str(), tls().failure().c_str());
       fail(UpstreamError::kTlsFailed);
       return;
     case TlsResult::kDone:
@@ -206,8 +202,8 @@ void UpstreamConnection::continueHandshake() {
   }
   ServerCounters& counters = server_.counters();
   ServerCounters::add(counters.tls_handshakes_total);
-  if (tls_.resumed()) ServerCounters::add(counters.tls_resumed_total);
-  LOG_DEBUG("upstream %s: %s%s", server_.name().c_str(), tls_.version(), tls_.resumed() ? " (resumed)" : "");
+  if (tls().resumed()) ServerCounters::add(counters.tls_resumed_total);
+  LOG_DEBUG("upstream %s: %s%s", server_.name().c_str(), tls().version(), tls().resumed() ? " (resumed)" : "");
   // Records (a session ticket, say) may already wait behind the handshake:
   // their readiness edge has passed, so read until the TLS layer waits.
   readable_ = true;
@@ -216,28 +212,20 @@ void UpstreamConnection::continueHandshake() {
 }
 
 bool UpstreamConnection::settleTls() {
-  if (!tls_ || !readable_) return true;
+  if (!transport_.secure() || !readable_) return true;
   char byte;
-  ssize_t n = tls_.read(&byte, 1);
-  if (n < 0 && errno == EAGAIN && !tls_.readWantsWrite()) {
+  ssize_t n = tls().read(&byte, 1);
+  if (n < 0 && errno == EAGAIN && !tls().readWantsWrite()) {
     readable_ = false;
     return true;
   }
   return false;  // response bytes nobody asked for, close_notify, EOF or an error
 }
 
-ssize_t UpstreamConnection::receive(void* buffer, size_t size) {
-  return tls_ ? tls_.read(buffer, size) : ::recv(fd_.get(), buffer, size, 0);
-}
-
-ssize_t UpstreamConnection::transmit(const void* buffer, size_t size) {
-  return tls_ ? tls_.write(buffer, size) : ::send(fd_.get(), buffer, size, MSG_NOSIGNAL);
-}
-
 void UpstreamConnection::flush() {
   if (state_ != State::kActive) return;
   while (writable_ && sent_ < out_.size()) {
-    ssize_t n = transmit(out_.data() + sent_, out_.size() - sent_);
+    ssize_t n = transport_.transmit(out_.data() + sent_, out_.size() - sent_);
     if (n > 0) {
       sent_ += static_cast<size_t>(n);
       continue;
@@ -325,11 +313,11 @@ void UpstreamConnection::readLoop() {
       return;
     }
     const size_t asked = room.size;
-    ssize_t n = receive(room.at, asked);
+    ssize_t n = transport_.receive(room.at, asked);
     if (n > 0) {
       reader_.commit(static_cast<size_t>(n));
       // A short plain read drained the socket (see ClientConnection::readClient).
-      if (static_cast<size_t>(n) < asked && !tls_ && !hung_up_) readable_ = false;
+      if (static_cast<size_t>(n) < asked && !transport_.secure() && !hung_up_) readable_ = false;
       response_started_ = true;
       if (replayable_) {
         replayable_ = false;
@@ -454,7 +442,7 @@ void UpstreamConnection::release(bool request_complete, bool exiting) {
   facts.length_delimited = !needs_eof_;
   facts.upstream_keep_alive = reader_.keepAlive();
   facts.request_sent = request_complete && pendingOutput() == 0;
-  facts.unread_bytes = reader_.hasUnread() || !settleTls() || tls_.hasBuffered();
+  facts.unread_bytes = reader_.hasUnread() || !settleTls() || tls().hasBuffered();
   facts.exiting = exiting;
   facts.retired = !server_.inService();
   facts.upstream_max_reached = upstream_max_reached_;
@@ -490,7 +478,7 @@ bool UpstreamConnection::probeIdle(uint64_t idle_ms) noexcept {
   idle_elsewhere_ms_ = 0;
   // With TLS the socket carries records: any byte at all (a close_notify
   // alert, a stray record) means the connection is not fit for a request.
-  if (tls_.hasBuffered()) return false;
+  if (tls().hasBuffered()) return false;
   if (idle_ms >= idle_limit_ms_) {  // the server's Keep-Alive timeout is (nearly) up
     ServerCounters::add(server_.counters().expired_total);
     return false;
@@ -503,7 +491,7 @@ bool UpstreamConnection::probeIdle(uint64_t idle_ms) noexcept {
   // (A stale connection that slips through is retried, see retryAfter().)
   if (idle_ms < kProbeAfterIdleMs) return true;
   char byte;
-  ssize_t n = ::recv(fd_.get(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+  ssize_t n = ::recv(transport_.fd(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
   return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
 }
 
@@ -517,9 +505,9 @@ int UpstreamConnection::detachSocket(HandOverNote& note) noexcept {
   user_ = nullptr;
   endRequest();
   timer_.cancel();
-  loop_.remove(fd_.get());
+  loop_.remove(transport_.fd());
   loop_.deferDelete(static_cast<Deletable*>(this));
-  return fd_.release();
+  return transport_.releaseSocket();
 }
 
 void UpstreamConnection::close() {
@@ -528,12 +516,8 @@ void UpstreamConnection::close() {
   user_ = nullptr;
   endRequest();
   timer_.cancel();
-  loop_.remove(fd_.get());
-  if (tls_) {
-    tls_.shutdown();  // close_notify, if it can leave at once
-    tls_.reset();
-  }
-  fd_.reset();
+  loop_.remove(transport_.fd());
+  transport_.close();
   server_.pool().noteClosed(*this);
   loop_.deferDelete(static_cast<Deletable*>(this));
 }

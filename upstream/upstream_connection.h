@@ -14,6 +14,7 @@
 #include "core/event_loop.h"
 #include "core/fd.h"
 #include "core/tls.h"
+#include "core/transport.h"
 #include "pool/pool.h"
 #include "http/response_reader.h"
 
@@ -118,8 +119,7 @@ class UpstreamConnection final : public IoHandler, public PoolMember, public Del
   // a close_notify...). True while the connection stays fit for the pool:
   // nothing but TLS housekeeping arrived.
   bool settleTls();
-  ssize_t receive(void* buffer, size_t size);         // recv(), or through TLS
-  ssize_t transmit(const void* buffer, size_t size);  // send(), or through TLS
+  TlsSession& tls() { return transport_.tls(); }
   void readResponse();
   void readLoop();
   // Hands the reader's events to the user (after a 101: the tunnel's bytes).
@@ -134,8 +134,7 @@ class UpstreamConnection final : public IoHandler, public PoolMember, public Del
   EventLoop& loop_;
   Server& server_;
   const TimeoutsConfig& timeouts_;
-  Fd fd_;
-  TlsSession tls_;  // empty for plain HTTP
+  Transport transport_;  // the socket, and its TLS session for a TLS upstream
   Timer timer_;
   Buffer out_;
   size_t sent_ = 0;          // bytes of out_ already written but kept for a replay
