@@ -16,7 +16,8 @@ namespace poolgate {
 Exchange::Exchange(BufferPool& buffers, TimerQueue& timers)
     : held(buffers), out(buffers), queue_timer_(timers, [this] { onQueueTimeout(); }) {}
 
-void Exchange::attach(ExchangeOwner& owner, ClientHost& host, const IpAddress& peer, bool over_tls, bool admin_listener) {
+void Exchange::attach(ExchangeOwner& owner, ClientHost& host, const IpAddress& peer, bool over_tls,
+                      bool admin_listener) {
   owner_ = &owner;
   host_ = &host;
   client_ip = peer.text();
@@ -63,15 +64,13 @@ void Exchange::logClosed(AccessLog* access_log, uint64_t now) {
 
 bool Exchange::requestPending() const {
   if (request_complete) return false;
-  return owner_->reader().bodyPending();
+  return reader().bodyPending();
 }
 
 void Exchange::start() {
-  const HttpHead& head = owner_->reader().head();
-  const char* base = owner_->reader().base();
-  const RequestTarget& target = owner_->reader().target();
-  const std::string_view host = owner_->reader().host();
-  const RouteConfig* route = host_->route(hostWithoutPort(host), target.path);
+  const RequestReader& request = reader();
+  const char* base = request.base();
+  const RouteConfig* route = host_->route(hostWithoutPort(request.host()), request.target().path);
   if (route == nullptr) {
     respondError(404, requestPending());
     return;
@@ -80,8 +79,8 @@ void Exchange::start() {
   route_buffers = route->response_buffering;
   // Copied: a retry picks again after the head has left the read buffer.
   hash_value.clear();
-  if (!group->hashHeader().empty()) hash_value.assign(findHeader(head, base, group->hashHeader()));
-  if (host_->config().buffering.request && route->request_buffering && !upgrade && owner_->reader().bodyPending()) {
+  if (!group->hashHeader().empty()) hash_value.assign(findHeader(request.head(), base, group->hashHeader()));
+  if (host_->config().buffering.request && route->request_buffering && !upgrade && request.bodyPending()) {
     collectBody();
     return;
   }
@@ -89,20 +88,21 @@ void Exchange::start() {
   // (Queued for max_conns, the head and body wait in held until a connection comes.)
   Buffer* sink = requestSink();
   Server& server = group->server(static_cast<size_t>(upstream != nullptr ? server_index : queued_server));
-  writeForwardedRequestHead(*sink, owner_->reader().parser(), base, forwardContext(server.name()));
+  writeForwardedRequestHead(*sink, request.parser(), base, forwardContext(server.name()));
   answerExpectation();  // the body streams when it comes
   // Not sent yet: parseClient() flushes once the reader has taken all it read.
 }
 
 ForwardContext Exchange::forwardContext(std::string_view fallback_host) const {
-  const std::string_view host = owner_->reader().host();
+  const RequestReader& request = reader();
+  const std::string_view host = request.host();
   return ForwardContext{client_ip.c_str(), tls ? "https" : "http", host.empty() ? fallback_host : host,
-                        owner_->reader().target().forward,
-                        upgrade ? findHeader(owner_->reader().head(), owner_->reader().base(), "upgrade") : std::string_view()};
+                        request.target().forward,
+                        upgrade ? findHeader(request.head(), request.base(), "upgrade") : std::string_view()};
 }
 
 void Exchange::answerExpectation() {
-  if (!expect_continue || owner_->reader().versionMinor() < 1) return;
+  if (!expect_continue || reader().versionMinor() < 1) return;
   // We answer the expectation ourselves: the upstream never sees it.
   out.append("HTTP/1.1 100 Continue\r\n\r\n");
   owner_->flushClient();
@@ -114,8 +114,8 @@ void Exchange::collectBody() {
   body_path = BodyPath::kCollect;
   // The head leaves the read buffer as the body comes: forwarded now, all
   // but its framing, which depends on how much body there will be.
-  host_missing = owner_->reader().host().empty();
-  writeForwardedRequestFields(held, owner_->reader().parser(), owner_->reader().base(), forwardContext({}));
+  host_missing = reader().host().empty();
+  writeForwardedRequestFields(held, reader().parser(), reader().base(), forwardContext({}));
   answerExpectation();
 }
 
@@ -140,7 +140,7 @@ void Exchange::sendCollectedBody() {
   const bool whole = request_complete;
   body_path = BodyPath::kSpooled;
   body_rechunk = !whole && request_chunked;
-  const uint64_t length = whole ? (body_spool ? body_spool->size() : 0) : owner_->reader().parser().declaredLength();
+  const uint64_t length = whole ? (body_spool ? body_spool->size() : 0) : reader().parser().declaredLength();
   if (!connectUpstream()) return;  // an error response is on its way
   if (host_missing) {
     const int index = upstream != nullptr ? server_index : queued_server;
@@ -187,7 +187,8 @@ void Exchange::pumpBody() {
     }
     ServerCounters::set(host_->stats().buffered_memory, host_->spoolBudget().in_use);
     upstream->flush();  // may end in onUpstreamDrained() (another round) or an error
-  } while (pump_again && owner_->clientState() == ClientState::kExchange && !requestSent() && body_spool && !body_spool->empty());
+  } while (pump_again && owner_->clientState() == ClientState::kExchange && !requestSent() && body_spool &&
+           !body_spool->empty());
   pumping = false;
 }
 
@@ -223,13 +224,13 @@ void Exchange::onRequestBody(RequestReader::Event event) {
   // read and dropped after the app has answered: discardingBody().)
   if (body_path != BodyPath::kDirect) {
     // Decoded bytes only: the framing it goes with is ours (sendCollectedBody()).
-    if (event == RequestReader::Event::kBody && !discardingBody()) storeBody(owner_->reader().body());
+    if (event == RequestReader::Event::kBody && !discardingBody()) storeBody(reader().body());
     return;
   }
   Buffer* sink = requestSink();
   if (sink == nullptr) return;  // discarded
   if (event == RequestReader::Event::kBody) body_started = true;
-  owner_->reader().forward(*sink);  // re-chunked for a chunked request
+  reader().forward(*sink);  // re-chunked for a chunked request
 }
 
 void Exchange::onRequestComplete() {
@@ -241,7 +242,7 @@ void Exchange::onRequestComplete() {
   if (body_path == BodyPath::kSpooled) {
     pumpBody();  // the last chunk, after the spool, where one is due
   } else if (Buffer* sink = requestSink(); sink != nullptr) {
-    owner_->reader().forward(*sink);  // the last chunk
+    reader().forward(*sink);  // the last chunk
   }
   // The rest (pipelined requests) waits for its turn.
   if (upstream != nullptr) {
@@ -254,7 +255,8 @@ void Exchange::onRequestComplete() {
 }
 
 void Exchange::onRequestError() {
-  if (owner_->reader().bodyTooLarge()) {
+  const RequestReader& request = reader();
+  if (request.bodyTooLarge()) {
     refuseOversizedBody();
     return;
   }
@@ -262,10 +264,10 @@ void Exchange::onRequestError() {
     owner_->closeClient();
     return;
   }
-  if (owner_->reader().errorStatus() == 400) {
-    LOG_DEBUG("client %s: bad request: %s (%s)", client_ip.c_str(), owner_->reader().errorName(), owner_->reader().errorReason());
+  if (request.errorStatus() == 400) {
+    LOG_DEBUG("client %s: bad request: %s (%s)", client_ip.c_str(), request.errorName(), request.errorReason());
   }
-  respondError(owner_->reader().errorStatus(), true);
+  respondError(request.errorStatus(), true);
 }
 
 void Exchange::refuseOversizedBody() {
@@ -434,7 +436,9 @@ void countSpool(WorkerSlot& stats, const Spool& spool, std::atomic<uint64_t>& to
   ServerCounters::add(total);
   if (spool.usedFile()) ServerCounters::add(disk);
   ServerCounters::add(stats.buffered_bytes_total, spool.appended());
-  if (spool.peak() > ServerCounters::get(stats.buffered_largest)) ServerCounters::set(stats.buffered_largest, spool.peak());
+  if (spool.peak() > ServerCounters::get(stats.buffered_largest)) {
+    ServerCounters::set(stats.buffered_largest, spool.peak());
+  }
 }
 }  // namespace
 

@@ -242,6 +242,7 @@ class Exchange final : private UpstreamUser, private PoolWaiter {
 
  private:
   // The request.
+  RequestReader& reader() const { return owner_->reader(); }
   ForwardContext forwardContext(std::string_view fallback_host) const;
   void collectBody();
   void storeBody(std::string_view bytes);
@@ -269,6 +270,7 @@ class Exchange final : private UpstreamUser, private PoolWaiter {
   bool connectUpstream(bool woken = false);
   bool waitForConnection(int server_index, bool at_front);
   void onQueueTimeout();
+  UpstreamConnection* openConnection(Server& server, int* error);  // nullptr: *error says why
   PickContext pickContext() const;
   bool retryAfter(UpstreamError error);
   void writeResponseHead(const HttpParser& parser, const char* base);

@@ -87,8 +87,7 @@ bool Exchange::connectUpstream(bool woken) {
       return true;
     }
     int error = 0;
-    UpstreamConnection* conn =
-        UpstreamConnection::open(host_->loop(), host_->buffers(), &host_->headerStore(), server, host_->config().timeouts, *this, &error);
+    UpstreamConnection* conn = openConnection(server, &error);
     if (conn != nullptr) {
       use(conn, host_->loop().now());
       return true;
@@ -115,6 +114,11 @@ bool Exchange::connectUpstream(bool woken) {
     }
     ServerCounters::add(server.counters().retries_total);  // on to the next server
   }
+}
+
+UpstreamConnection* Exchange::openConnection(Server& server, int* error) {
+  return UpstreamConnection::open(host_->loop(), host_->buffers(), &host_->headerStore(), server,
+                                  host_->config().timeouts, *this, error);
 }
 
 PickContext Exchange::pickContext() const {
@@ -168,8 +172,7 @@ bool Exchange::retryAfter(UpstreamError error) {
   if (!failed->takeReplay(replay)) return false;
   if (stale) {
     int err = 0;
-    UpstreamConnection* conn =
-        UpstreamConnection::open(host_->loop(), host_->buffers(), &host_->headerStore(), server, host_->config().timeouts, *this, &err);
+    UpstreamConnection* conn = openConnection(server, &err);
     if (conn == nullptr) return false;
     use(conn, host_->loop().now());
   } else if (!connectUpstream()) {
@@ -183,9 +186,21 @@ bool Exchange::retryAfter(UpstreamError error) {
 
 void Exchange::onUpstreamError(UpstreamError error) noexcept {
   DispatchScope scope(*owner_);
-  if (owner_->clientState() != ClientState::kExchange && owner_->clientState() != ClientState::kClosing) return;
+  const ClientState state = owner_->clientState();
   record.upstream_done_ms = host_->loop().now();
   record.error = toString(error);
+  if (state == ClientState::kTunnel) {
+    // The tunnel's upstream failed, or stayed silent for upstream_read: its
+    // connection is closed already. What it sent goes out, then the client
+    // is closed too.
+    upstream = nullptr;
+    upstream_held = false;
+    response_complete = true;  // (counted in requests when the tunnel began)
+    owner_->setClientState(ClientState::kClosing);
+    owner_->flushClient();
+    return;
+  }
+  if (state != ClientState::kExchange && state != ClientState::kClosing) return;
   Server* server = upstream != nullptr ? &upstream->server() : nullptr;
   if (retryAfter(error)) return;
   if (response_started && !response_held) {
@@ -230,13 +245,13 @@ int Exchange::onUpstreamHead(const HttpParser& parser, const char* base) noexcep
 
 void Exchange::writeInterimResponse(const HttpParser& parser, const char* base) {
   // We answered Expect ourselves; HTTP/1.0 clients get no 1xx at all.
-  if (!interimGoesToClient(parser.statusCode(), owner_->reader().versionMinor() >= 1)) return;
+  if (!interimGoesToClient(parser.statusCode(), reader().versionMinor() >= 1)) return;
   writeInterimResponseHead(out, parser, base);
   owner_->flushClient();
 }
 
 void Exchange::writeResponseHead(const HttpParser& parser, const char* base) {
-  const bool client_http11 = owner_->reader().versionMinor() >= 1;
+  const bool client_http11 = reader().versionMinor() >= 1;
   // Held only when nothing else waits in out (a 1xx or our 100 Continue),
   // so that dropping it drops nothing that was partly sent.
   const bool hold = holdsResponse() && out.empty();
@@ -288,7 +303,8 @@ void Exchange::onUpstreamInputDone() noexcept {
 void Exchange::onUpstreamComplete() noexcept {
   DispatchScope scope(*owner_);
   record.upstream_done_ms = host_->loop().now();
-  if (owner_->clientState() == ClientState::kTunnel) {  // the upstream closed the tunnel: flush what it sent, then close
+  if (owner_->clientState() == ClientState::kTunnel) {
+    // The upstream closed the tunnel: flush what it sent, then close.
     abandonUpstream(NoReuse::kUpstreamClose);
     response_complete = true;  // (counted in requests when the tunnel began)
     owner_->setClientState(ClientState::kClosing);

@@ -115,6 +115,53 @@ TEST_F(Protocol, TunnelRelaysBothWaysUntilTheClientCloses) {
   EXPECT_TRUE(waitUntil([&] { return upstreamClosed->load(); }, 5s)) << "the upstream side stayed open";
 }
 
+// A tunnel in which neither side sends anything for upstream_read ends: the
+// client is closed, and so is the upstream side. (Before, the timeout was
+// dropped: the client stayed open for ever, its exchange pointing at the
+// closed upstream connection.)
+TEST_F(Protocol, AnIdleTunnelEndsAfterUpstreamRead) {
+  auto upstreamClosed = std::make_shared<std::atomic<bool>>(false);
+  upstream_.setHandler([upstreamClosed](const UpstreamRequest&, UpstreamConnection& conn) {
+    conn.sendRaw("HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: echo\r\n\r\n");
+    try {
+      conn.readRaw(1);  // nothing comes: returns when the proxy closes its side
+    } catch (const std::exception&) {
+    }
+    *upstreamClosed = true;
+  });
+  startProxy(1, "", "timeouts = { upstream_read = 0.3; };");
+  HttpClient client = connect();
+  client.send(serializeRequest("GET", "/quiet", {{"Connection", "Upgrade"}, {"Upgrade", "echo"}}));
+  ASSERT_EQ(client.read().status, 101);
+  EXPECT_TRUE(client.waitClosed()) << "the idle tunnel was never closed";
+  EXPECT_TRUE(waitUntil([&] { return upstreamClosed->load(); }, 5s)) << "the upstream side stayed open";
+  EXPECT_TRUE(waitUntil([&] { return sumOverWorkers(proxy().stats(), "/upstream/open") == 0; }, 5s));
+}
+
+// The upstream resets a tunnel: what it sent before reaches the client, then
+// the client is closed; the worker goes on serving.
+TEST_F(Protocol, ATunnelTheUpstreamResetsClosesTheClient) {
+  upstream_.setHandler([](const UpstreamRequest& req, UpstreamConnection& conn) {
+    if (req.target != "/ws") {
+      conn.respond(200, "after");
+      return;
+    }
+    conn.sendRaw("HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: echo\r\n\r\n");
+    conn.sendRaw("last words");
+    conn.readRaw(4);
+    conn.reset();
+  });
+  startProxy();
+  HttpClient client = connect();
+  client.send(serializeRequest("GET", "/ws", {{"Connection", "Upgrade"}, {"Upgrade", "echo"}}));
+  ASSERT_EQ(client.read().status, 101);
+  EXPECT_EQ(client.readRaw(10), "last words");
+  client.send("ping");
+  EXPECT_TRUE(client.waitClosed()) << "the client outlived its tunnel's upstream";
+  client.send("more bytes after the end");  // must reach nothing (no stale upstream pointer)
+  EXPECT_EQ(connect().get("/plain").status, 200) << "the worker no longer serves";
+}
+
 // An upgrade the upstream does not take: a normal response, and the connection
 // goes on with plain HTTP.
 TEST_F(Protocol, RefusedUpgradeKeepsHttp) {
