@@ -5,8 +5,8 @@
 // The target drives the proxy's own RequestReader (http/request_reader.h) the
 // way ClientConnection does (readClient: reserve / commit; parseClient: one
 // event at a time), writes the head with writeForwardedRequestHead() and the
-// body with RequestReader::forward(), as startExchange() and onRequestBody()
-// do. What it keeps of its own is only ClientConnection's reaction to an
+// body with RequestReader::forward(), as Exchange::start() and
+// Exchange::onRequestBody() do. What it keeps of its own is only the reaction to an
 // event: the answer to a refused head or an error is the status the reader
 // gives. Every route exists and every upstream answers at once, so pipelined
 // requests follow each other.

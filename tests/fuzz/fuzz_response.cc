@@ -5,7 +5,7 @@
 // The target drives the proxy's own ResponseReader (http/response_reader.h)
 // the way UpstreamConnection does (readLoop: reserve / commit; parseInput: one
 // event at a time; onEof: finish()), and writes what the client gets with the
-// functions ClientConnection uses (chooseResponseFraming,
+// functions the Exchange uses (chooseResponseFraming,
 // writeClientResponseHead, interimGoesToClient, writeInterimResponseHead,
 // appendBodyPiece, appendBodyEnd, writeErrorResponse). What it keeps of its
 // own is only the connections' reaction to an event (a GET asked for no

@@ -284,6 +284,15 @@ class ExchangeFlow : public ::testing::Test {
     }
     return false;
   }
+  // One server under max_conns = 1, routed to.
+  UpstreamGroup& cappedGroup(TestServer& server, double queue_timeout) {
+    PoolConfig pool_config;
+    pool_config.max_conns = 1;
+    pool_config.queue_timeout = queue_timeout;
+    UpstreamGroup& group = host.addGroup({server.port}, pool_config);
+    host.routeTo(0);
+    return group;
+  }
   Fd acceptFrom(TestServer& server) {
     Fd conn;
     runUntil([&] { return static_cast<bool>(conn = server.tryAccept()); });
@@ -423,11 +432,7 @@ TEST_F(ExchangeFlow, AConnectFailureMovesOnToTheNextServer) {
 
 TEST_F(ExchangeFlow, AQueuedExchangeTakesTheConnectionTheFirstOneGivesBack) {
   TestServer server;
-  PoolConfig pool_config;
-  pool_config.max_conns = 1;
-  pool_config.queue_timeout = 5.0;
-  UpstreamGroup& group = host.addGroup({server.port}, pool_config);
-  host.routeTo(0);
+  UpstreamGroup& group = cappedGroup(server, 5.0);
   FakeOwner a(host);
   a.feed(kGet);
   std::string got;
@@ -463,11 +468,7 @@ TEST_F(ExchangeFlow, AQueuedExchangeTakesTheConnectionTheFirstOneGivesBack) {
 
 TEST_F(ExchangeFlow, AQueuedExchangeGets503WhenItsQueueTimeoutFires) {
   TestServer server;
-  PoolConfig pool_config;
-  pool_config.max_conns = 1;
-  pool_config.queue_timeout = 0.05;
-  UpstreamGroup& group = host.addGroup({server.port}, pool_config);
-  host.routeTo(0);
+  UpstreamGroup& group = cappedGroup(server, 0.05);
   FakeOwner a(host);
   a.feed(kGet);  // holds the only connection; never answered
   FakeOwner b(host);
