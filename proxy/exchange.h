@@ -145,8 +145,6 @@ class Exchange final : private UpstreamUser, private PoolWaiter {
   // `headers`: extra header lines, each ending in CRLF.
   void respond(int status, std::string_view content_type, std::string_view body, bool close_after,
                std::string_view headers = {});
-  // 100 Continue, where the client asked for it.
-  void answerExpectation();
 
   // ---- The record.
   // Writes the access record, once (`access_log` null: not logged).
@@ -154,25 +152,12 @@ class Exchange final : private UpstreamUser, private PoolWaiter {
   // ...for a client that went away before its response was done (499).
   void logClosed(AccessLog* access_log, uint64_t now);
 
-  // ---- The upstream connection: taken (from a pool or new), given back
-  // through the reuse checklist, or closed mid-exchange (counted in no_reuse).
-  void use(UpstreamConnection* conn, uint64_t now);
-  void releaseUpstream(bool draining);
+  // ---- The upstream connection, closed mid-exchange (counted in no_reuse),
+  // or the pool's queue left.
   void abandonUpstream(NoReuse reason);
   void leaveQueue();
-  // The upstream waits for the client (out and the spool are full), or reads on.
-  void holdUpstream();
+  // The client took enough of `out`: the upstream may be read again.
   void releaseHold();
-  // Everything of the request has been handed to the upstream connection.
-  bool requestSent() const;
-  // Where request bytes go: the upstream connection's output, or `held`
-  // while queued; nullptr when the request is being answered here.
-  Buffer* requestSink();
-
-  // ---- Spools.
-  // Response buffering: a body piece that the client is not ready for
-  // (false: the spool could not take it, the response is cut).
-  bool spoolResponseBody(const char* at, size_t length);
   // The exchange is over: the spools' figures counted, their memory and files freed.
   void endSpools();
 
@@ -243,6 +228,13 @@ class Exchange final : private UpstreamUser, private PoolWaiter {
  private:
   // The request.
   RequestReader& reader() const { return owner_->reader(); }
+  // 100 Continue, where the client asked for it.
+  void answerExpectation();
+  // Where request bytes go: the upstream connection's output, or `held`
+  // while queued; nullptr when the request is being answered here.
+  Buffer* requestSink();
+  // Everything of the request has been handed to the upstream connection.
+  bool requestSent() const;
   ForwardContext forwardContext(std::string_view fallback_host) const;
   void collectBody();
   void storeBody(std::string_view bytes);
@@ -262,6 +254,16 @@ class Exchange final : private UpstreamUser, private PoolWaiter {
   void beginAnswer(int status, bool close_after);
   void sendAnswer();
   void completeResponse();
+
+  // The upstream connection: taken (from a pool or new), given back through
+  // the reuse checklist; held while the client is behind (out and the spool
+  // are full).
+  void use(UpstreamConnection* conn, uint64_t now);
+  void releaseUpstream(bool draining);
+  void holdUpstream();
+  // Response buffering: a body piece that the client is not ready for
+  // (false: the spool could not take it, the response is cut).
+  bool spoolResponseBody(const char* at, size_t length);
 
   // The upstream side (exchange_upstream.cc).
   // Picks a server and takes or opens a connection; with every candidate at

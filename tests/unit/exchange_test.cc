@@ -159,33 +159,5 @@ TEST(Exchange, ARecordIsLoggedOnceAndAClosedClientGets499) {
   EXPECT_EQ(answered.record.upstream_done_ms, 0u);
 }
 
-TEST(Exchange, RequestBytesGoToHeldWhileQueuedAndNowhereWhenAnsweredHere) {
-  BufferPool buffers(1024);
-  TimerQueue timers(0);
-  Exchange ex(buffers, timers);
-  EXPECT_EQ(ex.requestSink(), nullptr);
-  ex.queued_server = 0;
-  EXPECT_EQ(ex.requestSink(), &ex.held);
-}
-
-TEST(Exchange, TheRequestIsSentOnlyOnceItsBodyAndItsLastChunkHaveGone) {
-  BufferPool buffers(1024);
-  TimerQueue timers(0);
-  SpoolBudget budget{1 << 20, 0};
-  SpoolLimits limits{64 * 1024, 0, "/tmp"};
-  Exchange ex(buffers, timers);
-  EXPECT_FALSE(ex.requestSent()) << "the request has not ended";
-  ex.request_complete = true;
-  EXPECT_TRUE(ex.requestSent());
-  ex.body_spool = std::make_unique<Spool>(buffers, budget, limits);
-  ASSERT_TRUE(ex.body_spool->append("body"));
-  EXPECT_FALSE(ex.requestSent()) << "collected body bytes still wait";
-  ex.body_spool->clear();
-  ex.body_rechunk = true;
-  EXPECT_FALSE(ex.requestSent()) << "re-chunked: the last chunk is due";
-  ex.body_end_sent = true;
-  EXPECT_TRUE(ex.requestSent());
-}
-
 }  // namespace
 }  // namespace poolgate
