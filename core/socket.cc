@@ -20,15 +20,6 @@ void SocketAddress::setPort(uint16_t port) {
   if (family() == AF_INET6) reinterpret_cast<sockaddr_in6*>(&storage)->sin6_port = htons(port);
 }
 
-void SocketAddress::ipString(char* out, size_t size) const {
-  out[0] = '\0';
-  if (family() == AF_INET) {
-    inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(&storage)->sin_addr, out, size);
-  } else if (family() == AF_INET6) {
-    inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(&storage)->sin6_addr, out, size);
-  }
-}
-
 IpAddress IpAddress::of(const SocketAddress& address) {
   IpAddress ip;
   if (address.family() == AF_INET) {
@@ -62,13 +53,12 @@ IpAddress::Text IpAddress::text() const {
 }
 
 std::string SocketAddress::toString() const {
-  char ip[INET6_ADDRSTRLEN];
-  ipString(ip, sizeof ip);
+  const IpAddress::Text ip = IpAddress::of(*this).text();
   char text[INET6_ADDRSTRLEN + 10];
   if (family() == AF_INET6) {
-    snprintf(text, sizeof text, "[%s]:%u", ip, port());
+    snprintf(text, sizeof text, "[%s]:%u", ip.c_str(), port());
   } else {
-    snprintf(text, sizeof text, "%s:%u", ip, port());
+    snprintf(text, sizeof text, "%s:%u", ip.c_str(), port());
   }
   return text;
 }

@@ -22,8 +22,6 @@ struct SocketAddress {
   void setPort(uint16_t port);
   // "1.2.3.4:80" or "[::1]:80".
   std::string toString() const;
-  // Just the IP, into a caller's buffer (at least INET6_ADDRSTRLEN bytes).
-  void ipString(char* out, size_t size) const;
 };
 
 // An IP address alone, in 17 bytes: what a client connection keeps of its
