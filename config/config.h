@@ -64,6 +64,10 @@ struct ListenConfig {
   int backlog = 511;
   double defer_accept = 0;  // TCP_DEFER_ACCEPT: accept only once data arrives, waiting up to this (0 = off)
   bool nodelay = true;      // TCP_NODELAY on accepted client connections
+  // HTTP/2 to clients: with TLS, ALPN offers h2 before http/1.1; plain, a
+  // client may open with the HTTP/2 preface (prior knowledge, h2c) or speak
+  // HTTP/1.1. Off by default: ALPN then selects http/1.1 only.
+  bool http2 = false;
   std::optional<ListenTlsConfig> tls;
 };
 
@@ -106,6 +110,14 @@ struct LimitsConfig {
   uint32_t max_header_bytes = 32768;
   uint32_t max_headers = 100;
   uint64_t max_body_bytes = 104857600;  // 0 = unlimited
+};
+
+// HTTP/2 connections (listen[].http2): what poolgate announces in its
+// SETTINGS, and the limits it holds clients to.
+struct Http2Config {
+  uint32_t max_concurrent_streams = 128;  // SETTINGS_MAX_CONCURRENT_STREAMS
+  uint32_t initial_window_bytes = 65535;  // SETTINGS_INITIAL_WINDOW_SIZE, per stream
+  uint32_t max_header_list_bytes = 32768; // SETTINGS_MAX_HEADER_LIST_SIZE, enforced on decoded fields
 };
 
 // Request and response buffering: a request body is received whole before an
@@ -197,6 +209,7 @@ struct Config {
   TimeoutsConfig timeouts;
   LimitsConfig limits;
   BufferingConfig buffering;
+  Http2Config http2;
   std::vector<UpstreamConfig> upstreams;  // at least one
   // Always filled after loading: with exactly one upstream and no routes in the
   // file, one catch-all route { "*", "/", that upstream } is added.

@@ -49,6 +49,7 @@ const Keys<Config>& topKeys() {
       {"timeouts", group(&Config::timeouts, timeoutKeys())},
       {"limits", group(&Config::limits, limitKeys())},
       {"buffering", group(&Config::buffering, bufferingKeys())},
+      {"http2", group(&Config::http2, http2Keys())},
       {"upstreams",
        listOf(&Config::upstreams, ElementFn<UpstreamConfig>(readUpstream),
               "at least one upstream is required"),

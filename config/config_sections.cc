@@ -71,6 +71,7 @@ const Keys<ListenConfig>& listenKeys() {
       {"backlog", integer(&ListenConfig::backlog, {.min = 1})},
       {"defer_accept", duration(&ListenConfig::defer_accept)},
       {"nodelay", flag(&ListenConfig::nodelay)},
+      {"http2", flag(&ListenConfig::http2)},
       {"tls", readListenTls},
   };
   return keys;
@@ -160,6 +161,19 @@ const Keys<LimitsConfig>& limitKeys() {
       {"max_header_bytes", integer(&LimitsConfig::max_header_bytes, {.min = 1})},
       {"max_headers", integer(&LimitsConfig::max_headers, {.min = 1})},
       {"max_body_bytes", integer(&LimitsConfig::max_body_bytes)},
+  };
+  return keys;
+}
+
+const Keys<Http2Config>& http2Keys() {
+  // The window and the header list are bounded by what the protocol allows
+  // (2^31-1) and by what one stream may make a worker hold.
+  static const Keys<Http2Config> keys = {
+      {"max_concurrent_streams", integer(&Http2Config::max_concurrent_streams, {.min = 1, .max = 65536, .bounded = true})},
+      {"initial_window_bytes",
+       integer(&Http2Config::initial_window_bytes, {.min = 1024, .max = 16 * 1024 * 1024, .bounded = true})},
+      {"max_header_list_bytes",
+       integer(&Http2Config::max_header_list_bytes, {.min = 1024, .max = 1024 * 1024, .bounded = true})},
   };
   return keys;
 }

@@ -17,6 +17,7 @@ const Keys<AdminConfig>& adminKeys();
 const Keys<ResolverConfig>& resolverKeys();
 const Keys<TimeoutsConfig>& timeoutKeys();
 const Keys<LimitsConfig>& limitKeys();
+const Keys<Http2Config>& http2Keys();
 const Keys<BufferingConfig>& bufferingKeys();
 
 // One element of `upstreams`: its table, then the checks across its keys

@@ -119,8 +119,12 @@ int Listener::acceptSome(int limit, bool final) {
     }
     if (socket_.nodelay && !socket_.handoff) setNoDelay(fd);  // a handed-off one is set by the master
     const TlsServer* tls = socket_.tls_server;
-    if (socket_.handoff) tls = tag > 0 && tag <= socket_.handoff_tls.size() ? socket_.handoff_tls[tag - 1] : nullptr;
-    auto* client = new ClientConnection(worker_, Fd(fd), peer, socket_.kind, tls, denied);
+    bool h2c = socket_.http2;
+    if (socket_.handoff) {
+      tls = tag > 0 && tag <= socket_.handoff_tls.size() ? socket_.handoff_tls[tag - 1] : nullptr;
+      h2c = tag == kHandoffH2c;
+    }
+    auto* client = new ClientConnection(worker_, Fd(fd), peer, socket_.kind, tls, denied, h2c && tls == nullptr);
     client->start();
   }
   return accepted;

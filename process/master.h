@@ -47,6 +47,7 @@ class Master final : private IoHandler {
     ListenerKind kind = ListenerKind::kProxy;
     bool tls = false;
     bool nodelay = true;
+    bool http2 = false;   // listen[].http2 (a plain listener: h2c with prior knowledge)
     std::vector<Fd> fds;  // index = worker number
     // TLS listeners: certificates and keys as read by this generation's config.
     std::shared_ptr<TlsServer> tls_server;

@@ -41,7 +41,8 @@ void Master::startAcceptors() {
   for (const ListenerSockets& listener : listeners_) {
     if (listener.kind != ListenerKind::kProxy) continue;
     if (listener.tls_server) ++tls_number;  // the numbering of tlsTags()
-    const auto tag = static_cast<uint8_t>(listener.tls_server && tls_number < 256 ? tls_number : 0);
+    uint8_t tag = listener.http2 ? kHandoffH2c : 0;
+    if (listener.tls_server) tag = static_cast<uint8_t>(tls_number < kHandoffH2c ? tls_number : 0);
     for (const Fd& fd : listener.fds) {
       acceptors_.push_back(std::make_unique<HandoffAcceptor>(
           loop_, fd.get(), [this, fd = fd.get(), nodelay = listener.nodelay, tag] {

@@ -28,13 +28,14 @@ bool Master::openListener(const ListenConfig& listen, ListenerKind kind, uint32_
     LOG_ERROR("listen %s: not a numeric address", address_text.c_str());
     return false;
   }
-  ListenerSockets sockets{address_text, kind, tls, listen.nodelay, {}, nullptr};
+  ListenerSockets sockets{address_text, kind, tls, listen.nodelay, listen.http2, {}, nullptr};
   if (tls) {
     // Certificates and keys are (re-)read here, at start and on every reload.
     std::vector<std::string> errors;
     sockets.tls_server = TlsServer::create(*listen.tls, &ticket_keys_, &errors);
     for (const std::string& error : errors) LOG_ERROR("%s", error.c_str());
     if (!sockets.tls_server) return false;
+    sockets.tls_server->offerHttp2(listen.http2);
   }
   for (const ListenerSockets& existing : current) {
     if (existing.address != address_text || existing.kind != kind || existing.tls != tls) continue;

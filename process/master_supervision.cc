@@ -108,7 +108,7 @@ void Master::runWorker(uint32_t number, size_t slot) {
       if (handoffMode(config_) && listener.kind == ListenerKind::kProxy) {
         listener.fds[i].reset();  // the master accepts these
       } else if (!perWorkerSockets(config_) || i % workers_.size() == number) {
-        sockets.push_back({listener.fds[i].release(), listener.kind, listener.tls, listener.nodelay});
+        sockets.push_back({listener.fds[i].release(), listener.kind, listener.tls, listener.nodelay, listener.http2});
         sockets.back().tls_server = listener.tls_server.get();
       } else {
         listener.fds[i].reset();  // another worker's socket

@@ -32,16 +32,21 @@ class TlsServer;
 // SIGRTMIN is not a constant in glibc, hence a function.
 inline int recycleSignal() { return SIGRTMIN + 1; }
 
+// The tag of a connection handed over from a plain listener with http2 on
+// (TLS listeners are numbered below it).
+inline constexpr uint8_t kHandoffH2c = 255;
+
 // A listening socket as the master hands it to a worker.
 struct ListenSocket {
   int fd = -1;  // owned by the master; the worker closes its copy on exit
   ListenerKind kind = ListenerKind::kProxy;
   bool tls = false;
   bool nodelay = true;  // TCP_NODELAY on accepted connections
+  bool http2 = false;   // a plain listener with http2 on: h2c with prior knowledge
   bool handoff = false;  // a socket pair: connections arrive as SCM_RIGHTS from the master
   const TlsServer* tls_server = nullptr;  // set for TLS listeners (owned by the master)
   // A hand-off socket: the TLS servers by tag (a handed connection's tag n > 0
-  // means handoff_tls[n - 1]; 0 means plain).
+  // means handoff_tls[n - 1]; 0 means plain, kHandoffH2c plain with http2 on).
   std::vector<const TlsServer*> handoff_tls = {};
 };
 

@@ -132,7 +132,9 @@ void AccessLog::appendCombined(const AccessRecord& r, const char* client_ip) {
   appendEscaped(out, r.text->method);
   out.push_back(' ');
   appendEscaped(out, r.text->target);
-  out.append(r.http_minor == 0 ? " HTTP/1.0\" " : " HTTP/1.1\" ");
+  out.push_back(' ');
+  out.append(r.protocol());
+  out.append("\" ");
   appendUint(out, static_cast<uint64_t>(r.status));
   out.push_back(' ');
   appendUint(out, r.bytes_sent);
@@ -168,7 +170,9 @@ void AccessLog::appendJson(const AccessRecord& r, const char* client_ip) {
   appendJsonString(out, r.text->method);
   out.append(",\"target\":");
   appendJsonString(out, r.text->target);
-  out.append(r.http_minor == 0 ? ",\"protocol\":\"HTTP/1.0\",\"status\":" : ",\"protocol\":\"HTTP/1.1\",\"status\":");
+  out.append(",\"protocol\":\"");
+  out.append(r.protocol());
+  out.append("\",\"status\":");
   appendUint(out, static_cast<uint64_t>(r.status));
   out.append(",\"bytes\":");
   appendUint(out, r.bytes_sent);

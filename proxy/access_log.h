@@ -31,7 +31,13 @@ struct AccessText {
 };
 
 struct AccessRecord {
+  // "HTTP/2.0", "HTTP/1.1" or "HTTP/1.0".
+  std::string_view protocol() const {
+    return http_major == 2 ? "HTTP/2.0" : http_minor == 0 ? "HTTP/1.0" : "HTTP/1.1";
+  }
+
   std::unique_ptr<AccessText> text;  // set while the access log is on
+  uint8_t http_major = 1;  // 2: the request came over HTTP/2
   uint8_t http_minor = 1;
   int status = 0;
   uint64_t bytes_sent = 0;

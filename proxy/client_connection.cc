@@ -27,13 +27,14 @@ constexpr size_t kMaxLingerBytes = 256 * 1024;    // ...and how much of it
 }  // namespace
 
 ClientConnection::ClientConnection(ClientHost& worker, Fd fd, const SocketAddress& peer, ListenerKind kind,
-                                   const TlsServer* tls, bool admin_denied)
+                                   const TlsServer* tls, bool admin_denied, bool h2c)
     : worker_(worker),
       transport_(std::move(fd)),
       tls_server_(tls),
       peer_(IpAddress::of(peer)),
       kind_(kind),
       admin_denied_(admin_denied),
+      h2c_(h2c && tls == nullptr && kind == ListenerKind::kProxy),
       timer_(worker.loop().timers(), [this] {
         DispatchScope scope(*this);
         onClientTimer();
@@ -188,7 +189,15 @@ void ClientConnection::onIoEvent(uint32_t events) noexcept {
     if (!tls().established()) {
       if (!handshakeClient()) return;
       events |= EPOLLIN;  // the first request may have come with the handshake's last flight
+      if (!h2_ && tls().alpn() == "h2") {
+        startHttp2({});
+        return;
+      }
     }
+  }
+  if (h2_) {
+    h2_->onIoEvent(events);
+    return;
   }
   if ((events & (EPOLLHUP | EPOLLERR)) && state_ == State::kExchange) {
     // Reset (or shut both ways) while its request is upstream: nobody will
@@ -280,6 +289,18 @@ void ClientConnection::readClient() {
         timer_.cancel();  // keep-alive wait over: client_header runs from this first byte
         setState(State::kHead);
         beginExchange();
+      }
+      if (h2c_) {
+        const int http2 = sniffPreface();
+        if (http2 > 0) {
+          std::string received(reader_->unread());  // once per connection
+          startHttp2(received);
+          return;
+        }
+        if (http2 == 0) {  // a prefix of the preface: read on
+          armClientTimer();
+          continue;
+        }
       }
       parseClient();
       armClientTimer();
@@ -448,7 +469,36 @@ void ClientConnection::finishExchange() {
   }
 }
 
+int ClientConnection::sniffPreface() {
+  const std::string_view got = reader_->unread();
+  const std::string_view preface = Http2Connection::kPreface;
+  const size_t n = std::min(got.size(), preface.size());
+  if (got.substr(0, n) != preface.substr(0, n)) {
+    h2c_ = false;
+    return -1;
+  }
+  return n == preface.size() ? 1 : 0;
+}
+
+void ClientConnection::startHttp2(std::string_view received) {
+  h2c_ = false;
+  timer_.cancel();
+  ex_.reset();      // taken at the first byte, before the preface was known
+  reader_.reset();  // `received` is a copy (or empty)
+  setState(State::kIdle);
+  h2_ = std::make_unique<Http2Connection>(*this, worker_, transport_, peer_);
+  if (!h2_->start(received)) close();
+}
+
+void ClientConnection::setHttp2Busy(bool busy) {
+  if (state_ != State::kClosed) setState(busy ? State::kExchange : State::kIdle);
+}
+
 void ClientConnection::drain() {
+  if (h2_) {
+    h2_->drain();
+    return;
+  }
   // Idle: the timer shortens to the drain grace. Busy: the response now
   // being written says Connection: close.
   if (state_ == State::kIdle) armClientTimer();
@@ -456,6 +506,7 @@ void ClientConnection::drain() {
 
 void ClientConnection::close() {
   if (state_ == State::kClosed) return;
+  if (h2_) h2_->abort();  // its streams' exchanges end here (499)
   // The exchange, if any, is kept until the connection is deleted: callers
   // up the stack may still look at it.
   if (ex_) {

@@ -11,6 +11,8 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
+#include <string_view>
 
 #include "core/event_loop.h"
 #include "core/fd.h"
@@ -20,6 +22,7 @@
 #include "http/request_reader.h"
 #include "proxy/client_host.h"
 #include "proxy/exchange.h"
+#include "proxy/http2_connection.h"
 #include "proxy/tls_server.h"
 
 namespace poolgate {
@@ -30,8 +33,10 @@ class ClientConnection final : public IoHandler, public Deletable, private Excha
 
   // `tls`: the listener's TLS contexts, nullptr for a plain listener.
   // `admin_denied`: an admin client outside admin.allow; its requests get 403.
+  // `h2c`: a plain listener with http2 on: a client that opens with the
+  // HTTP/2 preface speaks HTTP/2 (a TLS one chooses it with ALPN).
   ClientConnection(ClientHost& worker, Fd fd, const SocketAddress& peer, ListenerKind kind,
-                   const TlsServer* tls = nullptr, bool admin_denied = false);
+                   const TlsServer* tls = nullptr, bool admin_denied = false, bool h2c = false);
   ~ClientConnection() override;
 
   void start();
@@ -46,6 +51,16 @@ class ClientConnection final : public IoHandler, public Deletable, private Excha
   void onIoEvent(uint32_t events) noexcept override;
 
  private:
+  friend class Http2Connection;
+
+  // HTTP/2 from here on: an Http2Connection takes the socket's events, with
+  // `received` (bytes already read) as its first input.
+  void startHttp2(std::string_view received);
+  // The HTTP/2 connection has open streams (counted in clients_active) or none.
+  void setHttp2Busy(bool busy);
+  // A plain client with h2c: its first bytes are (a prefix of) the preface.
+  // 1: HTTP/2, 0: not yet known, -1: HTTP/1.x.
+  int sniffPreface();
   // TLS: drives the handshake; true once it is done (false: wait, or closed).
   bool handshakeClient();
   TlsSession& tls() { return transport_.tls(); }
@@ -99,6 +114,7 @@ class ClientConnection final : public IoHandler, public Deletable, private Excha
   bool writable_ = true;
   bool counted_active_ = false;
   bool first_request_ = true;
+  bool h2c_ = false;             // see the constructor; cleared once the first bytes said HTTP/1.x
   bool lingering_ = false;       // see lingeringClose()
   bool in_relay_ = false;        // inside relayClientBytes(): no re-entry
   bool finish_pending_ = false;  // the exchange is done: finished by settle()
@@ -111,6 +127,9 @@ class ClientConnection final : public IoHandler, public Deletable, private Excha
   // The request in flight, from its first byte to the end of its response;
   // none while idle.
   ExchangeCache::Ptr ex_;
+  // Set when the connection speaks HTTP/2: it owns the streams, and their
+  // exchanges, from then on.
+  std::unique_ptr<Http2Connection> h2_;
 };
 
 }  // namespace poolgate

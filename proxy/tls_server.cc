@@ -297,9 +297,23 @@ int TlsServer::onServerName(SSL* ssl, int*, void* arg) {
 }
 
 int TlsServer::onAlpn(SSL*, const unsigned char** out, unsigned char* out_length, const unsigned char* in,
-                      unsigned int in_length, void*) {
-  // `in`: the client's protocols, each prefixed by its length. We speak HTTP/1.1
-  // (and so 1.0); a client offering neither goes on without ALPN.
+                      unsigned int in_length, void* arg) {
+  // `in`: the client's protocols, each prefixed by its length. We speak h2
+  // where the listener has http2 on (our preference, whatever the client's
+  // order), HTTP/1.1 (and so 1.0); a client offering none goes on without ALPN.
+  const auto* server = static_cast<const TlsServer*>(arg);
+  if (server != nullptr && server->http2_) {
+    for (unsigned int i = 0; i < in_length;) {
+      unsigned int length = in[i];
+      if (i + 1 + length > in_length) break;
+      if (length == 2 && memcmp(in + i + 1, "h2", 2) == 0) {
+        *out = in + i + 1;
+        *out_length = 2;
+        return SSL_TLSEXT_ERR_OK;
+      }
+      i += 1 + length;
+    }
+  }
   const unsigned char* http10 = nullptr;
   for (unsigned int i = 0; i < in_length;) {
     unsigned int length = in[i];

@@ -77,6 +77,9 @@ class TlsServer {
   // the SNI callback may switch a connection to another one.
   SSL_CTX* context() const { return contexts_.front().get(); }
   uint64_t handshakeTimeoutMs() const { return handshake_timeout_ms_; }
+  // listen[].http2: ALPN selects h2 when the client offers it.
+  void offerHttp2(bool on) { http2_ = on; }
+  bool offersHttp2() const { return http2_; }
 
   // Index of the certificate for SNI `name`: an exact subject alternative
   // name, else a one-label wildcard, else 0 (the first certificate).
@@ -103,6 +106,7 @@ class TlsServer {
   std::vector<std::pair<std::string, uint32_t>> wildcard_;
   TicketKeys* keys_ = nullptr;
   uint64_t handshake_timeout_ms_ = 10000;
+  bool http2_ = false;
 };
 
 // Every TLS problem of `config` that only shows when files are read: listener

@@ -78,6 +78,16 @@ struct WorkerSlot {
   std::atomic<uint64_t> buffer_errors_total{0};     // temporary file writes or reads that failed
   std::atomic<uint64_t> upstream_time_saved_ms_total{0};  // upstream released before the client finished
 
+  // HTTP/2 clients (proxy/http2_connection.h): connections that speak it
+  // (counted in clients_active / clients_idle as well), their streams, and
+  // the resets and GOAWAYs either side sent.
+  std::atomic<uint64_t> h2_connections{0};      // open now
+  std::atomic<uint64_t> h2_streams_open{0};     // open now, all connections
+  std::atomic<uint64_t> h2_streams_total{0};    // streams that carried a request
+  std::atomic<uint64_t> h2_resets_sent_total{0};      // RST_STREAM sent
+  std::atomic<uint64_t> h2_resets_received_total{0};  // RST_STREAM received
+  std::atomic<uint64_t> h2_goaways_sent_total{0};     // GOAWAY sent (drain, errors)
+
   // Upstream connections handed over: the sequence number of the last
   // message from the master this worker has taken (see process/handover.h).
   std::atomic<uint64_t> handover_taken{0};

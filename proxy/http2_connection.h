@@ -1,0 +1,230 @@
+// Http2Connection: a client connection that speaks HTTP/2 (listen[].http2),
+// with nghttp2's session doing the framing, HPACK, stream states and flow
+// control, on our socket and our event loop (mem_recv / mem_send).
+//
+// Every stream is an Http2Stream, which is the ExchangeOwner of one Exchange
+// (proxy/exchange.h), exactly as a ClientConnection is for HTTP/1.1: the
+// exchange routes, balances, takes pooled upstream connections or queues for
+// them (max_conns), retries and buffers as it does for any request. The
+// stream speaks HTTP/1.1 to it. Its request head is written from the HTTP/2
+// fields (http/h2_request.h) and read back by the same RequestReader, with the
+// same checks; the HTTP/1.1 response the exchange writes into `out` is read
+// by a ResponseReader and goes out as HEADERS and DATA. So what reaches an
+// upstream from an HTTP/2 client is what an HTTP/1.1 client could have sent,
+// checked by the same code.
+//
+// Backpressure both ways is HTTP/2 flow control: DATA from the client is
+// acknowledged (WINDOW_UPDATE) only as the exchange takes it, and a response
+// is read from its exchange only while the stream's DATA buffer is below the
+// high-water mark, so a client that does not open its window holds the
+// upstream (or fills the response spool) as a slow HTTP/1.1 client would.
+//
+// Dispatch works as in ClientConnection: every event from outside (socket,
+// timer, an exchange's upstream) runs in a scope; when the outermost one
+// closes, settle() finishes the exchanges that completed, refills streams
+// whose DATA ran low, writes what the session has to send and frees closed
+// streams. Nothing is freed, and nghttp2 is never re-entered, while one of
+// its callbacks or an exchange's call is on the stack.
+#pragma once
+
+#include <nghttp2/nghttp2.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/buffer.h"
+#include "core/socket.h"
+#include "core/timer.h"
+#include "core/transport.h"
+#include "http/h2_request.h"
+#include "http/request_reader.h"
+#include "http/response_reader.h"
+#include "proxy/client_host.h"
+#include "proxy/exchange.h"
+
+namespace poolgate {
+
+class ClientConnection;
+class Http2Connection;
+
+class Http2Stream final : private ExchangeOwner {
+ public:
+  explicit Http2Stream(Http2Connection& connection);
+  Http2Stream(const Http2Stream&) = delete;
+  Http2Stream& operator=(const Http2Stream&) = delete;
+  ~Http2Stream();
+
+  // A HEADERS frame opened stream `id`.
+  void open(int32_t id);
+  int32_t id() const { return id_; }
+
+  // ---- From the session (inside nghttp2's callbacks).
+  // One request field; false: the request is malformed (RST_STREAM PROTOCOL_ERROR).
+  bool onField(std::string_view name, std::string_view value, bool trailer);
+  // The head has come (`end_stream`: and the request with it).
+  void onHeadersEnd(bool end_stream);
+  void onData(const uint8_t* data, size_t length);
+  void onRequestEnd();
+  // The stream is closed (sent or received END_STREAM both ways, or a reset).
+  void onClosed(uint32_t error_code);
+  // The session wants DATA for this stream.
+  ssize_t readBody(uint8_t* buf, size_t length, uint32_t* flags);
+
+  // ---- From the connection's settle().
+  bool finishPending() const { return finish_pending_; }
+  void finishExchange();
+  bool wantsPull() const { return want_pull_; }
+  void pull();
+  bool closed() const { return closed_; }
+  // The client connection closes: an exchange in progress ends here (499).
+  void abort();
+
+  Http2Stream* next_free = nullptr;  // the connection's free list
+
+ private:
+  friend class Http2Connection;
+
+  // ExchangeOwner.
+  ClientState clientState() const override { return state_; }
+  void setClientState(ClientState state) override { state_ = state; }
+  RequestReader& reader() override { return *reader_; }
+  void flushClient() override;
+  void closeClient() override;
+  void armClientTimer() override;
+  void resumeReading() override;
+  void startTunnel(const HttpParser& response, const char* base) override;
+  void relayTunnel() override;
+  void enterDispatch() override;
+  void leaveDispatch() override;
+
+  // The request: HTTP/1.1 bytes from `pending_` into the reader, and the
+  // reader's events to the exchange, as far as the exchange takes them.
+  void pumpRequest();
+  void onRequestHead();
+  void respondError(int status);
+  // Tells the session that `n` bytes of DATA were taken (WINDOW_UPDATE).
+  void credit(size_t n);
+  // The response: what the exchange wrote into out (then its spool), read
+  // as HTTP/1.1 into HEADERS and body bytes for DATA.
+  void readResponse();
+  bool takeResponseBytes();
+  void onResponseHead();
+  void reset(uint32_t error_code);
+  void onTimer();
+
+  Http2Connection& conn_;
+  int32_t id_ = 0;
+  ClientState state_ = ClientState::kHead;
+  H2Request request_;
+  Buffer pending_;            // request bytes (HTTP/1.1) not yet in the reader
+  size_t uncredited_ = 0;     // DATA bytes received and not yet given back to the window
+  RequestReaderCache::Ptr reader_;
+  ExchangeCache::Ptr ex_;
+  ResponseReader response_;
+  Buffer body_;               // response body bytes for DATA frames
+  Timer timer_;
+  int refuse_ = 0;            // a status to answer instead of forwarding (431)
+  bool head_done_ = false;    // the request head went to the reader
+  bool request_ended_ = false;
+  bool head_submitted_ = false;  // HEADERS (final) submitted
+  bool body_complete_ = false;   // the response has been read to its end
+  bool deferred_ = false;        // readBody() said NGHTTP2_ERR_DEFERRED
+  bool want_pull_ = false;
+  bool finish_pending_ = false;
+  bool finished_ = false;  // the exchange has been logged and given back
+  bool closed_ = false;    // the session closed the stream
+};
+
+class Http2Connection {
+ public:
+  static constexpr std::string_view kPreface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+  Http2Connection(ClientConnection& client, ClientHost& host, Transport& transport, const IpAddress& peer);
+  ~Http2Connection();
+  Http2Connection(const Http2Connection&) = delete;
+  Http2Connection& operator=(const Http2Connection&) = delete;
+
+  // Starts the session: our SETTINGS, then `received` (bytes already read,
+  // the preface of a plain connection) as the first input. false: closed.
+  bool start(std::string_view received);
+  void onIoEvent(uint32_t events);
+  // The worker drains: GOAWAY, streams already open complete.
+  void drain();
+  // The client connection closes: every stream's exchange ends.
+  void abort();
+
+  // ---- For its streams.
+  ClientHost& host() { return host_; }
+  nghttp2_session* session() { return session_; }
+  const IpAddress& peer() const { return peer_; }
+  bool secure() const { return transport_.secure(); }
+  void enter() { ++depth_; }
+  void leave();
+  void streamWantsPull() { pull_pending_ = true; }
+  void streamFinished() { finish_pending_ = true; }
+  // Reused for every response head (nghttp2 copies what it is given).
+  std::vector<nghttp2_nv>& scratchFields() { return scratch_fields_; }
+  std::string& scratchNames() { return scratch_names_; }
+
+ private:
+  struct Scope {
+    explicit Scope(Http2Connection& c) : c_(c) { c_.enter(); }
+    ~Scope() { c_.leave(); }
+    Http2Connection& c_;
+  };
+
+  // nghttp2's callbacks.
+  static int onBeginHeaders(nghttp2_session*, const nghttp2_frame* frame, void* self);
+  static int onHeader(nghttp2_session*, const nghttp2_frame* frame, const uint8_t* name, size_t namelen,
+                      const uint8_t* value, size_t valuelen, uint8_t flags, void* self);
+  static int onFrameRecv(nghttp2_session*, const nghttp2_frame* frame, void* self);
+  static int onDataChunk(nghttp2_session*, uint8_t flags, int32_t stream_id, const uint8_t* data, size_t len,
+                         void* self);
+  static int onStreamClose(nghttp2_session*, int32_t stream_id, uint32_t error_code, void* self);
+  static int onFrameSend(nghttp2_session*, const nghttp2_frame* frame, void* self);
+
+  Http2Stream* stream(int32_t id);
+  Http2Stream* takeStream();
+  void giveStream(Http2Stream* stream);
+  // A frame that does no work for the client (PRIORITY, an empty DATA, a
+  // PING, SETTINGS...): too many of them, and the connection is closed.
+  bool spendJunk();
+  void receive();
+  void settle();
+  void send();
+  void armTimer();
+  void onTimer();
+  void closeWith(uint32_t error_code);
+  void submitFinalGoaway();
+  void updateActive();
+
+  ClientConnection& client_;
+  ClientHost& host_;
+  Transport& transport_;
+  IpAddress peer_;
+  nghttp2_session* session_ = nullptr;
+  Buffer out_;  // frames from the session, not yet written
+  Timer timer_;
+  std::vector<Http2Stream*> streams_;  // open, in no order
+  std::vector<Http2Stream*> closed_;   // closed by the session, freed in settle()
+  Http2Stream* free_ = nullptr;        // spare streams, for the next ones
+  size_t free_count_ = 0;
+  uint32_t junk_budget_;
+  uint16_t depth_ = 0;
+  bool readable_ = false;
+  bool writable_ = true;
+  bool pull_pending_ = false;
+  bool finish_pending_ = false;
+  bool draining_ = false;
+  bool goaway_final_ = false;  // the GOAWAY with the last stream id has been submitted
+  bool closing_ = false;     // close once out_ has gone (or cannot)
+  bool dead_ = false;        // closed: nothing more happens here
+  bool idle_timer_ = false;  // the timer runs client_keepalive
+  std::vector<nghttp2_nv> scratch_fields_;
+  std::string scratch_names_;
+};
+
+}  // namespace poolgate

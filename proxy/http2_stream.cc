@@ -1,0 +1,431 @@
+// Http2Stream: one HTTP/2 stream as the ExchangeOwner of its exchange (see
+// proxy/http2_connection.h for the design).
+#include <string.h>
+
+#include <algorithm>
+#include <cerrno>
+
+#include "core/clock.h"
+#include "core/log.h"
+#include "proxy/http2_connection.h"
+
+namespace poolgate {
+
+namespace {
+
+constexpr size_t kHighWatermark = Exchange::kHighWatermark;
+constexpr size_t kLowWatermark = Exchange::kLowWatermark;
+
+ssize_t readBodyCallback(nghttp2_session*, int32_t, uint8_t* buf, size_t length, uint32_t* flags,
+                         nghttp2_data_source* source, void*) {
+  return static_cast<Http2Stream*>(source->ptr)->readBody(buf, length, flags);
+}
+
+}  // namespace
+
+Http2Stream::Http2Stream(Http2Connection& connection)
+    : conn_(connection),
+      pending_(connection.host().buffers()),
+      response_(connection.host().buffers(), &connection.host().headerStore()),
+      body_(connection.host().buffers()),
+      timer_(connection.host().loop().timers(), [this] {
+        DispatchScope scope(*this);
+        onTimer();
+      }) {}
+
+Http2Stream::~Http2Stream() = default;
+
+void Http2Stream::open(int32_t id) {
+  id_ = id;
+  state_ = ClientState::kHead;
+  request_.clear();
+  pending_.clear();
+  body_.clear();
+  uncredited_ = 0;
+  refuse_ = 0;
+  head_done_ = request_ended_ = head_submitted_ = body_complete_ = false;
+  deferred_ = want_pull_ = finish_pending_ = finished_ = closed_ = false;
+  ClientHost& host = conn_.host();
+  reader_ = host.readers().take();
+  ex_ = host.exchanges().take();
+  ex_->attach(*this, host, conn_.peer(), conn_.secure(), /*admin=*/false);
+  ex_->record.http_major = 2;
+  ex_->record.http_minor = 0;
+  armClientTimer();
+}
+
+void Http2Stream::enterDispatch() { conn_.enter(); }
+void Http2Stream::leaveDispatch() { conn_.leave(); }
+
+// ---- The request ---------------------------------------------------------------
+
+bool Http2Stream::onField(std::string_view name, std::string_view value, bool trailer) {
+  if (trailer) return H2Request::acceptableTrailer(name, value);
+  if (refuse_ != 0) return true;  // already too large: the rest is not kept
+  if (!request_.add(name, value)) return false;
+  // The decoded list counts, not the compressed frames (an HPACK bomb
+  // references one big table entry many times).
+  if (request_.listBytes() > conn_.host().config().http2.max_header_list_bytes) refuse_ = 431;
+  return true;
+}
+
+void Http2Stream::onHeadersEnd(bool end_stream) {
+  if (refuse_ != 0) {
+    respondError(refuse_);
+    return;
+  }
+  if (!request_.write(pending_, end_stream)) {
+    reset(NGHTTP2_PROTOCOL_ERROR);
+    return;
+  }
+  request_ended_ = end_stream;
+  pumpRequest();
+}
+
+void Http2Stream::onData(const uint8_t* data, size_t length) {
+  if (finished_ || closed_ || state_ == ClientState::kClosing || refuse_ != 0) {
+    // Nobody reads it any more (answered already): the window gets it back.
+    nghttp2_session_consume(conn_.session(), id_, length);
+    return;
+  }
+  request_.writeData(pending_, {reinterpret_cast<const char*>(data), length});
+  uncredited_ += length;
+  pumpRequest();
+}
+
+void Http2Stream::onRequestEnd() {
+  if (request_ended_) return;
+  request_ended_ = true;
+  if (finished_ || refuse_ != 0) return;
+  request_.writeEnd(pending_);
+  pumpRequest();
+}
+
+void Http2Stream::credit(size_t n) {
+  // Chunk framing is ours, so a whole pending_ given over returns all.
+  size_t c = pending_.empty() ? uncredited_ : std::min(n, uncredited_);
+  if (c == 0) return;
+  uncredited_ -= c;
+  nghttp2_session_consume(conn_.session(), id_, c);
+}
+
+void Http2Stream::pumpRequest() {
+  while (!closed_ && ex_ && (state_ == ClientState::kHead || (state_ == ClientState::kExchange && !ex_->request_complete))) {
+    if (state_ == ClientState::kExchange && ex_->pendingRequestBytes() >= kHighWatermark) break;
+    if (!pending_.empty()) {
+      const ReadRoom room = reader_->reserve();
+      if (room.size == 0) {
+        respondError(room.refuse);
+        return;
+      }
+      const size_t n = std::min(room.size, pending_.size());
+      memcpy(room.at, pending_.data(), n);
+      reader_->commit(n);
+      pending_.consume(n);
+      credit(n);
+    } else if (!reader_->hasWork()) {
+      break;
+    }
+    bool more = true;
+    while (more && ex_ && (state_ == ClientState::kHead || (state_ == ClientState::kExchange && !ex_->request_complete))) {
+      if (!reader_->hasWork()) break;
+      const RequestReader::Event event = reader_->next();
+      switch (event) {
+        case RequestReader::Event::kNeedMore:
+          if (ex_->upstream != nullptr) ex_->upstream->flush();
+          more = false;
+          break;
+        case RequestReader::Event::kHead:
+          onRequestHead();
+          break;
+        case RequestReader::Event::kChunkStart:
+        case RequestReader::Event::kBody:
+        case RequestReader::Event::kChunkEnd:
+          ex_->onRequestBody(event);
+          break;
+        case RequestReader::Event::kComplete:
+          ex_->onRequestComplete();
+          more = false;
+          break;
+        case RequestReader::Event::kError:
+          ex_->onRequestError();
+          armClientTimer();
+          return;
+      }
+    }
+  }
+  if (pending_.empty()) pending_.releaseIfEmpty();
+  armClientTimer();
+}
+
+void Http2Stream::onRequestHead() {
+  LOG_DEBUG("http2: stream %d: request head", id_);
+  state_ = ClientState::kExchange;
+  ex_->beginRequest(*reader_, conn_.host().accessLog() != nullptr);
+  ex_->record.http_major = 2;
+  ex_->record.http_minor = 0;
+  response_.begin(reader_->headRequest());
+  if (int status = reader_->verdict(); status != 0) {
+    respondError(status);
+    return;
+  }
+  ex_->start();
+}
+
+void Http2Stream::respondError(int status) {
+  if (!ex_) return;
+  if (state_ == ClientState::kHead) response_.begin(false);
+  ex_->respondError(status, true);
+}
+
+void Http2Stream::resumeReading() { pumpRequest(); }
+
+// ---- The response ----------------------------------------------------------------
+
+void Http2Stream::flushClient() {
+  LOG_DEBUG("http2: stream %d: flush (out %zu, finished %d, closed %d)", id_, ex_ ? ex_->out.size() : 0, finished_, closed_);
+  if (!ex_ || finished_ || closed_) return;
+  if (ex_->response_held) {
+    if (!ex_->request_complete && ex_->out.size() < kHighWatermark) return;
+    ex_->response_held = false;
+  }
+  readResponse();
+}
+
+// Moves the exchange's HTTP/1.1 bytes into the response reader, one room at a
+// time, as long as the DATA waiting for the session is below the mark.
+bool Http2Stream::takeResponseBytes() {
+  if (ex_->out.empty() && ex_->spool && !ex_->spool->empty()) {
+    if (ex_->spool->drainInto(ex_->out, kHighWatermark) == 0) {
+      ServerCounters::add(conn_.host().stats().buffer_errors_total);
+      LOG_ERROR("response buffering: cannot read back a temporary file: %s; response cut short", strerror(errno));
+      closeClient();
+      return false;
+    }
+    ServerCounters::set(conn_.host().stats().buffered_memory, conn_.host().spoolBudget().in_use);
+  }
+  if (ex_->out.empty()) return false;
+  const ReadRoom room = response_.reserve();
+  if (room.size == 0) {  // cannot be: our own head fits
+    closeClient();
+    return false;
+  }
+  const size_t n = std::min(room.size, ex_->out.size());
+  memcpy(room.at, ex_->out.data(), n);
+  response_.commit(n);
+  ex_->out.consume(n);
+  ex_->record.bytes_sent += n;
+  return true;
+}
+
+void Http2Stream::readResponse() {
+  while (!closed_ && ex_ && !body_complete_ && body_.size() < kHighWatermark) {
+    const ResponseReader::Event event = response_.next();
+    if (event == ResponseReader::Event::kNeedMore) {
+      if (!takeResponseBytes()) break;
+      continue;
+    }
+    if (event == ResponseReader::Event::kHead) {
+      onResponseHead();
+    } else if (event == ResponseReader::Event::kBody) {
+      body_.append(response_.body());
+    } else if (event == ResponseReader::Event::kComplete) {
+      body_complete_ = true;
+    } else {
+      LOG_ERROR("http2: stream %d: unreadable response from the exchange (%s)", id_, response_.errorName());
+      closeClient();
+      return;
+    }
+  }
+  if (closed_ || !ex_) return;
+  if (deferred_ && head_submitted_ && (!body_.empty() || body_complete_)) {
+    deferred_ = false;
+    nghttp2_session_resume_data(conn_.session(), id_);
+  }
+  const bool spooled = ex_->spool && !ex_->spool->empty();
+  if (ex_->out.size() < kLowWatermark && !(spooled && ex_->spool->full())) ex_->releaseHold();
+  if (ex_ && ex_->response_complete && ex_->out.empty() && !(ex_->spool && !ex_->spool->empty()) &&
+      !finish_pending_) {
+    finish_pending_ = true;
+    conn_.streamFinished();
+  }
+  armClientTimer();
+}
+
+void Http2Stream::onResponseHead() {
+  const int status = response_.status();
+  LOG_DEBUG("http2: stream %d: response %d", id_, status);
+  if (status == 101) {  // no upgrade over HTTP/2 (the request could not ask for one)
+    closeClient();
+    return;
+  }
+  const HttpHead& head = response_.head();
+  const char* base = response_.base();
+  std::vector<nghttp2_nv>& nva = conn_.scratchFields();
+  std::string& names = conn_.scratchNames();
+  nva.clear();
+  names.clear();
+  size_t name_bytes = 0;
+  for (const HeaderSlice& h : head.headers) name_bytes += h.name.length;
+  names.reserve(name_bytes + 4);
+  char status_text[4] = {static_cast<char>('0' + status / 100 % 10), static_cast<char>('0' + status / 10 % 10),
+                         static_cast<char>('0' + status % 10), 0};
+  nva.push_back({reinterpret_cast<uint8_t*>(const_cast<char*>(":status")),
+                 reinterpret_cast<uint8_t*>(status_text), 7, 3, NGHTTP2_NV_FLAG_NONE});
+  for (const HeaderSlice& h : head.headers) {
+    const std::string_view name = h.name.view(base);
+    if (isHopByHop(name)) continue;
+    const size_t at = names.size();
+    for (char c : name) names.push_back(static_cast<char>(c >= 'A' && c <= 'Z' ? c + 32 : c));
+    const std::string_view value = h.value.view(base);
+    nva.push_back({reinterpret_cast<uint8_t*>(names.data() + at),
+                   reinterpret_cast<uint8_t*>(const_cast<char*>(value.data())), name.size(), value.size(),
+                   NGHTTP2_NV_FLAG_NONE});
+  }
+  int rv;
+  if (response_.interim()) {
+    rv = nghttp2_submit_headers(conn_.session(), NGHTTP2_FLAG_NONE, id_, nullptr, nva.data(), nva.size(), nullptr);
+  } else {
+    nghttp2_data_provider provider;
+    provider.source.ptr = this;
+    provider.read_callback = readBodyCallback;
+    const bool bodyless = response_.parser().bodyless();
+    rv = nghttp2_submit_response(conn_.session(), id_, nva.data(), nva.size(), bodyless ? nullptr : &provider);
+    head_submitted_ = true;
+    if (bodyless) body_complete_ = true;
+  }
+  if (rv != 0) {
+    LOG_DEBUG("http2: stream %d: cannot submit the response: %s", id_, nghttp2_strerror(rv));
+    closeClient();
+  }
+}
+
+ssize_t Http2Stream::readBody(uint8_t* buf, size_t length, uint32_t* flags) {
+  if (body_.empty() && !body_complete_) {
+    deferred_ = true;
+    if (!want_pull_ && !finished_) {
+      want_pull_ = true;
+      conn_.streamWantsPull();
+    }
+    return NGHTTP2_ERR_DEFERRED;
+  }
+  const size_t n = std::min(length, body_.size());
+  memcpy(buf, body_.data(), n);
+  body_.consume(n);
+  if (body_.empty()) {
+    body_.releaseIfEmpty();
+    if (body_complete_) *flags |= NGHTTP2_DATA_FLAG_EOF;
+  }
+  if (!body_complete_ && body_.size() < kLowWatermark && !want_pull_) {
+    want_pull_ = true;
+    conn_.streamWantsPull();
+  }
+  armClientTimer();
+  return static_cast<ssize_t>(n);
+}
+
+void Http2Stream::pull() {
+  want_pull_ = false;
+  if (!ex_ || finished_ || closed_) return;
+  DispatchScope scope(*this);
+  readResponse();
+}
+
+void Http2Stream::finishExchange() {
+  finish_pending_ = false;
+  if (!ex_ || finished_) return;
+  ex_->log(conn_.host().accessLog());
+  ex_->endSpools();
+  ex_.reset();
+  reader_.reset();
+  finished_ = true;
+  armClientTimer();
+}
+
+// ---- Ends ---------------------------------------------------------------------------
+
+void Http2Stream::abort() {
+  timer_.cancel();
+  if (!ex_ || finished_) return;
+  ex_->logClosed(conn_.host().accessLog(), conn_.host().loop().now());
+  ex_->abandonUpstream(NoReuse::kClientGone);
+  ex_->leaveQueue();
+  ex_->endSpools();
+  finish_pending_ = false;
+}
+
+void Http2Stream::closeClient() {
+  if (closed_) return;
+  // A response read to its end goes out whole; anything else is cut short.
+  if (head_submitted_ && body_complete_) return;
+  reset(NGHTTP2_INTERNAL_ERROR);
+  abort();
+  state_ = ClientState::kClosed;
+}
+
+void Http2Stream::reset(uint32_t error_code) {
+  if (closed_) return;
+  nghttp2_submit_rst_stream(conn_.session(), NGHTTP2_FLAG_NONE, id_, error_code);
+}
+
+void Http2Stream::onClosed(uint32_t error_code) {
+  closed_ = true;
+  timer_.cancel();
+  if (uncredited_ > 0) {  // the connection's window gets back what the stream never took
+    nghttp2_session_consume_connection(conn_.session(), uncredited_);
+    uncredited_ = 0;
+  }
+  if (ex_ && !finished_) {
+    LOG_DEBUG("http2: stream %d closed (%s) before its exchange ended", id_, nghttp2_http2_strerror(error_code));
+    abort();
+  }
+  body_.clear();
+  body_.releaseIfEmpty();
+  pending_.clear();
+  pending_.releaseIfEmpty();
+}
+
+// ---- Timers ----------------------------------------------------------------------
+
+void Http2Stream::armClientTimer() {
+  const TimeoutsConfig& t = conn_.host().config().timeouts;
+  if (closed_) {
+    timer_.cancel();
+  } else if (!body_.empty()) {
+    timer_.arm(secondsToMs(t.client_send));  // DATA waits for the client's window
+  } else if (finished_ || !ex_) {
+    timer_.cancel();
+  } else if (state_ == ClientState::kHead) {
+    if (!timer_.armed()) timer_.arm(secondsToMs(t.client_header));
+  } else if (state_ == ClientState::kExchange && ex_->queued_server < 0 && !ex_->request_complete &&
+             !request_ended_ && pending_.empty() && ex_->pendingRequestBytes() < kHighWatermark) {
+    timer_.arm(secondsToMs(t.client_body));  // waiting for DATA
+  } else {
+    timer_.cancel();
+  }
+}
+
+void Http2Stream::onTimer() {
+  if (closed_) return;
+  if (!body_.empty() || !ex_ || finished_) {
+    LOG_DEBUG("http2: stream %d: send timeout", id_);
+    reset(NGHTTP2_CANCEL);
+    abort();
+    return;
+  }
+  if (!ex_->response_started || ex_->response_held) {
+    respondError(408);
+  } else {
+    closeClient();
+  }
+}
+
+// ---- No tunnels over HTTP/2 ---------------------------------------------------------
+
+// The request head never asks for an upgrade (Upgrade and Connection are
+// refused in HTTP/2 requests), so the exchange never starts a tunnel; a 101
+// anyway ends the stream.
+void Http2Stream::startTunnel(const HttpParser&, const char*) { closeClient(); }
+void Http2Stream::relayTunnel() {}
+
+}  // namespace poolgate
