@@ -85,6 +85,7 @@ void H2Request::clear() {
   regular_seen_ = false;
   failed_ = false;
   has_length_ = false;
+  zero_length_ = false;
   has_host_ = false;
   framing_ = Framing::kNone;
 }
@@ -133,6 +134,7 @@ bool H2Request::add(std::string_view name, std::string_view value) {
       // Once, in digits; the session checks it against the DATA.
       ok = !has_length_ && !value.empty() && value.find_first_not_of("0123456789") == std::string_view::npos;
       has_length_ = true;
+      zero_length_ = value.find_first_not_of('0') == std::string_view::npos;
       fields_.append(name).append(": ").append(value).append("\r\n");
     } else if (ok) {
       fields_.append(name).append(": ").append(value).append("\r\n");
@@ -153,10 +155,12 @@ bool H2Request::write(Buffer& out, bool end_stream) {
     if (path_.front() != '/' && !(path_ == "*" && method_ == "OPTIONS")) return false;
   }
   if (!authority_.empty() && has_host_ && !equalsIgnoreCase(authority_, host_)) return false;
+  // A body announced and none coming: the HTTP/1.1 side would wait for it.
+  if (end_stream && has_length_ && !zero_length_) return false;
   const std::string& host = authority_.empty() ? host_ : authority_;
 
-  if (end_stream) {
-    framing_ = Framing::kNone;
+  if (end_stream || connect) {
+    framing_ = Framing::kNone;  // CONNECT: refused further on, its DATA never forwarded
   } else {
     framing_ = has_length_ ? Framing::kLength : Framing::kChunked;
   }
@@ -185,8 +189,8 @@ bool H2Request::write(Buffer& out, bool end_stream) {
 }
 
 void H2Request::writeData(Buffer& out, std::string_view data) const {
-  if (data.empty()) return;
-  if (framing_ != Framing::kChunked) {
+  if (data.empty() || framing_ == Framing::kNone) return;
+  if (framing_ == Framing::kLength) {
     out.append(data);
     return;
   }

@@ -52,7 +52,8 @@ class H2Request {
   bool headRequest() const { return method_ == "HEAD"; }
 
   // The body's bytes as they go out, per framing(): one DATA frame's payload,
-  // then the end of the body.
+  // then the end of the body. kNone writes nothing (a CONNECT's DATA included:
+  // it is refused further on).
   void writeData(Buffer& out, std::string_view data) const;
   void writeEnd(Buffer& out) const;
 
@@ -70,6 +71,7 @@ class H2Request {
   bool regular_seen_ = false;
   bool failed_ = false;
   bool has_length_ = false;
+  bool zero_length_ = false;  // ...and it is 0
   bool has_host_ = false;
   Framing framing_ = Framing::kNone;
 };

@@ -59,6 +59,8 @@ Http2Connection::Http2Connection(ClientConnection& client, ClientHost& host, Tra
       junk_budget_(kJunkBudget) {}
 
 Http2Connection::~Http2Connection() {
+  // Streams still open when the connection went: no longer open.
+  ServerCounters::sub(host_.stats().h2_streams_open, streams_.size());
   for (Http2Stream* s : streams_) delete s;
   for (Http2Stream* s : closed_) delete s;
   while (free_ != nullptr) {

@@ -412,6 +412,31 @@ TEST_F(ConfigFileTest, BufferingKeysReachTheirFieldsAndDefaultOn) {
   EXPECT_FALSE(config.routes[1].response_buffering);
 }
 
+TEST_F(ConfigFileTest, Http2KeysReachTheirFieldsWithSafeDefaults) {
+  Config defaults = load(kMinimal);
+  EXPECT_FALSE(defaults.listen[0].http2);  // ALPN selects http/1.1 unless asked
+  EXPECT_EQ(defaults.http2.max_concurrent_streams, 128u);
+  EXPECT_EQ(defaults.http2.initial_window_bytes, 65535u);
+  EXPECT_EQ(defaults.http2.max_header_list_bytes, 32768u);
+  Config config = load(std::string(kMinimal) +
+                       "listen = ( { address = \"127.0.0.1:8080\"; http2 = true; } );\n"
+                       "http2 = { max_concurrent_streams = 10; initial_window_bytes = 1048576; "
+                       "max_header_list_bytes = 4096; };\n");
+  EXPECT_TRUE(config.listen[0].http2);
+  EXPECT_EQ(config.http2.max_concurrent_streams, 10u);
+  EXPECT_EQ(config.http2.initial_window_bytes, 1048576u);
+  EXPECT_EQ(config.http2.max_header_list_bytes, 4096u);
+}
+
+TEST_F(ConfigFileTest, Http2LimitsAreBounded) {
+  expectOneError(std::string(kMinimal) + "http2 = { max_concurrent_streams = 0; };\n", 2,
+                 "http2.max_concurrent_streams", "must be between 1 and 65536");
+  expectOneError(std::string(kMinimal) + "http2 = {\n initial_window_bytes = 2147483648L; };\n", 3,
+                 "http2.initial_window_bytes", "must be between 1024 and 16777216");
+  expectOneError(std::string(kMinimal) + "listen = ( { address = \"127.0.0.1:8080\"; http2 = \"yes\"; } );\n", 2,
+                 "listen[0].http2", "expected a boolean");
+}
+
 TEST_F(ConfigFileTest, RequestBufferingMustBeABoolean) {
   expectOneError(std::string(kMinimal) + "buffering = { request = 1; };\n", 2, "buffering.request",
                  "expected a boolean (true or false), got an integer");
