@@ -28,7 +28,9 @@ struct RenderContext {
 // shows", where `accepted`, `requests` and `clients` count proxy traffic only;
 // plus: per worker accept_wakeups, accept_empty (proxy listeners only),
 // admin {accepted, active, denied} (the admin listener's connections: accepted,
-// open now, refused by admin.allow), started_seconds_ago; per
+// open now, refused by admin.allow), http2 {connections, streams_open (both
+// open now), streams_total, resets_sent_total, resets_received_total,
+// goaways_sent_total} (HTTP/2 clients), started_seconds_ago; per
 // upstream max_idle; per server requests_total, closed_idle_total,
 // tls_handshakes_total, tls_resumed_total (upstream TLS), no_reuse
 // {reason: count} (all reasons but "reusable"); in totals
@@ -36,7 +38,10 @@ struct RenderContext {
 // reuse_ratio = reused / (reused + opened) (0 when both are 0), workers (count)
 // and upstream_bound = sum over workers and their upstreams of max_idle x
 // servers (the "workers x max_idle" bound on pooled connections),
-// admin_accepted, admin_active, admin_denied (sums of the workers' admin).
+// admin_accepted, admin_active, admin_denied (sums of the workers' admin),
+// http2_connections, http2_streams_open, http2_streams_total,
+// http2_resets_sent_total, http2_resets_received_total, http2_goaways_sent_total
+// (sums of the workers' http2).
 void renderStatsJson(const StatsSegment& seg, const RenderContext& ctx, std::string& out);
 
 // Prometheus text exposition format 0.0.4 (Content-Type:

@@ -155,6 +155,29 @@ void workerMetrics(std::string& out, const Snapshot& s, const Labels& l) {
            "state=\"idle\"");
   }
 
+  // HTTP/2 clients: their connections are among the clients above.
+  workerFamily(out, s, l, "poolgate_worker_http2_connections", "gauge",
+               "HTTP/2 client connections the worker has open (counted in poolgate_worker_clients too).",
+               [](const WorkerSnap& w) { return w.h2.connections; });
+  workerFamily(out, s, l, "poolgate_worker_http2_streams", "gauge",
+               "HTTP/2 streams open now on the worker's client connections.",
+               [](const WorkerSnap& w) { return w.h2.streams_open; });
+  workerFamily(out, s, l, "poolgate_worker_http2_streams_total", "counter",
+               "HTTP/2 streams that carried a request.",
+               [](const WorkerSnap& w) { return w.h2.streams; });
+  family(out, "poolgate_worker_http2_resets_total", "counter",
+         "HTTP/2 streams reset (RST_STREAM), by direction: sent by the worker or received from "
+         "the client.");
+  for (size_t i = 0; i < s.workers.size(); ++i) {
+    sample(out, "poolgate_worker_http2_resets_total", l.get(l.worker[i]), s.workers[i].h2.resets_sent,
+           "direction=\"sent\"");
+    sample(out, "poolgate_worker_http2_resets_total", l.get(l.worker[i]),
+           s.workers[i].h2.resets_received, "direction=\"received\"");
+  }
+  workerFamily(out, s, l, "poolgate_worker_http2_goaways_total", "counter",
+               "HTTP/2 GOAWAY frames sent to clients (draining, errors).",
+               [](const WorkerSnap& w) { return w.h2.goaways_sent; });
+
   workerFamily(out, s, l, "poolgate_worker_accept_wakeups_total", "counter",
                "Times the worker woke up to accept.",
                [](const WorkerSnap& w) { return w.accept_wakeups; });
@@ -305,9 +328,9 @@ void renderMetrics(const StatsSegment& seg, const RenderContext& ctx, std::strin
   takeSnapshot(seg, ctx.monotonic_ms, s);
   Labels l;
   buildLabels(s, l);
-  // ~19 worker samples and ~22 server samples (with the no-reuse reasons),
+  // ~25 worker samples and ~22 server samples (with the no-reuse reasons),
   // each about its label set plus 50 bytes.
-  out.reserve(out.size() + 4096 + s.workers.size() * 19 * 120 +
+  out.reserve(out.size() + 6144 + s.workers.size() * 25 * 120 +
               s.servers.size() * 22 * 200);
 
   instanceMetrics(out, s, ctx);

@@ -43,6 +43,12 @@ void readWorker(const WorkerSlot& w, size_t index, SlotState state, WorkerSnap& 
   ws.buffered_memory = load(w.buffered_memory);
   ws.buffer_errors = load(w.buffer_errors_total);
   ws.time_saved_ms = load(w.upstream_time_saved_ms_total);
+  ws.h2.connections = load(w.h2_connections);
+  ws.h2.streams_open = load(w.h2_streams_open);
+  ws.h2.streams = load(w.h2_streams_total);
+  ws.h2.resets_sent = load(w.h2_resets_sent_total);
+  ws.h2.resets_received = load(w.h2_resets_received_total);
+  ws.h2.goaways_sent = load(w.h2_goaways_sent_total);
 }
 
 void readServer(const StatsSegment& seg, const ServerSlot& src, uint32_t u, uint64_t monotonic_ms,
@@ -128,6 +134,7 @@ void addToTotals(const WorkerSnap& ws, Snapshot& s) {
   s.admin_accepted += ws.admin_accepted;
   s.admin_active += ws.admin_active;
   s.admin_denied += ws.admin_denied;
+  s.h2.add(ws.h2);
   s.bound += ws.bound;
   s.up.add(ws.up);
 }

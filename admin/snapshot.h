@@ -32,6 +32,15 @@ struct Conns {  // the figures summed per worker and overall
   }
 };
 
+struct H2 {  // HTTP/2 clients, per worker and overall
+  uint64_t connections = 0, streams_open = 0;  // open now
+  uint64_t streams = 0, resets_sent = 0, resets_received = 0, goaways_sent = 0;  // totals
+  void add(const H2& o) {
+    connections += o.connections; streams_open += o.streams_open; streams += o.streams;
+    resets_sent += o.resets_sent; resets_received += o.resets_received; goaways_sent += o.goaways_sent;
+  }
+};
+
 struct ServerSnap {
   Name address;
   Name name;  // the configured name it was resolved from ("" for an IP)
@@ -63,6 +72,7 @@ struct WorkerSnap {
   uint64_t accepted, requests, clients_active, clients_idle, accept_wakeups, accept_empty;
   uint64_t admin_accepted, admin_active, admin_denied;
   uint64_t buffered, buffered_disk, buffered_requests, buffered_requests_disk, buffered_bytes, buffered_largest, buffered_memory, buffer_errors, time_saved_ms;
+  H2 h2;                                  // HTTP/2 clients
   size_t upstream_begin, upstream_count;  // into Snapshot::upstreams
   size_t server_begin, server_count;      // into Snapshot::servers, grouped by upstream
   Conns up;                               // sum over the servers
@@ -79,6 +89,7 @@ struct Snapshot {
   // totals over the listed workers
   uint64_t accepted = 0, requests = 0, clients_active = 0, clients_idle = 0, bound = 0;
   uint64_t admin_accepted = 0, admin_active = 0, admin_denied = 0;
+  H2 h2;
   Conns up;
 };
 

@@ -133,6 +133,16 @@ void worker(std::string& out, const Snapshot& s, const WorkerSnap& w, uint64_t n
   appendMsAsSeconds(out, w.time_saved_ms);
   close(out, '}');
   out.push_back(',');
+  key(out, "http2");
+  out.push_back('{');
+  field(out, "connections", w.h2.connections);
+  field(out, "streams_open", w.h2.streams_open);
+  field(out, "streams_total", w.h2.streams);
+  field(out, "resets_sent_total", w.h2.resets_sent);
+  field(out, "resets_received_total", w.h2.resets_received);
+  field(out, "goaways_sent_total", w.h2.goaways_sent);
+  close(out, '}');
+  out.push_back(',');
   key(out, "started_seconds_ago");
   appendMsAsSeconds(out, msSince(w.started_ms, now_ms));
   out.push_back(',');
@@ -165,7 +175,7 @@ void worker(std::string& out, const Snapshot& s, const WorkerSnap& w, uint64_t n
 void renderStatsJson(const StatsSegment& seg, const RenderContext& ctx, std::string& out) {
   Snapshot s;
   takeSnapshot(seg, ctx.monotonic_ms, s);
-  out.reserve(out.size() + 512 + s.workers.size() * 512 + s.upstreams.size() * 96 +
+  out.reserve(out.size() + 768 + s.workers.size() * 640 + s.upstreams.size() * 96 +
               s.servers.size() * 512);
 
   out.push_back('{');
@@ -212,6 +222,12 @@ void renderStatsJson(const StatsSegment& seg, const RenderContext& ctx, std::str
   field(out, "admin_accepted", s.admin_accepted);
   field(out, "admin_active", s.admin_active);
   field(out, "admin_denied", s.admin_denied);
+  field(out, "http2_connections", s.h2.connections);
+  field(out, "http2_streams_open", s.h2.streams_open);
+  field(out, "http2_streams_total", s.h2.streams);
+  field(out, "http2_resets_sent_total", s.h2.resets_sent);
+  field(out, "http2_resets_received_total", s.h2.resets_received);
+  field(out, "http2_goaways_sent_total", s.h2.goaways_sent);
   close(out, '}');
   out.append("}\n");
 }

@@ -439,8 +439,18 @@ TEST_F(Dashboard, ChromiumShowsChartsThatFollowLoadReloadAndOutage) {
   EXPECT_NE(idle.at("totals").get<std::string>().find("buffered 0 \u00b7 to disk 0 \u00b7 in memory 0 KiB"),
             std::string::npos)
       << idle.at("totals");
+  // HTTP/2 clients, summed in the totals and per worker in the table (columns "h2 conns"
+  // and "h2 streams", after "cl idle"): none yet.
+  EXPECT_NE(idle.at("totals").get<std::string>().find("HTTP/2 connections 0 \u00b7 streams 0"),
+            std::string::npos)
+      << idle.at("totals");
   ASSERT_EQ(idle.at("rows").size(), 2u) << idle.dump();
-  for (const auto& row : idle.at("rows")) EXPECT_EQ(row.at("state"), "running");
+  for (const auto& row : idle.at("rows")) {
+    EXPECT_EQ(row.at("state"), "running");
+    ASSERT_GE(row.at("cells").size(), 14u) << row.dump();
+    EXPECT_EQ(row.at("cells").at(12), "0") << "h2 conns: " << row.dump();
+    EXPECT_EQ(row.at("cells").at(13), "0") << "h2 streams: " << row.dump();
+  }
   std::vector<std::string> ids;
   for (const auto& c : idle.at("charts")) {
     ids.push_back(c.value("id", ""));

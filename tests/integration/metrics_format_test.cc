@@ -421,7 +421,9 @@ TEST_F(MetricsFormat, StrictAfterTrafficAndAgreesWithStats) {
         "poolgate_upstream_reused_total", "poolgate_upstream_failed_total",
         "poolgate_upstream_requests_total", "poolgate_upstream_connections_bound",
         "poolgate_worker_admin_accepted_total", "poolgate_worker_admin_connections",
-        "poolgate_worker_admin_denied_total"})
+        "poolgate_worker_admin_denied_total", "poolgate_worker_http2_connections",
+        "poolgate_worker_http2_streams", "poolgate_worker_http2_streams_total",
+        "poolgate_worker_http2_resets_total", "poolgate_worker_http2_goaways_total"})
     EXPECT_NE(e.find(family), nullptr) << "no family " << family;
   EXPECT_EQ(only(e, "poolgate_master_generation", {}), 1);
   EXPECT_EQ(only(e, "poolgate_workers", {{"state", "running"}}), 2);
@@ -446,6 +448,19 @@ TEST_F(MetricsFormat, StrictAfterTrafficAndAgreesWithStats) {
     EXPECT_EQ(only(e, "poolgate_worker_admin_denied_total", wl), 0) << who;
     adminTotal += adminAccepted;
     EXPECT_EQ(only(e, "poolgate_worker_draining", wl), 0) << who;
+    // HTTP/2: the same figures as /stats (all 0: these clients speak HTTP/1.1).
+    const Json& h2 = w.at("http2");
+    EXPECT_EQ(only(e, "poolgate_worker_http2_connections", wl), h2.at("connections").get<double>()) << who;
+    EXPECT_EQ(only(e, "poolgate_worker_http2_streams", wl), h2.at("streams_open").get<double>()) << who;
+    EXPECT_EQ(only(e, "poolgate_worker_http2_streams_total", wl), h2.at("streams_total").get<double>()) << who;
+    Labels sent = wl, received = wl;
+    sent["direction"] = "sent";
+    received["direction"] = "received";
+    EXPECT_EQ(only(e, "poolgate_worker_http2_resets_total", sent), h2.at("resets_sent_total").get<double>()) << who;
+    EXPECT_EQ(only(e, "poolgate_worker_http2_resets_total", received),
+              h2.at("resets_received_total").get<double>()) << who;
+    EXPECT_EQ(only(e, "poolgate_worker_http2_goaways_total", wl), h2.at("goaways_sent_total").get<double>()) << who;
+    EXPECT_EQ(h2.at("streams_total"), 0) << who;
     requests += only(e, "poolgate_worker_requests_total", wl);
     size_t servers = 0;
     for (const auto& g : w.at("upstreams")) {

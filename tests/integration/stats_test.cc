@@ -34,6 +34,11 @@ void expectFields(const Json& object, const std::string& where,
   }
 }
 
+constexpr std::initializer_list<std::pair<const char*, Kind>> kHttp2Counts = {
+    {"connections", Kind::kCount},         {"streams_open", Kind::kCount},
+    {"streams_total", Kind::kCount},       {"resets_sent_total", Kind::kCount},
+    {"resets_received_total", Kind::kCount}, {"goaways_sent_total", Kind::kCount}};
+
 constexpr std::initializer_list<std::pair<const char*, Kind>> kConnectionCounts = {
     {"open", Kind::kCount},         {"idle", Kind::kCount},
     {"active", Kind::kCount},       {"opened_total", Kind::kCount},
@@ -106,8 +111,13 @@ TEST_F(Stats, DocumentHasEverySpecField) {
                             {"requests", Kind::kCount},
                             {"clients", Kind::kObject},
                             {"upstream", Kind::kObject},
+                            {"http2", Kind::kObject},
                             {"upstreams", Kind::kArray}});
     EXPECT_EQ(w.at("state"), "running");
+    // HTTP/2 clients: none here (an HTTP/1.1 client), every count present and 0.
+    expectFields(w.at("http2"), where + ".http2", kHttp2Counts);
+    for (const auto& field : kHttp2Counts)
+      EXPECT_EQ(w.at("http2").value(field.first, Json(-1)), 0) << where << ".http2." << field.first;
     expectFields(w.at("clients"), where + ".clients",
                  {{"active", Kind::kCount}, {"idle", Kind::kCount}});
     expectFields(w.at("upstream"), where + ".upstream", kConnectionCounts);
@@ -136,7 +146,17 @@ TEST_F(Stats, DocumentHasEverySpecField) {
                                           {"upstream_active", Kind::kCount},
                                           {"reuse_ratio", Kind::kNumber},
                                           {"upstream_opened_total", Kind::kCount},
-                                          {"upstream_reused_total", Kind::kCount}});
+                                          {"upstream_reused_total", Kind::kCount},
+                                          {"http2_connections", Kind::kCount},
+                                          {"http2_streams_open", Kind::kCount},
+                                          {"http2_streams_total", Kind::kCount},
+                                          {"http2_resets_sent_total", Kind::kCount},
+                                          {"http2_resets_received_total", Kind::kCount},
+                                          {"http2_goaways_sent_total", Kind::kCount}});
+  for (const char* name : {"http2_connections", "http2_streams_open", "http2_streams_total",
+                           "http2_resets_sent_total", "http2_resets_received_total",
+                           "http2_goaways_sent_total"})
+    EXPECT_EQ(s.at("totals").value(name, Json(-1)), 0) << "totals." << name;
   EXPECT_GE(sumOverWorkers(s, "/requests"), 1u);
   EXPECT_GE(sumOverWorkers(s, "/accepted"), 1u);
   expectConsistent(s);

@@ -82,6 +82,24 @@ void setWorker(WorkerSlot& w, SlotState state, int32_t pid, uint32_t slot, uint6
   w.admin_denied = gen;
 }
 
+struct H2Spec {
+  uint64_t connections, streams_open, streams, resets_sent, resets_received, goaways_sent;
+};
+
+void setH2(WorkerSlot& w, const H2Spec& h) {
+  w.h2_connections = h.connections;
+  w.h2_streams_open = h.streams_open;
+  w.h2_streams_total = h.streams;
+  w.h2_resets_sent_total = h.resets_sent;
+  w.h2_resets_received_total = h.resets_received;
+  w.h2_goaways_sent_total = h.goaways_sent;
+}
+
+// HTTP/2 figures of the listed workers (pid 4001, 5001, 9001), distinct in every field.
+constexpr H2Spec kH2Draining = {1, 2, 50, 3, 4, 1};
+constexpr H2Spec kH2Pid5001 = {7, 11, 900, 13, 17, 2};
+constexpr H2Spec kH2Pid9001 = {2, 5, 30, 1, 0, 6};
+
 // Segment indexes:  0 free (stale data), 2 draining gen 1 slot 0, 5 running gen 2
 // slot 1 (two upstreams, servers interleaved), 7 starting, 9 running gen 2 slot 0
 // (no upstreams). Listed order must be 2, 9, 5.
@@ -95,6 +113,7 @@ std::unique_ptr<StatsSegment> makeSegment() {
   {  // stale data in a free slot must not show
     WorkerSlot& w = seg->workers[0];
     setWorker(w, SlotState::kFree, 999, 3, 1, 1000, 1000, 9, 9);
+    setH2(w, {100, 100, 100, 100, 100, 100});
     w.upstream_count = 1;
     w.server_count = 1;
     setName(w.upstreams[0].name, "stale");
@@ -103,6 +122,7 @@ std::unique_ptr<StatsSegment> makeSegment() {
   {
     WorkerSlot& w = seg->workers[2];
     setWorker(w, SlotState::kDraining, 4001, 0, 1, 100, 900, 1, 2);
+    setH2(w, kH2Draining);
     w.upstream_count = 1;
     w.server_count = 1;
     setName(w.upstreams[0].name, "app");
@@ -113,6 +133,7 @@ std::unique_ptr<StatsSegment> makeSegment() {
   {
     WorkerSlot& w = seg->workers[5];
     setWorker(w, SlotState::kRunning, 5001, 1, 2, 120, 5000, 3, 40);
+    setH2(w, kH2Pid5001);
     w.upstream_count = 2;
     w.server_count = 3;
     setName(w.upstreams[0].name, "app");
@@ -128,10 +149,12 @@ std::unique_ptr<StatsSegment> makeSegment() {
   {  // starting: not yet serving, not listed
     WorkerSlot& w = seg->workers[7];
     setWorker(w, SlotState::kStarting, 7001, 2, 2, 0, 0, 0, 0);
+    setH2(w, {100, 100, 100, 100, 100, 100});
   }
   {
     WorkerSlot& w = seg->workers[9];
     setWorker(w, SlotState::kRunning, 9001, 0, 2, 20, 30, 0, 5);
+    setH2(w, kH2Pid9001);
   }
   return seg;
 }
@@ -243,6 +266,20 @@ TEST(AdminRenderJson, WorkerFieldsAndSums) {
   EXPECT_EQ(w["admin"].size(), 3u);
   ASSERT_TRUE(w["started_seconds_ago"].is_number_float());
   EXPECT_DOUBLE_EQ(w["started_seconds_ago"].get<double>(), 10.5);
+  // HTTP/2 clients: what is open now, and the totals.
+  ASSERT_TRUE(w.contains("http2")) << w.dump();
+  ASSERT_TRUE(w["http2"].is_object()) << w.dump();
+  expectCount(w["http2"], "connections", 7);
+  expectCount(w["http2"], "streams_open", 11);
+  expectCount(w["http2"], "streams_total", 900);
+  expectCount(w["http2"], "resets_sent_total", 13);
+  expectCount(w["http2"], "resets_received_total", 17);
+  expectCount(w["http2"], "goaways_sent_total", 2);
+  EXPECT_EQ(w["http2"].size(), 6u);
+  expectCount(j["workers"][0]["http2"], "connections", 1);   // pid 4001, draining
+  expectCount(j["workers"][0]["http2"], "goaways_sent_total", 1);
+  expectCount(j["workers"][1]["http2"], "streams_open", 5);  // pid 9001
+  expectCount(j["workers"][1]["http2"], "resets_received_total", 0);
 
   // upstream = sums over the worker's servers
   const json& up = w["upstream"];
@@ -333,6 +370,13 @@ TEST(AdminRenderJson, Totals) {
   expectCount(t, "admin_denied", 1 + 2 + 2);
   ASSERT_TRUE(t["reuse_ratio"].is_number_float());
   EXPECT_NEAR(t["reuse_ratio"].get<double>(), 5996.0 / (5996.0 + 20.0), 1e-4);
+  // HTTP/2: the listed workers only (the free and the starting slot hold 100s).
+  expectCount(t, "http2_connections", 1 + 7 + 2);
+  expectCount(t, "http2_streams_open", 2 + 11 + 5);
+  expectCount(t, "http2_streams_total", 50 + 900 + 30);
+  expectCount(t, "http2_resets_sent_total", 3 + 13 + 1);
+  expectCount(t, "http2_resets_received_total", 4 + 17 + 0);
+  expectCount(t, "http2_goaways_sent_total", 1 + 2 + 6);
 
   // totals == sums over the listed workers
   uint64_t accepted = 0, open = 0;
@@ -342,6 +386,12 @@ TEST(AdminRenderJson, Totals) {
   }
   EXPECT_EQ(t["accepted"], accepted);
   EXPECT_EQ(t["upstream_open"], open);
+  for (const char* k : {"connections", "streams_open", "streams_total", "resets_sent_total",
+                        "resets_received_total", "goaways_sent_total"}) {
+    uint64_t sum = 0;
+    for (const json& w : j["workers"]) sum += w["http2"][k].get<uint64_t>();
+    EXPECT_EQ(t[std::string("http2_") + k], sum) << k;
+  }
 }
 
 TEST(AdminRenderJson, EmptySegment) {
@@ -355,6 +405,11 @@ TEST(AdminRenderJson, EmptySegment) {
   expectCount(j["totals"], "upstream_open", 0);
   expectCount(j["totals"], "workers", 0);
   EXPECT_EQ(j["totals"]["reuse_ratio"].get<double>(), 0.0);
+  for (const char* k : {"http2_connections", "http2_streams_open", "http2_streams_total",
+                        "http2_resets_sent_total", "http2_resets_received_total",
+                        "http2_goaways_sent_total"}) {
+    expectCount(j["totals"], k, 0);
+  }
 }
 
 TEST(AdminRenderJson, EscapesControlAndInvalidUtf8) {
@@ -583,6 +638,11 @@ TEST(AdminRenderMetrics, StrictlyValid) {
       {"poolgate_worker_accepted_total", "counter"},
       {"poolgate_worker_requests_total", "counter"},
       {"poolgate_worker_clients", "gauge"},
+      {"poolgate_worker_http2_connections", "gauge"},
+      {"poolgate_worker_http2_streams", "gauge"},
+      {"poolgate_worker_http2_streams_total", "counter"},
+      {"poolgate_worker_http2_resets_total", "counter"},
+      {"poolgate_worker_http2_goaways_total", "counter"},
       {"poolgate_upstream_connections", "gauge"},
       {"poolgate_upstream_connections_open", "gauge"},
       {"poolgate_upstream_opened_total", "counter"},
@@ -627,6 +687,18 @@ TEST(AdminRenderMetrics, Values) {
   EXPECT_EQ(value("poolgate_worker_admin_accepted_total", w5), 13);
   EXPECT_EQ(value("poolgate_worker_admin_connections", w5), 2);
   EXPECT_EQ(value("poolgate_worker_admin_denied_total", w5), 2);
+  EXPECT_EQ(value("poolgate_worker_http2_connections", w5), 7);
+  EXPECT_EQ(value("poolgate_worker_http2_streams", w5), 11);
+  EXPECT_EQ(value("poolgate_worker_http2_streams_total", w5), 900);
+  EXPECT_EQ(value("poolgate_worker_http2_resets_total", with(w5, {{"direction", "sent"}})), 13);
+  EXPECT_EQ(value("poolgate_worker_http2_resets_total", with(w5, {{"direction", "received"}})), 17);
+  EXPECT_EQ(value("poolgate_worker_http2_goaways_total", w5), 2);
+  const std::map<std::string, std::string> w4 = {{"worker", "0"}, {"pid", "4001"}, {"generation", "1"}};
+  const std::map<std::string, std::string> w9 = {{"worker", "0"}, {"pid", "9001"}, {"generation", "2"}};
+  EXPECT_EQ(value("poolgate_worker_http2_connections", w4), 1);
+  EXPECT_EQ(value("poolgate_worker_http2_streams", w9), 5);
+  EXPECT_EQ(value("poolgate_worker_http2_resets_total", with(w4, {{"direction", "received"}})), 4);
+  EXPECT_EQ(value("poolgate_worker_http2_goaways_total", w9), 6);
 
   const auto s0 = with(w5, {{"upstream", "app"}, {"server", "127.0.0.1:5000"}});
   EXPECT_EQ(value("poolgate_upstream_connections", with(s0, {{"state", "idle"}})), 6);
@@ -655,6 +727,20 @@ TEST(AdminRenderMetrics, Values) {
     EXPECT_TRUE(lab.count("upstream") && lab.count("server"));
   }
   EXPECT_EQ(e.labels.at("poolgate_worker_accepted_total").size(), 3u);  // live workers only
+  for (const char* family : {"poolgate_worker_http2_connections", "poolgate_worker_http2_streams",
+                             "poolgate_worker_http2_streams_total", "poolgate_worker_http2_goaways_total"}) {
+    ASSERT_TRUE(e.labels.count(family)) << family;
+    EXPECT_EQ(e.labels.at(family).size(), 3u) << family;
+    for (const auto& lab : e.labels.at(family)) EXPECT_EQ(lab.size(), 3u) << family;
+  }
+  // Resets: one series per worker and direction, the direction the only extra label.
+  ASSERT_TRUE(e.labels.count("poolgate_worker_http2_resets_total"));
+  EXPECT_EQ(e.labels.at("poolgate_worker_http2_resets_total").size(), 6u);
+  for (const auto& lab : e.labels.at("poolgate_worker_http2_resets_total")) {
+    EXPECT_EQ(lab.size(), 4u);
+    ASSERT_TRUE(lab.count("direction"));
+    EXPECT_TRUE(lab.at("direction") == "sent" || lab.at("direction") == "received") << lab.at("direction");
+  }
   EXPECT_EQ(e.labels.at("poolgate_upstream_opened_total").size(), 4u);  // 1 + 3 + 0 servers
   EXPECT_EQ(e.labels.at("poolgate_upstream_no_reuse_total").size(),
             4u * (static_cast<size_t>(NoReuse::kCount) - 1));  // no "reusable"
@@ -688,6 +774,24 @@ TEST(AdminRenderDashboard, SelfContainedAndPollsStats) {
   EXPECT_EQ(out.find("1.2<b>"), std::string::npos);
   EXPECT_NE(out.find("draining"), std::string::npos);
   EXPECT_NE(out.find("</html>"), std::string::npos);
+}
+
+// The worker table has the HTTP/2 columns, read from each worker's "http2" object, and
+// the totals line the HTTP/2 totals.
+TEST(AdminRenderDashboard, ShowsHttp2ConnectionsAndStreams) {
+  std::string page;
+  renderDashboard(RenderContext{"0.1.0", kNowMs}, page);
+  const size_t h2conns = page.find("<th>h2 conns</th>");
+  const size_t h2streams = page.find("<th>h2 streams</th>");
+  ASSERT_NE(h2conns, std::string::npos);
+  ASSERT_NE(h2streams, std::string::npos);
+  EXPECT_LT(page.find("<th>cl idle</th>"), h2conns);
+  EXPECT_LT(h2conns, h2streams);
+  EXPECT_LT(h2streams, page.find("<th>sv active</th>"));
+  EXPECT_NE(page.find("w.http2"), std::string::npos);
+  EXPECT_NE(page.find("td(w2.connections) + td(w2.streams_open)"), std::string::npos);
+  EXPECT_NE(page.find("t.http2_connections"), std::string::npos);
+  EXPECT_NE(page.find("t.http2_streams_open"), std::string::npos);
 }
 
 // The text between `open` and `close`, found independently of the renderer.
