@@ -143,7 +143,11 @@ void Http2Connection::settle() {
       }
     }
     send();
-    if (!finish_pending_ && !pull_pending_) break;
+    // Input held back while out_ was full may have been read at the end of
+    // send(), and its answers (SETTINGS and PING acknowledgements, resets)
+    // are waiting: another round writes them.
+    const bool more_to_write = !closing_ && writable_ && out_.empty() && nghttp2_session_want_write(session_) != 0;
+    if (!finish_pending_ && !pull_pending_ && !more_to_write) break;
   }
   for (Http2Stream* s : closed_) giveStream(s);
   closed_.clear();
@@ -172,6 +176,7 @@ void Http2Connection::onIoEvent(uint32_t events) {
   Scope scope(*this);
   if (events & EPOLLOUT) writable_ = true;
   if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) readable_ = true;
+  if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) hung_up_ = true;
   receive();
 }
 
@@ -181,7 +186,9 @@ void Http2Connection::receive() {
     if (out_.size() >= kHighWatermark) return;  // the client does not read what we send: wait
     const ssize_t n = transport_.receive(chunk, sizeof chunk);
     if (n > 0) {
-      if (static_cast<size_t>(n) < sizeof chunk && !transport_.secure()) readable_ = false;
+      // A short plain read drained the socket (not with TLS, which may hold
+      // decrypted bytes, nor once the peer hung up: its EOF is still to read).
+      if (static_cast<size_t>(n) < sizeof chunk && !transport_.secure() && !hung_up_) readable_ = false;
       const ssize_t used = nghttp2_session_mem_recv(session_, reinterpret_cast<const uint8_t*>(chunk),
                                                     static_cast<size_t>(n));
       if (used < 0) {

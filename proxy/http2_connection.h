@@ -215,6 +215,7 @@ class Http2Connection {
   uint32_t junk_budget_;
   uint16_t depth_ = 0;
   bool readable_ = false;
+  bool hung_up_ = false;  // EPOLLRDHUP/HUP/ERR seen: read to EOF, never trust a short read
   bool writable_ = true;
   bool pull_pending_ = false;
   bool finish_pending_ = false;

@@ -159,7 +159,6 @@ void Http2Stream::pumpRequest() {
 }
 
 void Http2Stream::onRequestHead() {
-  LOG_DEBUG("http2: stream %d: request head", id_);
   state_ = ClientState::kExchange;
   ex_->beginRequest(*reader_, conn_.host().accessLog() != nullptr);
   ex_->record.http_major = 2;
@@ -183,7 +182,6 @@ void Http2Stream::resumeReading() { pumpRequest(); }
 // ---- The response ----------------------------------------------------------------
 
 void Http2Stream::flushClient() {
-  LOG_DEBUG("http2: stream %d: flush (out %zu, finished %d, closed %d)", id_, ex_ ? ex_->out.size() : 0, finished_, closed_);
   if (!ex_ || finished_ || closed_) return;
   if (ex_->response_held) {
     if (!ex_->request_complete && ex_->out.size() < kHighWatermark) return;
@@ -254,7 +252,6 @@ void Http2Stream::readResponse() {
 
 void Http2Stream::onResponseHead() {
   const int status = response_.status();
-  LOG_DEBUG("http2: stream %d: response %d", id_, status);
   if (status == 101) {  // no upgrade over HTTP/2 (the request could not ask for one)
     closeClient();
     return;
