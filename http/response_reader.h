@@ -69,6 +69,13 @@ class ResponseReader final : private HttpHandler {
   bool hasUnread() const { return !in_.empty(); }
   void releaseBuffer() { in_.releaseIfEmpty(); }
   void releaseHeaders() { parser_.releaseHeaders(); }
+  // Forgets the bytes of a response given up half way, and its header array
+  // (its reader is then used for another one).
+  void discard() {
+    in_.clear();
+    in_.releaseIfEmpty();
+    parser_.releaseHeaders();
+  }
 
  private:
   Event fail(Error error, const char* name);

@@ -380,6 +380,7 @@ void Http2Stream::onClosed(uint32_t error_code) {
   body_.releaseIfEmpty();
   pending_.clear();
   pending_.releaseIfEmpty();
+  response_.discard();  // what was left of it (the stream reused next holds nothing)
 }
 
 // ---- Timers ----------------------------------------------------------------------
