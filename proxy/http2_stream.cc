@@ -110,7 +110,8 @@ void Http2Stream::credit(size_t n) {
 }
 
 void Http2Stream::pumpRequest() {
-  while (!closed_ && ex_ && (state_ == ClientState::kHead || (state_ == ClientState::kExchange && !ex_->request_complete))) {
+  while (!closed_ && !finished_ && ex_ &&
+         (state_ == ClientState::kHead || (state_ == ClientState::kExchange && !ex_->request_complete))) {
     if (state_ == ClientState::kExchange && ex_->pendingRequestBytes() >= kHighWatermark) break;
     if (!pending_.empty()) {
       const ReadRoom room = reader_->reserve();
@@ -127,7 +128,8 @@ void Http2Stream::pumpRequest() {
       break;
     }
     bool more = true;
-    while (more && ex_ && (state_ == ClientState::kHead || (state_ == ClientState::kExchange && !ex_->request_complete))) {
+    while (more && !finished_ && (state_ == ClientState::kHead ||
+                                  (state_ == ClientState::kExchange && !ex_->request_complete))) {
       if (!reader_->hasWork()) break;
       const RequestReader::Event event = reader_->next();
       switch (event) {
@@ -217,7 +219,7 @@ bool Http2Stream::takeResponseBytes() {
 }
 
 void Http2Stream::readResponse() {
-  while (!closed_ && ex_ && !body_complete_ && body_.size() < kHighWatermark) {
+  while (!closed_ && !finished_ && !body_complete_ && body_.size() < kHighWatermark) {
     const ResponseReader::Event event = response_.next();
     if (event == ResponseReader::Event::kNeedMore) {
       if (!takeResponseBytes()) break;
@@ -235,7 +237,7 @@ void Http2Stream::readResponse() {
       return;
     }
   }
-  if (closed_ || !ex_) return;
+  if (closed_ || finished_) return;
   if (deferred_ && head_submitted_ && (!body_.empty() || body_complete_)) {
     deferred_ = false;
     nghttp2_session_resume_data(conn_.session(), id_);
@@ -349,6 +351,10 @@ void Http2Stream::abort() {
   ex_->leaveQueue();
   ex_->endSpools();
   finish_pending_ = false;
+  // Nothing more of it is logged or finished. The exchange itself stays
+  // until the stream is reused or freed: the call that led here may be one
+  // of its own.
+  finished_ = true;
 }
 
 void Http2Stream::closeClient() {
