@@ -62,10 +62,31 @@ void EventLoop::runOnce(int timeout_ms) {
   for (int i = 0; i < n; ++i) {
     static_cast<IoHandler*>(events_[i].data.ptr)->onIoEvent(events_[i].events);
   }
+  runTurnEnd();
   if (observer_ != nullptr) observer_->afterDispatch();
   runDeferred();
   timers_.runExpired();
+  runTurnEnd();
   runDeferred();
+}
+
+void EventLoop::runTurnEnd() {
+  // A handler may ask again (more to write): loop until nobody does.
+  while (!turn_end_.empty()) {
+    turn_ending_.swap(turn_end_);
+    for (TurnEndHandler*& handler : turn_ending_) {
+      if (handler != nullptr) handler->onTurnEnd();
+    }
+    turn_ending_.clear();
+  }
+}
+
+void EventLoop::cancelTurnEnd(TurnEndHandler* handler) {
+  for (auto* list : {&turn_end_, &turn_ending_}) {
+    for (TurnEndHandler*& h : *list) {
+      if (h == handler) h = nullptr;
+    }
+  }
 }
 
 void EventLoop::deferDelete(Deletable* object) { deferred_.push_back(object); }

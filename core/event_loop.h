@@ -43,6 +43,17 @@ class Deletable {
   virtual ~Deletable() = default;
 };
 
+// Work put off to the end of the loop's turn: once every event of the batch
+// (or every expired timer) has been handled. An HTTP/2 connection writes
+// there, so that the responses of several upstream events leave in one send.
+class TurnEndHandler {
+ public:
+  virtual void onTurnEnd() noexcept = 0;
+
+ protected:
+  ~TurnEndHandler() = default;
+};
+
 class EventLoop {
  public:
   EventLoop();
@@ -80,6 +91,13 @@ class EventLoop {
   // owner shutting down calls it while what those objects use still exists).
   void runDeferred();
 
+  // `handler` is called once at the end of this turn (after the events, or
+  // after the timers when a timer asked), before deferred deletions; it may
+  // ask again. cancelTurnEnd(): a handler going away before then.
+  void atTurnEnd(TurnEndHandler* handler) { turn_end_.push_back(handler); }
+  void cancelTurnEnd(TurnEndHandler* handler);
+  void runTurnEnd();
+
  private:
   void updateNow();
 
@@ -90,6 +108,8 @@ class EventLoop {
   std::vector<epoll_event> events_;
   std::vector<Deletable*> deferred_;
   std::vector<Deletable*> deleting_;
+  std::vector<TurnEndHandler*> turn_end_;
+  std::vector<TurnEndHandler*> turn_ending_;
 };
 
 }  // namespace poolgate

@@ -59,6 +59,7 @@ Http2Connection::Http2Connection(ClientConnection& client, ClientHost& host, Tra
       junk_budget_(kJunkBudget) {}
 
 Http2Connection::~Http2Connection() {
+  if (turn_end_pending_) host_.loop().cancelTurnEnd(this);
   // Streams still open when the connection went: no longer open.
   ServerCounters::sub(host_.stats().h2_streams_open, streams_.size());
   for (Http2Stream* s : streams_) delete s;
@@ -100,7 +101,7 @@ bool Http2Connection::start(std::string_view received) {
   const nghttp2_settings_entry settings[] = {
       {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, c.max_concurrent_streams},
       {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, c.initial_window_bytes},
-      {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, c.max_header_list_bytes},
+      {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, headerListLimit()},
   };
   nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, settings, sizeof settings / sizeof settings[0]);
   // The connection's window: room for a few streams' windows at once.
@@ -128,7 +129,24 @@ void Http2Connection::leave() {
 }
 
 void Http2Connection::settle() {
-  ++depth_;
+  if (turn_end_pending_ || dead_) return;
+  turn_end_pending_ = true;
+  host_.loop().atTurnEnd(this);
+}
+
+void Http2Connection::onTurnEnd() noexcept {
+  turn_end_pending_ = false;
+  if (dead_) return;
+  ++depth_;  // what runs here may open and close dispatch scopes: no settle() from them
+  flush();
+  --depth_;
+}
+
+// Exchanges that completed are finished, streams whose DATA ran low are
+// refilled, and what the session has to send is written; then closed streams
+// are freed, and the connection closes if it is done.
+void Http2Connection::flush() {
+  bool again = false;
   for (int round = 0; round < 64 && !dead_; ++round) {
     if (finish_pending_) {
       finish_pending_ = false;
@@ -147,24 +165,26 @@ void Http2Connection::settle() {
     // send(), and its answers (SETTINGS and PING acknowledgements, resets)
     // are waiting: another round writes them.
     const bool more_to_write = !closing_ && writable_ && out_.empty() && nghttp2_session_want_write(session_) != 0;
-    if (!finish_pending_ && !pull_pending_ && !more_to_write) break;
+    again = finish_pending_ || pull_pending_ || more_to_write;
+    if (!again) break;
   }
   for (Http2Stream* s : closed_) giveStream(s);
   closed_.clear();
-  if (!dead_) {
-    updateActive();
-    const bool done = out_.empty() &&
-                      (closing_ || (nghttp2_session_want_read(session_) == 0 &&
-                                    nghttp2_session_want_write(session_) == 0) ||
-                       (goaway_final_ && streams_.empty()));
-    if (done) {
-      dead_ = true;
-      client_.close();  // calls abort(); the client and this object go at the end of the loop turn
-    } else {
-      armTimer();
-    }
+  if (dead_) return;
+  updateActive();
+  const bool done = out_.empty() &&
+                    (closing_ || (nghttp2_session_want_read(session_) == 0 &&
+                                  nghttp2_session_want_write(session_) == 0) ||
+                     (goaway_final_ && streams_.empty()));
+  if (done) {
+    dead_ = true;
+    client_.close();  // calls abort(); the client and this object go at the end of the loop turn
+    return;
   }
-  --depth_;
+  armTimer();
+  // Rounds ran out with work left (a large body refilled 64 KiB at a time):
+  // the rest in another call, before the loop waits for events.
+  if (again) settle();
 }
 
 void Http2Connection::updateActive() { client_.setHttp2Busy(!streams_.empty()); }

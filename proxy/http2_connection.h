@@ -29,6 +29,7 @@
 
 #include <nghttp2/nghttp2.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -36,6 +37,7 @@
 #include <vector>
 
 #include "core/buffer.h"
+#include "core/event_loop.h"
 #include "core/socket.h"
 #include "core/timer.h"
 #include "core/transport.h"
@@ -138,7 +140,7 @@ class Http2Stream final : private ExchangeOwner {
   bool closed_ = false;    // the session closed the stream
 };
 
-class Http2Connection {
+class Http2Connection final : private TurnEndHandler {
  public:
   static constexpr std::string_view kPreface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
@@ -160,6 +162,13 @@ class Http2Connection {
   ClientHost& host() { return host_; }
   nghttp2_session* session() { return session_; }
   const IpAddress& peer() const { return peer_; }
+  // The header list a request may have: http2.max_header_list_bytes, but no
+  // more than limits.max_header_bytes, which the HTTP/1.1 head written from
+  // it must fit (each field costs 32 bytes in the list, 4 in the head).
+  uint32_t headerListLimit() const {
+    const Config& c = host_.config();
+    return std::min(c.http2.max_header_list_bytes, c.limits.max_header_bytes);
+  }
   bool secure() const { return transport_.secure(); }
   void enter() { ++depth_; }
   void leave();
@@ -193,7 +202,11 @@ class Http2Connection {
   // PING, SETTINGS...): too many of them, and the connection is closed.
   bool spendJunk();
   void receive();
+  // At the end of the outermost dispatch: asks for onTurnEnd(), where the
+  // work of every event of the loop's turn is finished and written at once.
   void settle();
+  void onTurnEnd() noexcept override;
+  void flush();
   void send();
   void armTimer();
   void onTimer();
@@ -222,6 +235,7 @@ class Http2Connection {
   bool draining_ = false;
   bool goaway_final_ = false;  // the GOAWAY with the last stream id has been submitted
   bool closing_ = false;     // close once out_ has gone (or cannot)
+  bool turn_end_pending_ = false;  // onTurnEnd() is asked for
   bool dead_ = false;        // closed: nothing more happens here
   bool idle_timer_ = false;  // the timer runs client_keepalive
   std::vector<nghttp2_nv> scratch_fields_;

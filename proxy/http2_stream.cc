@@ -65,7 +65,7 @@ bool Http2Stream::onField(std::string_view name, std::string_view value, bool tr
   if (!request_.add(name, value)) return false;
   // The decoded list counts, not the compressed frames (an HPACK bomb
   // references one big table entry many times).
-  if (request_.listBytes() > conn_.host().config().http2.max_header_list_bytes) refuse_ = 431;
+  if (request_.listBytes() > conn_.headerListLimit()) refuse_ = 431;
   return true;
 }
 
@@ -244,7 +244,9 @@ void Http2Stream::readResponse() {
   }
   const bool spooled = ex_->spool && !ex_->spool->empty();
   if (ex_->out.size() < kLowWatermark && !(spooled && ex_->spool->full())) ex_->releaseHold();
-  if (ex_ && ex_->response_complete && ex_->out.empty() && !(ex_->spool && !ex_->spool->empty()) &&
+  // Finished once the exchange is done and its response has been read to the
+  // end (its last bytes may wait in response_ while body_ is full).
+  if (ex_ && ex_->response_complete && body_complete_ && ex_->out.empty() && !(ex_->spool && !ex_->spool->empty()) &&
       !finish_pending_) {
     finish_pending_ = true;
     conn_.streamFinished();
@@ -378,6 +380,7 @@ void Http2Stream::onClosed(uint32_t error_code) {
     nghttp2_session_consume_connection(conn_.session(), uncredited_);
     uncredited_ = 0;
   }
+  if (finish_pending_) finishExchange();  // its response went out whole before settle() came to it
   if (ex_ && !finished_) {
     LOG_DEBUG("http2: stream %d closed (%s) before its exchange ended", id_, nghttp2_http2_strerror(error_code));
     abort();

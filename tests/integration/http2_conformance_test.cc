@@ -1183,15 +1183,16 @@ std::vector<H2Case> conformanceCases() {
   c.push_back(served("HeadersSplitAcrossContinuations", split("/ok-split"), "/ok-split")
                   .withHttp2("http2 = { max_header_list_bytes = 65536; };\n"
                              "limits = { max_header_bytes = 131072; };"));
-  // The same with limits.max_header_bytes left at its default (32768): poolgate still
-  // announces 65536, so it must take the 40 KB it said it is "prepared to accept"
-  // (6.5.2). Known failure, see knownFailures().
-  c.push_back(served("HeaderListUnderAnnouncedLimitOverHttp1HeadLimit", split("/ok-announced"), "/ok-announced")
+  // The same with limits.max_header_bytes left at its default (32768): the HTTP/1.1
+  // head made from the fields must fit it, so poolgate announces the smaller of the
+  // two limits (32768) and a 40 KB field section is over what it said it accepts: 431.
+  c.push_back(answered("HeaderListOverHttp1HeadLimit", split("/over-head-limit"),
+                       {status(431), rstWith(kProtocolError), rstWith(kEnhanceYourCalm)})
                   .withHttp2("http2 = { max_header_list_bytes = 65536; };")
                   .checking([](const H2Case&, H2Client& client, const TestUpstream&) {
                     auto it = client.serverSettings().find(kMaxHeaderListSize);
                     ASSERT_NE(it, client.serverSettings().end()) << "no SETTINGS_MAX_HEADER_LIST_SIZE announced";
-                    EXPECT_EQ(it->second, 65536u);
+                    EXPECT_EQ(it->second, 32768u);
                   }));
   c.push_back(served("DataAtMaxFrameSize",
                      postHeaders(1, "/ok-16384") + data(1, std::string(16384, 'd')), "/ok-16384")
@@ -1510,12 +1511,6 @@ const std::map<std::string, std::string>& knownFailures() {
       // poolgate (nghttp2) answers RST_STREAM(1, FLOW_CONTROL_ERROR) and keeps the
       // connection.
       {"InitialWindowSizeChangeOverflowsStream", "a stream error (RST_STREAM) instead of a connection error"},
-      // poolgate announces SETTINGS_MAX_HEADER_LIST_SIZE = http2.max_header_list_bytes
-      // (65536 here), but the request is also held to limits.max_header_bytes (the
-      // HTTP/1.1 head limit, 32768 by default): a 40 KB field section gets 431. Either
-      // the announced value should be the smaller of the two, or the head limit should
-      // not cut below it.
-      {"HeaderListUnderAnnouncedLimitOverHttp1HeadLimit", "431 for 40 KB although 65536 is announced"},
   };
   return kKnownFailures;
 }
