@@ -360,26 +360,10 @@ void ClientConnection::parseClient() {
   while (state_ == State::kHead || (state_ == State::kExchange && !ex_->request_complete)) {
     if (!reader_->hasWork()) return;
     const RequestReader::Event event = reader_->next();
-    switch (event) {
-      case RequestReader::Event::kNeedMore:
-        // Sent only now that the reader has taken all it was given, so that
-        // a framing error later in the same bytes (a bad chunk) sends nothing.
-        if (ex_->upstream != nullptr) ex_->upstream->flush();
-        return;
-      case RequestReader::Event::kHead:
-        onRequestHead();
-        break;
-      case RequestReader::Event::kChunkStart:
-      case RequestReader::Event::kBody:
-      case RequestReader::Event::kChunkEnd:
-        ex_->onRequestBody(event);
-        break;
-      case RequestReader::Event::kComplete:
-        ex_->onRequestComplete();
-        return;
-      case RequestReader::Event::kError:
-        ex_->onRequestError();
-        return;
+    if (event == RequestReader::Event::kHead) {
+      onRequestHead();
+    } else if (!ex_->onRequestEvent(event)) {
+      return;
     }
   }
 }

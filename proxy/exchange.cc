@@ -233,6 +233,28 @@ void Exchange::onRequestBody(RequestReader::Event event) {
   reader().forward(*sink);  // re-chunked for a chunked request
 }
 
+bool Exchange::onRequestEvent(RequestReader::Event event) {
+  switch (event) {
+    case RequestReader::Event::kNeedMore:
+      if (upstream != nullptr) upstream->flush();
+      return false;
+    case RequestReader::Event::kHead:
+      return true;  // the owner's
+    case RequestReader::Event::kChunkStart:
+    case RequestReader::Event::kBody:
+    case RequestReader::Event::kChunkEnd:
+      onRequestBody(event);
+      return true;
+    case RequestReader::Event::kComplete:
+      onRequestComplete();
+      return false;
+    case RequestReader::Event::kError:
+      onRequestError();
+      return false;
+  }
+  return false;
+}
+
 void Exchange::onRequestComplete() {
   request_complete = true;
   if (body_path == BodyPath::kCollect) {

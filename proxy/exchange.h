@@ -134,6 +134,12 @@ class Exchange final : private UpstreamUser, private PoolWaiter {
   void onRequestBody(RequestReader::Event event);
   void onRequestComplete();
   void onRequestError();
+  // Any reader event but kHead (the owner's): handed to the step above.
+  // false: stop parsing for now (more bytes needed, the request has ended
+  // or failed). kNeedMore also sends what the reader's bytes brought:
+  // only then, so that a framing error later in the same bytes (a bad
+  // chunk) sends nothing.
+  bool onRequestEvent(RequestReader::Event event);
   // Body bytes of the request still to come.
   bool requestPending() const;
   // Request bytes waiting to go upstream (SIZE_MAX: nowhere to put more);

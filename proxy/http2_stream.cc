@@ -127,32 +127,14 @@ void Http2Stream::pumpRequest() {
     } else if (!reader_->hasWork()) {
       break;
     }
-    bool more = true;
-    while (more && !finished_ && (state_ == ClientState::kHead ||
-                                  (state_ == ClientState::kExchange && !ex_->request_complete))) {
+    while (!finished_ && (state_ == ClientState::kHead ||
+                          (state_ == ClientState::kExchange && !ex_->request_complete))) {
       if (!reader_->hasWork()) break;
       const RequestReader::Event event = reader_->next();
-      switch (event) {
-        case RequestReader::Event::kNeedMore:
-          if (ex_->upstream != nullptr) ex_->upstream->flush();
-          more = false;
-          break;
-        case RequestReader::Event::kHead:
-          onRequestHead();
-          break;
-        case RequestReader::Event::kChunkStart:
-        case RequestReader::Event::kBody:
-        case RequestReader::Event::kChunkEnd:
-          ex_->onRequestBody(event);
-          break;
-        case RequestReader::Event::kComplete:
-          ex_->onRequestComplete();
-          more = false;
-          break;
-        case RequestReader::Event::kError:
-          ex_->onRequestError();
-          armClientTimer();
-          return;
+      if (event == RequestReader::Event::kHead) {
+        onRequestHead();
+      } else if (!ex_->onRequestEvent(event)) {
+        break;
       }
     }
   }

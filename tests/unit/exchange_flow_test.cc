@@ -188,28 +188,14 @@ class FakeOwner final : public ExchangeOwner {
     while (state_ == ClientState::kHead || (state_ == ClientState::kExchange && !ex->request_complete)) {
       if (!reader_.hasWork()) return;
       const RequestReader::Event event = reader_.next();
-      switch (event) {
-        case RequestReader::Event::kNeedMore:
-          if (ex->upstream != nullptr) ex->upstream->flush();
-          return;
-        case RequestReader::Event::kHead:
-          state_ = ClientState::kExchange;  // the owner's own move: not in `states`
-          ex->beginRequest(reader_, false);
-          if (!admin_) ex->start();  // an admin request is answered by the test
-          if (pause_after_head) return;
-          break;
-        case RequestReader::Event::kChunkStart:
-        case RequestReader::Event::kBody:
-        case RequestReader::Event::kChunkEnd:
-          ex->onRequestBody(event);
-          break;
-        case RequestReader::Event::kComplete:
-          ex->onRequestComplete();
-          return;
-        case RequestReader::Event::kError:
-          ex->onRequestError();
-          return;
+      if (event != RequestReader::Event::kHead) {
+        if (!ex->onRequestEvent(event)) return;
+        continue;
       }
+      state_ = ClientState::kExchange;  // the owner's own move: not in `states`
+      ex->beginRequest(reader_, false);
+      if (!admin_) ex->start();  // an admin request is answered by the test
+      if (pause_after_head) return;
     }
   }
   void settle() {
