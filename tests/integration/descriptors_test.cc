@@ -56,8 +56,11 @@ const std::vector<std::string> kLimit128 = {"/usr/bin/prlimit", "--nofile=128:12
 // descriptor: the sanitizer runtime needs some of its own (UBSan's vptr check
 // opens a pipe to probe memory, and reports a false "invalid vptr" when it
 // cannot). The tests that fill the table completely run in the plain build;
-// the reserve test, which stays below the limit, runs in both.
-#if defined(__SANITIZE_ADDRESS__)
+// the reserve test, which stays below the limit, runs in both. What counts is
+// how the poolgate binary was built: POOLGATE_SANITIZED comes from CMake, as
+// this client itself is built without the sanitizers (tests/integration/
+// CMakeLists.txt); the checks below catch sanitizer flags given by hand.
+#if defined(POOLGATE_SANITIZED) || defined(__SANITIZE_ADDRESS__)
 constexpr bool kSanitized = true;
 #elif defined(__has_feature)
 #if __has_feature(address_sanitizer)
