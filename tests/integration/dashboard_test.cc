@@ -146,10 +146,12 @@ document.addEventListener("securitypolicyviolation", function (e) {
 });
 )JS";
 
-// Headless chromium with a DevTools session attached to its one page.
+// Headless chromium with a DevTools session attached to its one page. `extraFlags` are
+// added to chromiumFlags() (e.g. --ignore-certificate-errors for a test's own certificate).
 class Browser {
  public:
-  explicit Browser(const std::string& url, int width = 1280, int height = 900) {
+  explicit Browser(const std::string& url, int width = 1280, int height = 900,
+                   const std::vector<std::string>& extraFlags = {}) {
     const std::string binary = chromiumBinary();
     if (binary.empty()) throw HarnessError(kNoChromium);
     int sv[2];
@@ -163,6 +165,7 @@ class Browser {
     ::close(sv[1]);
     std::vector<std::string> argv = {binary};
     for (auto& f : chromiumFlags(profile_)) argv.push_back(f);
+    for (auto& f : extraFlags) argv.push_back(f);
     argv.push_back("--remote-debugging-pipe");
     argv.push_back("--window-size=" + std::to_string(width) + "," + std::to_string(height));
     argv.push_back("about:blank");
@@ -435,6 +438,8 @@ TEST_F(Dashboard, ChromiumShowsChartsThatFollowLoadReloadAndOutage) {
   EXPECT_TRUE(idle.at("violations").empty()) << idle.at("violations").dump();
   EXPECT_EQ(idle.at("requests"), 0);
   EXPECT_EQ(idle.at("workers"), 2);
+  // The admin listener is plain HTTP/1.1, and the page says it came over that.
+  EXPECT_EQ(browser.evaluate("document.getElementById('proto').textContent"), "protocol http/1.1");
   // Response buffering, summed over the workers: nothing buffered yet.
   EXPECT_NE(idle.at("totals").get<std::string>().find("buffered 0 \u00b7 to disk 0 \u00b7 in memory 0 KiB"),
             std::string::npos)
@@ -567,6 +572,106 @@ TEST_F(Dashboard, ChromiumShowsChartsThatFollowLoadReloadAndOutage) {
   EXPECT_NE(refused.dump().find("style-src"), std::string::npos) << refused.dump();
   EXPECT_NE(browser.evaluate("getComputedStyle(document.getElementById('csp-probe')).width"), "7px")
       << "the inline style was applied: no Content-Security-Policy in force";
+}
+
+// The dashboard over HTTPS with ALPN h2, the way an operator serves it: the admin listener
+// speaks plain HTTP/1.1 and has no TLS, so a TLS listener with `http2 = true` has
+// poolgate's own admin listener as its upstream. Chromium loads the page over h2 and the
+// page's /stats polls go over the same h2 connection, through the proxy (one worker: it
+// is both the h2 front and the admin server it forwards to). The page says which
+// protocol it came over (#proto), and /stats, read directly from the admin listener,
+// counts the HTTP/2 connection and its streams.
+TEST_F(Dashboard, LoadsOverHttpsWithAlpnH2) {
+  ASSERT_FALSE(chromiumBinary().empty()) << kNoChromium;
+
+  // A self-signed certificate for 127.0.0.1; only this test's browser is told to accept
+  // it (--ignore-certificate-errors).
+  TempDir pki;
+  CommandResult made = runCommand(
+      {"openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+       "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout",
+       pki.file("site.key"), "-out", pki.file("site.crt")},
+      30s);
+  ASSERT_EQ(made.status.code(), 0) << "openssl req: " << made.err;
+  auto config = [&](const std::string& upstream) {
+    return "workers = 1;\n"
+           "listen = ( { address = \"127.0.0.1:0\"; http2 = true;\n"
+           "             tls = { certificates = ( { cert = \"" + pki.file("site.crt") + "\"; key = \"" +
+           pki.file("site.key") + "\"; } ); }; } );\n"
+           "admin = { address = \"127.0.0.1:0\"; };\n"
+           "upstreams = ( { name = \"admin\"; servers = ( { address = \"" + upstream + "\"; } ); } );\n";
+  };
+  // The admin port is known once poolgate listens (port 0, from its log): start with the
+  // test upstream, then reload with the admin listener as the upstream. The same address
+  // text ("127.0.0.1:0") keeps the same bound sockets across a reload.
+  startProxyWithConfig(config(upstream_.address()), {});
+  const std::string adminAddress = "127.0.0.1:" + std::to_string(proxy().adminPort());
+  proxy().dir().write("poolgate.conf", config(adminAddress));
+  proxy().signal(SIGHUP);
+  ASSERT_TRUE(waitUntil(
+      [&] {
+        Json st = proxy().stats();
+        return st.at("generation") == 2 && st.at("workers").size() == 1 &&
+               st.at("workers").at(0).at("state") == "running";
+      },
+      15s))
+      << "the reload onto the admin upstream did not take effect";
+  const Json before = proxy().stats().at("totals");
+  ASSERT_EQ(before.at("http2_connections"), 0) << before.dump();
+
+  const std::string url = "https://127.0.0.1:" + std::to_string(proxy().proxyPort()) + "/";
+  Browser browser(url, 1280, 900, {"--ignore-certificate-errors"});
+
+  // The page loads, polls /stats (over h2, through the proxy) and draws every chart.
+  Json ready = waitForProbe(
+      browser,
+      [](const Json& p) {
+        if (p.at("state") != "ok" || p.at("polls") < 3 || p.at("points") <= 0) return false;
+        for (const auto& c : p.at("charts"))
+          if (c.at("ink") <= 100) return false;
+        return true;
+      },
+      30s);
+  ASSERT_TRUE(ready.is_object()) << "the page did not run its script" << browser.stderrTail();
+  ASSERT_EQ(ready.at("state"), "ok") << "the page never read /stats over h2: " << ready.dump();
+  EXPECT_GE(ready.at("polls"), 3) << ready.dump();
+  EXPECT_GT(ready.at("points"), 0) << ready.dump();
+  EXPECT_GE(ready.at("charts").size(), 6u) << ready.dump();
+  for (const auto& c : ready.at("charts")) EXPECT_GT(c.at("ink"), 100) << "blank canvas: " << c.dump();
+  EXPECT_TRUE(ready.at("drawError").is_null()) << ready.dump();
+  ASSERT_TRUE(ready.at("violations").is_array()) << "the violation recorder did not run";
+  EXPECT_TRUE(ready.at("violations").empty()) << ready.at("violations").dump();
+  EXPECT_EQ(ready.at("workers"), 1) << ready.dump();
+
+  // The document came over h2, and the page says so.
+  EXPECT_EQ(browser.evaluate("performance.getEntriesByType('navigation')[0].nextHopProtocol"), "h2");
+  EXPECT_EQ(browser.evaluate("document.getElementById('proto').textContent"), "protocol h2");
+  EXPECT_EQ(browser.evaluate("document.body.getAttribute('data-protocol')"), "h2");
+  // So did every /stats poll.
+  Json polled = browser.evaluate(
+      "performance.getEntriesByType('resource')"
+      ".filter(function (e) { return new URL(e.name).pathname === '/stats'; })"
+      ".map(function (e) { return e.nextHopProtocol; })");
+  ASSERT_TRUE(polled.is_array()) << polled.dump();
+  EXPECT_GE(polled.size(), 3u) << polled.dump();
+  for (const auto& p : polled) EXPECT_EQ(p, "h2") << polled.dump();
+  // The page's own totals count its HTTP/2 connection (it polls through it).
+  const std::string totals = ready.at("totals").get<std::string>();
+  EXPECT_TRUE(std::regex_search(totals, std::regex("HTTP/2 connections [1-9]"))) << totals;
+
+  // poolgate's /stats, read directly from the admin listener: the HTTP/2 connection is
+  // open, and it carried the document and every poll as streams, each one a request on
+  // the proxy listener.
+  const auto polls = ready.at("polls").get<uint64_t>();
+  const Json after = proxy().stats();
+  const Json& t = after.at("totals");
+  EXPECT_GE(t.at("http2_connections").get<uint64_t>(), 1u) << t.dump();
+  EXPECT_GE(t.at("http2_streams_total").get<uint64_t>(),
+            before.at("http2_streams_total").get<uint64_t>() + polls + 1)
+      << t.dump();
+  EXPECT_GE(t.at("requests").get<uint64_t>(), before.at("requests").get<uint64_t>() + polls + 1) << t.dump();
+  EXPECT_EQ(sumOverWorkers(after, "/http2/connections"), t.at("http2_connections").get<uint64_t>()) << after.dump();
+  EXPECT_GE(sumOverWorkers(after, "/http2/streams_total"), polls + 1) << after.dump();
 }
 
 // The plain command-line way: --dump-dom after a virtual-time budget, while load runs.
