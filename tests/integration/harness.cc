@@ -1734,6 +1734,35 @@ void Dnsmasq::setRecords(const Records& records) {
 }
 
 // ---------------------------------------------------------------------------------------
+// The demo upstream
+
+DemoUpstream::DemoUpstream(int workers) {
+  const std::string out = dir_.file("demo.log");
+  process_ = std::make_unique<Process>(
+      std::vector<std::string>{DEMO_UPSTREAM_BINARY, "--listen", "127.0.0.1:0", "--workers",
+                               std::to_string(workers)},
+      out, out);
+  static const std::regex kListening(R"(demo-upstream listening on ([0-9.]+):(\d+))");
+  const bool ready = waitUntil(
+      [&] {
+        const std::string text = readFile(out);
+        std::smatch m;
+        if (!std::regex_search(text, m, kListening)) return false;
+        address_ = m[1].str() + ":" + m[2].str();
+        port_ = static_cast<uint16_t>(std::stoul(m[2].str()));
+        return true;
+      },
+      kStartTimeout);
+  if (!ready) throw HarnessError("demo-upstream did not report its port; output:\n" + readFile(out));
+}
+
+DemoUpstream::~DemoUpstream() {
+  process_->signal(SIGTERM);
+  if (!process_->wait(5s)) process_->killGroup();
+  process_->killGroup();  // reaps; also ends any worker left behind
+}
+
+// ---------------------------------------------------------------------------------------
 // poolgate
 
 std::string proxyConfig(const std::string& upstreamAddress, int workers,

@@ -473,6 +473,29 @@ class TestUpstream {
 };
 
 // ---------------------------------------------------------------------------------------
+// The demo upstream (tools/demo-upstream, built as DEMO_UPSTREAM_BINARY): a real prefork
+// HTTP/1.1 app server. Each of its `workers` serves one connection at a time, so a pool
+// that may hold more connections than it has workers waits on its backlog.
+
+class DemoUpstream {
+ public:
+  // Starts it on 127.0.0.1:0 and learns the port from its "listening on" line (bounded).
+  explicit DemoUpstream(int workers);
+  ~DemoUpstream();  // SIGTERM, then SIGKILL to the group if it lingers
+  DemoUpstream(const DemoUpstream&) = delete;
+  DemoUpstream& operator=(const DemoUpstream&) = delete;
+
+  const std::string& address() const { return address_; }  // "127.0.0.1:PORT"
+  uint16_t port() const { return port_; }
+
+ private:
+  TempDir dir_;
+  std::unique_ptr<Process> process_;
+  std::string address_;
+  uint16_t port_ = 0;
+};
+
+// ---------------------------------------------------------------------------------------
 // DNS: a real dnsmasq on loopback, and a minimal query client
 
 // The answer to one DNS question over UDP.
