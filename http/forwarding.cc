@@ -169,6 +169,19 @@ void appendBodyEnd(Buffer& out, Framing framing) {
   if (framing == Framing::kChunked) out.append("0\r\n\r\n");
 }
 
+void appendBodyEnd(Buffer& out, Framing framing, const HttpParser& message, const char* base) {
+  if (framing == Framing::kChunked) appendLastChunk(out, message, base);
+}
+
+void appendLastChunk(Buffer& out, const HttpParser& message, const char* base) {
+  out.append("0\r\n");
+  for (const HeaderSlice& h : message.trailers()) {
+    const std::string_view name = h.name.view(base), value = h.value.view(base);
+    if (forwardableTrailer(name, value)) appendHeader(out, name, value);
+  }
+  out.append("\r\n");
+}
+
 bool interimGoesToClient(int status, bool client_http11) { return status != 100 && client_http11; }
 
 void writeLocalResponse(Buffer& out, int status, std::string_view content_type, std::string_view body,

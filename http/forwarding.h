@@ -65,6 +65,11 @@ void appendBodyPiece(Buffer& out, Framing framing, const char* at, size_t length
 // The end of a response body as the client gets it: the last chunk with
 // Framing::kChunked, else nothing.
 void appendBodyEnd(Buffer& out, Framing framing);
+// The same, passing on the trailer fields of `message` (a chunked message
+// just completed; see HttpParser::trailers) that forwardableTrailer() allows.
+void appendBodyEnd(Buffer& out, Framing framing, const HttpParser& message, const char* base);
+// The last chunk of a chunked body with those trailers.
+void appendLastChunk(Buffer& out, const HttpParser& message, const char* base);
 
 // Whether an upstream's 1xx interim response goes on to the client: not a 100
 // (the proxy answers Expect itself), and never to an HTTP/1.0 client.

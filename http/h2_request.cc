@@ -81,7 +81,9 @@ void H2Request::clear() {
   host_.clear();
   fields_.clear();
   cookie_.clear();
+  trailers_.clear();
   list_bytes_ = 0;
+  trailer_bytes_ = 0;
   regular_seen_ = false;
   failed_ = false;
   has_length_ = false;
@@ -202,12 +204,24 @@ void H2Request::writeData(Buffer& out, std::string_view data) const {
 }
 
 void H2Request::writeEnd(Buffer& out) const {
-  if (framing_ == Framing::kChunked) out.append("0\r\n\r\n");
+  if (framing_ != Framing::kChunked) return;
+  out.append("0\r\n");
+  out.append(trailers_);
+  out.append("\r\n");
 }
 
-bool H2Request::acceptableTrailer(std::string_view name, std::string_view value) {
-  return isFieldName(name) && isFieldValue(value) && !isConnectionSpecific(name) && name != "te" &&
-         name != "host" && name != "content-length";
+bool H2Request::addTrailer(std::string_view name, std::string_view value) {
+  // Pseudo-header fields have no place in trailers (RFC 9113 section 8.1).
+  // Nor has framing or routing: refused as on the head's side of a downgrade.
+  if (!isFieldName(name) || !isFieldValue(value) || isConnectionSpecific(name) || name == "te" || name == "host" ||
+      name == "content-length") {
+    return false;
+  }
+  trailer_bytes_ += name.size() + value.size() + 32;
+  if (framing_ == Framing::kChunked && forwardableTrailer(name, value)) {
+    trailers_.append(name).append(": ").append(value).append("\r\n");
+  }
+  return true;
 }
 
 }  // namespace poolgate

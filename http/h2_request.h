@@ -15,7 +15,9 @@
 // The body's framing is ours: a Content-Length the client sent stays (the
 // session checks the DATA against it), a body without one goes chunked, and
 // a request that ended with its HEADERS gets no body (Content-Length: 0 where
-// the method usually has one).
+// the method usually has one). Trailers (HEADERS after DATA) go on in the
+// last chunk of a chunked body; HTTP/1.1 has no place for them after a
+// Content-Length body, where they are dropped.
 #pragma once
 
 #include <cstddef>
@@ -57,9 +59,12 @@ class H2Request {
   void writeData(Buffer& out, std::string_view data) const;
   void writeEnd(Buffer& out) const;
 
-  // A field of trailers (HEADERS after the body). They are checked like the
-  // head's fields and not forwarded (nor are they on HTTP/1.1). false: malformed.
-  static bool acceptableTrailer(std::string_view name, std::string_view value);
+  // A field of trailers (HEADERS after the body), checked like the head's
+  // fields. false: malformed (a stream error). Kept for writeEnd() when the
+  // body goes chunked and forwardableTrailer() allows it.
+  bool addTrailer(std::string_view name, std::string_view value);
+  // Trailer bytes so far, counted as listBytes() counts the head's.
+  size_t trailerBytes() const { return trailer_bytes_; }
 
  private:
   bool addPseudo(std::string_view name, std::string_view value);
@@ -67,7 +72,9 @@ class H2Request {
   std::string method_, scheme_, authority_, path_, host_;
   std::string fields_;  // "name: value\r\n" each, in arrival order
   std::string cookie_;  // cookie fields, joined with "; " (RFC 9113 section 8.2.3)
+  std::string trailers_;  // "name: value\r\n" each, for the last chunk
   size_t list_bytes_ = 0;
+  size_t trailer_bytes_ = 0;
   bool regular_seen_ = false;
   bool failed_ = false;
   bool has_length_ = false;

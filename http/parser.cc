@@ -66,6 +66,7 @@ void HttpParser::reset() {
   stage_ = HeadStage::kIdle;
   in_value_ = false;
   declared_length_ = 0;
+  trailer_from_ = UINT32_MAX;
 }
 
 const llhttp_settings_t* HttpParser::settings() {
@@ -119,6 +120,7 @@ int HttpParser::onMessageBegin(llhttp_t* p) {
   s.stage_ = HeadStage::kStartLine;
   s.in_value_ = false;
   s.declared_length_ = 0;
+  s.trailer_from_ = UINT32_MAX;
   return 0;
 }
 
@@ -141,9 +143,11 @@ int HttpParser::onStatus(llhttp_t* p, const char* at, size_t length) {
 
 int HttpParser::onHeaderField(llhttp_t* p, const char* at, size_t length) {
   HttpParser& s = self(p);
-  s.stage_ = HeadStage::kHeaders;
-  if (s.in_value_ || s.head_.headers.empty()) {
-    if (s.head_.headers.size() >= s.max_headers_) {
+  const bool trailer = s.stage_ == HeadStage::kBody || s.stage_ == HeadStage::kTrailers;
+  s.stage_ = trailer ? HeadStage::kTrailers : HeadStage::kHeaders;
+  if (s.in_value_ || s.head_.headers.empty() || (trailer && s.head_.headers.size() == s.trailer_from_)) {
+    const size_t count = s.head_.headers.size() - (trailer ? s.trailer_from_ : 0);
+    if (count >= s.max_headers_) {
       s.head_.header_overflow = true;
       llhttp_set_error_reason(p, "too many headers");
       return HPE_USER;
@@ -181,6 +185,7 @@ int HttpParser::onHeaderValueComplete(llhttp_t* p) {
 int HttpParser::onHeadersCompleteCb(llhttp_t* p) {
   HttpParser& s = self(p);
   s.stage_ = HeadStage::kBody;
+  s.trailer_from_ = static_cast<uint32_t>(s.head_.headers.size());
   s.declared_length_ = (p->flags & F_CONTENT_LENGTH) != 0 ? p->content_length : 0;
   int result = s.handler_.onHeadersComplete();
   if (result != 0) return result;
@@ -264,6 +269,17 @@ bool isHopByHop(std::string_view name) {
     if (equalsIgnoreCase(name, hop)) return true;
   }
   return false;
+}
+
+bool forwardableTrailer(std::string_view name, std::string_view value) {
+  if (isHopByHop(name) || equalsIgnoreCase(name, "content-length") || equalsIgnoreCase(name, "host")) return false;
+  if (!value.empty() && (value.front() == ' ' || value.front() == '\t' || value.back() == ' ' || value.back() == '\t')) {
+    return false;
+  }
+  for (unsigned char c : value) {
+    if ((c < 0x20 && c != '\t') || c == 0x7f) return false;
+  }
+  return true;
 }
 
 bool listedInConnection(const HttpHead& head, const char* base, std::string_view name) {

@@ -5,6 +5,7 @@
 #include <llhttp.h>
 
 #include <cstdint>
+#include <span>
 #include <string_view>
 #include <vector>
 
@@ -38,7 +39,8 @@ class HttpHandler {
   ~HttpHandler() = default;
 };
 
-enum class HeadStage : uint8_t { kIdle, kStartLine, kHeaders, kBody };
+// kTrailers: the fields after a chunked body (RFC 9112 section 7.1.2).
+enum class HeadStage : uint8_t { kIdle, kStartLine, kHeaders, kBody, kTrailers };
 
 // The largest chunk size accepted (requests and responses): INT64_MAX. A
 // larger one fails the parse (HPE_CB_CHUNK_HEADER) before the handler hears
@@ -93,8 +95,17 @@ class HttpParser {
 
   const HttpHead& head() const { return head_; }
   HeadStage stage() const { return stage_; }
-  // In the middle of a head: its bytes must stay where they are.
-  bool midHead() const { return stage_ == HeadStage::kStartLine || stage_ == HeadStage::kHeaders; }
+  // In the middle of a head (or of trailers): its bytes must stay where they are.
+  bool midHead() const {
+    return stage_ == HeadStage::kStartLine || stage_ == HeadStage::kHeaders || stage_ == HeadStage::kTrailers;
+  }
+  // The trailer fields of a chunked message, once it is complete (slices
+  // into the same storage as the head's, valid until the next read). They
+  // follow the head's fields in head().headers; max_headers counts them apart.
+  std::span<const HeaderSlice> trailers() const {
+    if (trailer_from_ >= head_.headers.size()) return {};
+    return std::span<const HeaderSlice>(head_.headers).subspan(trailer_from_);
+  }
   // llhttp itself, for the code of http/ only (its readers and rules).
   llhttp_t& raw() { return parser_; }
   const llhttp_t& raw() const { return parser_; }
@@ -152,6 +163,7 @@ class HttpParser {
   HeadStage stage_ = HeadStage::kIdle;
   bool in_value_ = false;
   bool no_body_expected_ = false;
+  uint32_t trailer_from_ = UINT32_MAX;  // the head's field count, once the head is complete
   uint64_t declared_length_ = 0;
 };
 
@@ -172,6 +184,11 @@ bool containsTokenIgnoreCase(std::string_view list, std::string_view token);
 // Connection, Keep-Alive, Proxy-Connection, TE, Trailer, Transfer-Encoding,
 // Upgrade: never forwarded as such.
 bool isHopByHop(std::string_view name);
+
+// A trailer field that is passed on (RFC 9110 section 6.5): not hop-by-hop,
+// not framing or routing (Content-Length, Host), a value without control
+// characters (it may end up in an HTTP/2 HEADERS frame). Others are dropped.
+bool forwardableTrailer(std::string_view name, std::string_view value);
 
 // True if `name` is listed in any Connection header of `head`.
 bool listedInConnection(const HttpHead& head, const char* base, std::string_view name);

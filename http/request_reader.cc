@@ -158,7 +158,7 @@ void RequestReader::forward(Buffer& sink) const {
       sink.append("\r\n");
       return;
     case Event::kComplete:
-      if (parser_.chunked()) sink.append("0\r\n\r\n");
+      if (parser_.chunked()) appendLastChunk(sink, parser_, in_.base());  // with its trailers
       return;
     default:
       return;

@@ -53,7 +53,8 @@ class RequestReader final : private HttpHandler {
   void nextMessage();
 
   // The bytes of the current event as they go upstream: our own chunk framing
-  // (re-chunked: chunk extensions and trailers are dropped), the body as is.
+  // (re-chunked: chunk extensions are dropped; trailers go on as
+  // forwardableTrailer() allows), the body as is.
   void forward(Buffer& sink) const;
 
   // The current head (valid from kHead until the next read).

@@ -311,15 +311,21 @@ void Exchange::onUpstreamComplete() noexcept {
     owner_->flushClient();
     return;
   }
+  // A chunked body ends with the upstream's trailers (readable until its next read).
+  const ResponseReader& response = upstream->response();
   if (spool && !spool->empty()) {
     // The client is still behind: the end of the body queues after the spool.
-    if (framing == Framing::kChunked && !spool->append("0\r\n\r\n")) {
-      abandonUpstream(NoReuse::kError);
-      owner_->closeClient();
-      return;
+    if (framing == Framing::kChunked) {
+      Buffer end(host_->buffers());
+      appendLastChunk(end, response.parser(), response.base());
+      if (!spool->append(end.data(), end.size())) {
+        abandonUpstream(NoReuse::kError);
+        owner_->closeClient();
+        return;
+      }
     }
   } else {
-    appendBodyEnd(out, framing);
+    appendBodyEnd(out, framing, response.parser(), response.base());
   }
   completeResponse();
   if (!request_complete) keep_alive = false;

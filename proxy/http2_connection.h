@@ -114,6 +114,8 @@ class Http2Stream final : private ExchangeOwner {
   void readResponse();
   bool takeResponseBytes();
   void onResponseHead();
+  void keepTrailers();
+  bool submitTrailers();
   void reset(uint32_t error_code);
   void onTimer();
 
@@ -127,6 +129,7 @@ class Http2Stream final : private ExchangeOwner {
   ExchangeCache::Ptr ex_;
   ResponseReader response_;
   Buffer body_;               // response body bytes for DATA frames
+  std::string trailers_;      // the response's trailers, lowercased: "name\0value\0" each
   Timer timer_;
   int refuse_ = 0;            // a status to answer instead of forwarding (431)
   bool head_done_ = false;    // the request head went to the reader

@@ -41,6 +41,7 @@ void Http2Stream::open(int32_t id) {
   request_.clear();
   pending_.clear();
   body_.clear();
+  trailers_.clear();
   uncredited_ = 0;
   refuse_ = 0;
   head_done_ = request_ended_ = head_submitted_ = body_complete_ = false;
@@ -60,7 +61,10 @@ void Http2Stream::leaveDispatch() { conn_.leave(); }
 // ---- The request ---------------------------------------------------------------
 
 bool Http2Stream::onField(std::string_view name, std::string_view value, bool trailer) {
-  if (trailer) return H2Request::acceptableTrailer(name, value);
+  if (trailer) {
+    // They go on in the last chunk (pumpRequest()), within the same limit as a head.
+    return request_.addTrailer(name, value) && request_.trailerBytes() <= conn_.headerListLimit();
+  }
   if (refuse_ != 0) return true;  // already too large: the rest is not kept
   if (!request_.add(name, value)) return false;
   // The decoded list counts, not the compressed frames (an HPACK bomb
@@ -213,6 +217,7 @@ void Http2Stream::readResponse() {
       body_.append(response_.body());
     } else if (event == ResponseReader::Event::kComplete) {
       body_complete_ = true;
+      keepTrailers();
     } else {
       LOG_ERROR("http2: stream %d: unreadable response from the exchange (%s)", id_, response_.errorName());
       closeClient();
@@ -293,11 +298,16 @@ ssize_t Http2Stream::readBody(uint8_t* buf, size_t length, uint32_t* flags) {
     return NGHTTP2_ERR_DEFERRED;
   }
   const size_t n = std::min(length, body_.size());
-  memcpy(buf, body_.data(), n);
-  body_.consume(n);
+  if (n > 0) {  // an empty buffer may have no storage at all
+    memcpy(buf, body_.data(), n);
+    body_.consume(n);
+  }
   if (body_.empty()) {
     body_.releaseIfEmpty();
-    if (body_complete_) *flags |= NGHTTP2_DATA_FLAG_EOF;
+    if (body_complete_) {
+      *flags |= NGHTTP2_DATA_FLAG_EOF;
+      if (!trailers_.empty() && submitTrailers()) *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+    }
   }
   if (!body_complete_ && body_.size() < kLowWatermark && !want_pull_) {
     want_pull_ = true;
@@ -305,6 +315,41 @@ ssize_t Http2Stream::readBody(uint8_t* buf, size_t length, uint32_t* flags) {
   }
   armClientTimer();
   return static_cast<ssize_t>(n);
+}
+
+void Http2Stream::keepTrailers() {
+  // The exchange has passed on what forwardableTrailer() allows; HTTP/2
+  // wants the names in lowercase. Kept as "name\0value\0" each: the reader's
+  // slices are gone with its next read, and the DATA before them may take
+  // many turns to go out.
+  const char* base = response_.base();
+  for (const HeaderSlice& h : response_.parser().trailers()) {
+    const std::string_view name = h.name.view(base), value = h.value.view(base);
+    if (!forwardableTrailer(name, value)) continue;
+    for (char c : name) trailers_.push_back(static_cast<char>(c >= 'A' && c <= 'Z' ? c + 32 : c));
+    trailers_.push_back('\0');
+    trailers_.append(value);
+    trailers_.push_back('\0');
+  }
+}
+
+bool Http2Stream::submitTrailers() {
+  // Called from the DATA source's read callback with the end of the body:
+  // the trailers' HEADERS end the stream in place of that DATA (nghttp2
+  // copies the fields).
+  std::vector<nghttp2_nv>& nva = conn_.scratchFields();
+  nva.clear();
+  for (size_t at = 0; at < trailers_.size();) {
+    const size_t name_end = trailers_.find('\0', at);
+    const size_t value_end = trailers_.find('\0', name_end + 1);
+    auto* bytes = reinterpret_cast<uint8_t*>(trailers_.data());
+    nva.push_back({bytes + at, bytes + name_end + 1, name_end - at, value_end - name_end - 1, NGHTTP2_NV_FLAG_NONE});
+    at = value_end + 1;
+  }
+  const int rv = nghttp2_submit_trailer(conn_.session(), id_, nva.data(), nva.size());
+  trailers_.clear();
+  if (rv != 0) LOG_DEBUG("http2: stream %d: cannot submit trailers: %s", id_, nghttp2_strerror(rv));
+  return rv == 0;
 }
 
 void Http2Stream::pull() {

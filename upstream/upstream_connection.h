@@ -80,6 +80,8 @@ class UpstreamConnection final : public IoHandler, public PoolMember, public Del
   void beginRequest(bool head_request);
   // Request bytes to send; call flush() after appending.
   Buffer& output() { return out_; }
+  // The response being read (its trailers, in onUpstreamComplete()).
+  const ResponseReader& response() const { return reader_; }
   void flush();
   size_t pendingOutput() const { return out_.size() - sent_; }
   // Moves the whole request written so far (sent or not) into `into`, if it

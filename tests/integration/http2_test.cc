@@ -12,8 +12,8 @@
 // streams accepted before it complete); the keep-alive and send timeouts. Frame-level error
 // handling and floods are in http2_conformance_test.cc.
 //
-// Not covered: the dashboard over HTTPS with h2. The admin listener has no TLS (admin takes
-// only `address` and `allow`), so there is no h2 on it to test.
+// Elsewhere: nghttp, h2load, worker recycling and binary upgrade in http2_clients_test.cc;
+// the dashboard in Chromium over HTTPS with h2 in dashboard_test.cc.
 #include <signal.h>
 
 #include <algorithm>
@@ -35,7 +35,9 @@ namespace {
 // One HTTP/2 connection (TLS with ALPN, or prior knowledge), driven by a JSON plan (argv[1]):
 //   port, tls, ca, sni, alpn          where and how to connect
 //   authority                         default :authority (else 127.0.0.1:PORT)
-//   requests: [{method, path, authority, headers: [[n, v]...], body | body_file, save}]
+//   requests: [{method, path, authority, headers: [[n, v]...], body | body_file, trailers, save}]
+//                                     trailers: [[n, v]...] sent after the body (HEADERS
+//                                     ending the stream)
 //                                     opened as the server's MAX_CONCURRENT_STREAMS allows
 //   loop: {inflight, prefix, stop_file, max}
 //                                     then keep `inflight` GETs of prefix+N open until a
@@ -48,8 +50,9 @@ namespace {
 //   timeout                           seconds for the whole run
 // Prints a JSON line per event as it happens ({"event": "settings" | "goaway" | "response"
 // | "closed"}) and at the end {"event": "done", alpn, settings, results, goaways, closed,
-// error}. Each result: i, sid, path, status, headers, body_length, body (text, when short
-// and UTF-8), file, ended, reset (error code), refused (above a GOAWAY's last stream id).
+// error}. Each result: i, sid, path, status, headers, trailers, body_length, body (text,
+// when short and UTF-8), file, ended, reset (error code), refused (above a GOAWAY's last
+// stream id).
 constexpr const char* kH2Client = R"PY(
 import json, os, socket, ssl, sys, time
 import h2.config, h2.connection, h2.events, h2.exceptions, h2.settings
@@ -152,18 +155,21 @@ def start(i, req):
         body = open(req["body_file"], "rb").read()
     elif "body" in req:
         body = req["body"].encode()
+    trailers = [(n.encode(), v.encode()) for n, v in req.get("trailers", [])]
+    if trailers and body is None:
+        body = b""
     conn.send_headers(sid, [(n.encode(), v.encode()) for n, v in headers], end_stream=body is None)
-    r = {"i": i, "sid": sid, "path": req["path"], "status": None, "headers": [], "body_length": 0,
+    r = {"i": i, "sid": sid, "path": req["path"], "status": None, "headers": [], "trailers": [], "body_length": 0,
          "ended": False, "reset": None, "refused": False, "save": req.get("save", False)}
     results.append(r)
     by_sid[sid] = r
     bodies[sid] = bytearray()
     if body is not None:
-        pending_body[sid] = [body, 0]
+        pending_body[sid] = [body, 0, trailers]
 
 def pump_bodies():
     for sid in list(pending_body):
-        body, off = pending_body[sid]
+        body, off, trailers = pending_body[sid]
         if not unfinished(by_sid[sid]):
             del pending_body[sid]
             continue
@@ -176,7 +182,10 @@ def pump_bodies():
                 off += n
             pending_body[sid][1] = off
             if off >= len(body):
-                conn.end_stream(sid)
+                if trailers:
+                    conn.send_headers(sid, trailers, end_stream=True)
+                else:
+                    conn.end_stream(sid)
                 del pending_body[sid]
         except h2.exceptions.StreamClosedError:
             del pending_body[sid]
@@ -209,6 +218,8 @@ def handle(events):
             r = by_sid[ev.stream_id]
             r["headers"] = [[n.decode(), v.decode()] for n, v in ev.headers]
             r["status"] = int(dict(ev.headers)[b":status"])
+        elif isinstance(ev, h2.events.TrailersReceived):
+            by_sid[ev.stream_id]["trailers"] = [[n.decode(), v.decode()] for n, v in ev.headers]
         elif isinstance(ev, h2.events.DataReceived):
             if ev.stream_id in bodies:
                 bodies[ev.stream_id] += ev.data
@@ -886,6 +897,63 @@ TEST_F(Http2Test, HeadAnd204And304HaveNoBody) {
 }
 
 // ---- header mapping ------------------------------------------------------------------------
+
+// Trailers pass both ways (RFC 9110 section 6.5): an HTTP/2 request's trailing HEADERS go
+// upstream in the last chunk of its body, and an upstream's chunked trailers come back as
+// trailing HEADERS, lowercased, without framing or hop-by-hop fields; also after a body that
+// a slow reader made poolgate spool, and after an empty one. HTTP/1.1 clients get them too.
+// (Request trailers need a streamed body: a buffered one goes whole with Content-Length.)
+TEST_F(Http2Test, TrailersPassBothWays) {
+  REQUIRE_PYTHON_H2();
+  const std::string big = patternBody(300 * 1024, 5);
+  upstream_.setHandler([&](const UpstreamRequest& req, UpstreamConnection& conn) {
+    const std::string path = req.path();
+    if (path.rfind("/trailers", 0) != 0) return TestUpstream::standardHandler()(req, conn);
+    const std::string body = path == "/trailers/big" ? big : path == "/trailers/empty" ? "" : "hello";
+    std::string out = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Checksum\r\n\r\n";
+    if (!body.empty()) out += chunkedEncode(body, 16 * 1024);
+    else out += "0\r\n\r\n";
+    out.resize(out.size() - 2);  // before the blank line that ends the chunked body
+    out += "X-Checksum: abc\r\nServer-Timing: db;dur=53\r\nContent-Length: 5\r\nConnection: close\r\n\r\n";
+    conn.sendRaw(out);
+  });
+  startH2c(1, "", "buffering = { request = false; };");
+  Json done = runH2(files_, plan({
+      Json{{"method", "POST"}, {"path", "/trailers/up"}, {"body", "hello"}, {"trailers", fields({{"x-sig", "s1"}})}},
+      getRequest("/trailers/empty"),
+  }));
+  ASSERT_TRUE(done.at("error").is_null()) << describe(done);
+  const Json expected = fields({{"x-checksum", "abc"}, {"server-timing", "db;dur=53"}});
+  for (size_t i : {0, 1}) {
+    const Json& r = resultOf(done, i);
+    EXPECT_EQ(r.at("status"), 200) << r;
+    EXPECT_TRUE(r.at("ended").get<bool>()) << r;
+    EXPECT_EQ(r.at("trailers"), expected) << r;
+  }
+  EXPECT_EQ(resultOf(done, 0).at("body"), "hello");
+  EXPECT_EQ(resultOf(done, 1).at("body_length"), 0);
+  EXPECT_NE(upstream_.rawReceived().find("\r\n0\r\nx-sig: s1\r\n\r\n"), std::string::npos) << upstream_.rawReceived();
+
+  // A slow reader (small window): the body goes through the spool, the trailers after it.
+  Json slow = plan({Json{{"path", "/trailers/big"}, {"save", true}}});
+  slow["window"] = 16384;
+  done = runH2(files_, slow);
+  ASSERT_TRUE(done.at("error").is_null()) << describe(done);
+  EXPECT_EQ(resultOf(done, 0).at("status"), 200);
+  EXPECT_EQ(bodyOf(resultOf(done, 0)), big);
+  EXPECT_EQ(resultOf(done, 0).at("trailers"), expected);
+
+  // HTTP/1.1 on the same port: the chunked response keeps its trailers, and a chunked
+  // request's trailers reach the upstream.
+  CommandResult raw = runCommand({"curl", "-sS", "--raw", "--max-time", "20", url("/trailers/h1")}, 30s);
+  ASSERT_EQ(raw.status.code(), 0) << raw.err;
+  EXPECT_NE(raw.out.find("\r\n0\r\nX-Checksum: abc\r\nServer-Timing: db;dur=53\r\n\r\n"), std::string::npos) << raw.out;
+  HttpClient client(proxy().proxyPort());
+  client.send("POST /trailers/h1-up HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+              "3\r\nabc\r\n0\r\nX-Sig: s2\r\nTE: x\r\n\r\n");
+  EXPECT_EQ(client.read("POST").status, 200);
+  EXPECT_NE(upstream_.rawReceived().find("\r\n0\r\nX-Sig: s2\r\n\r\n"), std::string::npos) << upstream_.rawReceived();
+}
 
 TEST_F(Http2Test, HeadersAsTheUpstreamSeesThem) {
   REQUIRE_PYTHON_H2();

@@ -185,5 +185,45 @@ TEST_F(H2RequestTest, ListBytesCountNameValueAnd32PerField) {
   EXPECT_EQ(request_.listBytes(), (7 + 3 + 32) + (1 + 2 + 32));
 }
 
+TEST_F(H2RequestTest, TrailersGoInTheLastChunkOfABodyWithoutLength) {
+  Fields f = get("/up");
+  f[0].second = "POST";
+  ASSERT_NE(head(f, /*end_stream=*/false), "REFUSED");
+  ASSERT_EQ(request_.framing(), H2Request::Framing::kChunked);
+  EXPECT_TRUE(request_.addTrailer("x-checksum", "abc"));
+  EXPECT_TRUE(request_.addTrailer("grpc-timeout", "1S"));
+  EXPECT_EQ(request_.trailerBytes(), (10 + 3 + 32) + (12 + 2 + 32));
+  Buffer out(buffers_);
+  request_.writeData(out, "hello");
+  request_.writeEnd(out);
+  EXPECT_EQ(std::string(out.data(), out.size()), "5\r\nhello\r\n0\r\nx-checksum: abc\r\ngrpc-timeout: 1S\r\n\r\n");
+}
+
+TEST_F(H2RequestTest, TrailersAfterALengthBodyAreDropped) {
+  Fields f = get("/up");
+  f[0].second = "POST";
+  f.push_back({"content-length", "5"});
+  ASSERT_NE(head(f, /*end_stream=*/false), "REFUSED");
+  EXPECT_TRUE(request_.addTrailer("x-checksum", "abc"));  // well formed: no stream error
+  Buffer out(buffers_);
+  request_.writeData(out, "hello");
+  request_.writeEnd(out);
+  EXPECT_EQ(std::string(out.data(), out.size()), "hello");  // HTTP/1.1 has no place for them
+}
+
+TEST_F(H2RequestTest, MalformedTrailersAreRefused) {
+  Fields f = get("/up");
+  f[0].second = "POST";
+  ASSERT_NE(head(f, /*end_stream=*/false), "REFUSED");
+  for (const auto& [name, value] : Fields{{":path", "/x"}, {"X-Upper", "v"}, {"connection", "close"},
+                                          {"transfer-encoding", "chunked"}, {"te", "trailers"}, {"host", "h"},
+                                          {"content-length", "1"}, {"x-crlf", "a\r\nInjected: 1"}, {"x-nul", std::string("a\0b", 3)}}) {
+    EXPECT_FALSE(request_.addTrailer(name, value)) << name;
+  }
+  Buffer out(buffers_);
+  request_.writeEnd(out);
+  EXPECT_EQ(std::string(out.data(), out.size()), "0\r\n\r\n");
+}
+
 }  // namespace
 }  // namespace poolgate

@@ -118,6 +118,9 @@ Transcript readResponse(std::string_view bytes, const Split& split, bool head_re
       case RespEvent::kHead: t.add("head " + std::to_string(reader.status())); return true;
       case RespEvent::kBody: t.addBody(reader.body()); return true;
       case RespEvent::kComplete:
+        for (const HeaderSlice& h : reader.parser().trailers()) {
+          t.add("trailer " + std::string(h.name.view(reader.base())) + ": " + std::string(h.value.view(reader.base())));
+        }
         t.add(reader.hasUnread() ? "complete, unread bytes" : "complete");
         return false;
       case RespEvent::kError: t.add("error " + std::to_string(static_cast<int>(reader.error()))); return false;
@@ -215,14 +218,28 @@ TEST(RequestReader, ContentLengthBodyIsForwardedAsIs) {
   EXPECT_EQ(t.forwarded, "hello");
 }
 
-TEST(RequestReader, ChunkedBodyIsReChunkedWithoutExtensionsOrTrailers) {
-  const Transcript t = readRequests(
+TEST(RequestReader, ChunkedBodyIsReChunkedWithoutExtensionsButWithItsTrailers) {
+  const std::string bytes =
       "POST /u HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
-      "5;name=value\r\nhello\r\n01\r\n!\r\n0\r\nX-Trailer: t\r\n\r\n",
-      whole());
+      "5;name=value\r\nhello\r\n01\r\n!\r\n0\r\nX-Trailer: t\r\nContent-Length: 6\r\nTE: x\r\n"
+      "Host: other\r\nX-Checksum: abc\r\n\r\n";
+  const Transcript t = readRequests(bytes, whole());
   EXPECT_EQ(t.events, (Events{"head POST /u", "chunk 5", "body:hello", "chunk end", "chunk 1", "body:!",
                               "chunk end", "complete"}));
-  EXPECT_EQ(t.forwarded, "5\r\nhello\r\n1\r\n!\r\n0\r\n\r\n");
+  // Framing, routing and hop-by-hop fields are not passed on as trailers.
+  EXPECT_EQ(t.forwarded, "5\r\nhello\r\n1\r\n!\r\n0\r\nX-Trailer: t\r\nX-Checksum: abc\r\n\r\n");
+  expectSplitIndependent(bytes);
+}
+
+TEST(RequestReader, TrailersCountApartFromTheHeadAgainstMaxHeaders) {
+  LimitsConfig limits;
+  limits.max_headers = 3;
+  const std::string head = "POST /u HTTP/1.1\r\nHost: h\r\nA: 1\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0\r\n";
+  const Transcript three = readRequests(head + "T1: 1\r\nT2: 2\r\nT3: 3\r\n\r\n", whole(), limits);
+  EXPECT_EQ(three.events.back(), "complete");
+  EXPECT_EQ(three.forwarded, "1\r\nx\r\n0\r\nT1: 1\r\nT2: 2\r\nT3: 3\r\n\r\n");
+  const Transcript four = readRequests(head + "T1: 1\r\nT2: 2\r\nT3: 3\r\nT4: 4\r\n\r\n", whole(), limits);
+  EXPECT_EQ(four.events.back(), "error 431");
 }
 
 TEST(RequestReader, BodyPendingFollowsTheBody) {
@@ -456,8 +473,21 @@ TEST(ResponseReader, ContentLengthBody) {
 
 TEST(ResponseReader, ChunkedBodyIsDecoded) {
   const std::string bytes = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3;x=y\r\nabc\r\n2\r\nde\r\n0\r\nT: 1\r\n\r\n";
-  EXPECT_EQ(readResponse(bytes, whole()).events, (Events{"head 200", "body:abcde", "complete"}));
+  EXPECT_EQ(readResponse(bytes, whole()).events, (Events{"head 200", "body:abcde", "trailer T: 1", "complete"}));
   expectResponseSplitIndependent(bytes);
+}
+
+TEST(ResponseReader, TrailersAreReadableAtTheEndWhateverTheSplit) {
+  const std::string bytes =
+      "HTTP/1.1 200 OK\r\nX-Head: h\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nbody\r\n0\r\n"
+      "Grpc-Status: 0\r\nGrpc-Message: fine\r\n\r\n";
+  EXPECT_EQ(readResponse(bytes, whole()).events,
+            (Events{"head 200", "body:body", "trailer Grpc-Status: 0", "trailer Grpc-Message: fine", "complete"}));
+  expectResponseSplitIndependent(bytes);
+  // A message without trailers has none, though the head had fields.
+  EXPECT_EQ(readResponse("HTTP/1.1 200 OK\r\nX-Head: h\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", whole())
+                .events,
+            (Events{"head 200", "complete"}));
 }
 
 TEST(ResponseReader, EmptyBodyEndsWithoutAnotherByte) {
