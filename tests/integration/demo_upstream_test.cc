@@ -1,45 +1,11 @@
 // poolgate in front of the demo prefork upstream (tools/demo-upstream).
-#include <regex>
 
 #include "tests/integration/harness.h"
 
 namespace pgtest {
 namespace {
 
-// Runs demo-upstream on a kernel-chosen port and learns the port from its stdout.
-class DemoUpstream {
- public:
-  explicit DemoUpstream(int workers) {
-    std::string out = dir_.file("demo.log");
-    process_ = std::make_unique<Process>(
-        std::vector<std::string>{DEMO_UPSTREAM_BINARY, "--listen", "127.0.0.1:0", "--workers",
-                                 std::to_string(workers)},
-        out, out);
-    static const std::regex kListening(R"(demo-upstream listening on ([0-9.]+):(\d+))");
-    bool ready = waitUntil(
-        [&] {
-          std::string text = readFile(out);
-          std::smatch m;
-          if (!std::regex_search(text, m, kListening)) return false;
-          address_ = m[1].str() + ":" + m[2].str();
-          return true;
-        },
-        kStartTimeout);
-    if (!ready)
-      throw HarnessError("demo-upstream did not report its port; output:\n" + readFile(out));
-  }
-  ~DemoUpstream() {
-    process_->signal(SIGTERM);
-    if (!process_->wait(5s)) process_->killGroup();
-    process_->killGroup();  // reaps; also ends any worker left behind
-  }
-  const std::string& address() const { return address_; }
-
- private:
-  TempDir dir_;
-  std::unique_ptr<Process> process_;
-  std::string address_;
-};
+// DemoUpstream (harness.h) runs demo-upstream on a kernel-chosen port.
 
 TEST(DemoUpstreamBehindPoolgate, EchoSizeAndChunked) {
   DemoUpstream demo(2);
