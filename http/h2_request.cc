@@ -38,20 +38,6 @@ bool isFieldName(std::string_view name) {
   return true;
 }
 
-// RFC 9113 section 8.2.1: no NUL, CR or LF, no whitespace at either end.
-// Other controls are refused as well: they have no business in a field that
-// an HTTP/1.1 server will read.
-bool isFieldValue(std::string_view value) {
-  if (!value.empty() && (value.front() == ' ' || value.front() == '\t' || value.back() == ' ' ||
-                         value.back() == '\t')) {
-    return false;
-  }
-  for (unsigned char c : value) {
-    if ((c < 0x20 && c != '\t') || c == 0x7f) return false;
-  }
-  return true;
-}
-
 // Visible ASCII only: what may stand in a request line (the target, the
 // authority) without changing how an HTTP/1.1 parser splits it.
 bool isVisible(std::string_view s) {

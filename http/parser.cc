@@ -145,7 +145,7 @@ int HttpParser::onHeaderField(llhttp_t* p, const char* at, size_t length) {
   HttpParser& s = self(p);
   const bool trailer = s.stage_ == HeadStage::kBody || s.stage_ == HeadStage::kTrailers;
   s.stage_ = trailer ? HeadStage::kTrailers : HeadStage::kHeaders;
-  if (s.in_value_ || s.head_.headers.empty() || (trailer && s.head_.headers.size() == s.trailer_from_)) {
+  if (s.in_value_ || s.head_.headers.empty()) {
     const size_t count = s.head_.headers.size() - (trailer ? s.trailer_from_ : 0);
     if (count >= s.max_headers_) {
       s.head_.header_overflow = true;
@@ -271,15 +271,20 @@ bool isHopByHop(std::string_view name) {
   return false;
 }
 
-bool forwardableTrailer(std::string_view name, std::string_view value) {
-  if (isHopByHop(name) || equalsIgnoreCase(name, "content-length") || equalsIgnoreCase(name, "host")) return false;
-  if (!value.empty() && (value.front() == ' ' || value.front() == '\t' || value.back() == ' ' || value.back() == '\t')) {
+bool isFieldValue(std::string_view value) {
+  if (!value.empty() && (value.front() == ' ' || value.front() == '\t' || value.back() == ' ' ||
+                         value.back() == '\t')) {
     return false;
   }
   for (unsigned char c : value) {
     if ((c < 0x20 && c != '\t') || c == 0x7f) return false;
   }
   return true;
+}
+
+bool forwardableTrailer(std::string_view name, std::string_view value) {
+  return !isHopByHop(name) && !equalsIgnoreCase(name, "content-length") && !equalsIgnoreCase(name, "host") &&
+         isFieldValue(value);
 }
 
 bool listedInConnection(const HttpHead& head, const char* base, std::string_view name) {

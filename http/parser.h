@@ -185,6 +185,11 @@ bool containsTokenIgnoreCase(std::string_view list, std::string_view token);
 // Upgrade: never forwarded as such.
 bool isHopByHop(std::string_view name);
 
+// A field value both protocols accept as is (RFC 9113 section 8.2.1, RFC 9110
+// section 5.5): no NUL, CR or LF, no whitespace at either end, and no other
+// control either: it has no business in a field an HTTP/1.1 server will read.
+bool isFieldValue(std::string_view value);
+
 // A trailer field that is passed on (RFC 9110 section 6.5): not hop-by-hop,
 // not framing or routing (Content-Length, Host), a value without control
 // characters (it may end up in an HTTP/2 HEADERS frame). Others are dropped.

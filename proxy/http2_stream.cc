@@ -16,6 +16,11 @@ namespace {
 constexpr size_t kHighWatermark = Exchange::kHighWatermark;
 constexpr size_t kLowWatermark = Exchange::kLowWatermark;
 
+// HTTP/2 field names are lowercase (RFC 9113 section 8.2.1).
+void appendLowercase(std::string& out, std::string_view name) {
+  for (char c : name) out.push_back(static_cast<char>(c >= 'A' && c <= 'Z' ? c + 32 : c));
+}
+
 ssize_t readBodyCallback(nghttp2_session*, int32_t, uint8_t* buf, size_t length, uint32_t* flags,
                          nghttp2_data_source* source, void*) {
   return static_cast<Http2Stream*>(source->ptr)->readBody(buf, length, flags);
@@ -264,7 +269,7 @@ void Http2Stream::onResponseHead() {
     const std::string_view name = h.name.view(base);
     if (isHopByHop(name)) continue;
     const size_t at = names.size();
-    for (char c : name) names.push_back(static_cast<char>(c >= 'A' && c <= 'Z' ? c + 32 : c));
+    appendLowercase(names, name);
     const std::string_view value = h.value.view(base);
     nva.push_back({reinterpret_cast<uint8_t*>(names.data() + at),
                    reinterpret_cast<uint8_t*>(const_cast<char*>(value.data())), name.size(), value.size(),
@@ -318,17 +323,14 @@ ssize_t Http2Stream::readBody(uint8_t* buf, size_t length, uint32_t* flags) {
 }
 
 void Http2Stream::keepTrailers() {
-  // The exchange has passed on what forwardableTrailer() allows; HTTP/2
-  // wants the names in lowercase. Kept as "name\0value\0" each: the reader's
-  // slices are gone with its next read, and the DATA before them may take
-  // many turns to go out.
+  // The exchange wrote only what forwardableTrailer() allows (appendLastChunk).
+  // Kept as "name\0value\0" each: the reader's slices are gone with its next
+  // read, and the DATA before them may take many turns to go out.
   const char* base = response_.base();
   for (const HeaderSlice& h : response_.parser().trailers()) {
-    const std::string_view name = h.name.view(base), value = h.value.view(base);
-    if (!forwardableTrailer(name, value)) continue;
-    for (char c : name) trailers_.push_back(static_cast<char>(c >= 'A' && c <= 'Z' ? c + 32 : c));
+    appendLowercase(trailers_, h.name.view(base));
     trailers_.push_back('\0');
-    trailers_.append(value);
+    trailers_.append(h.value.view(base));
     trailers_.push_back('\0');
   }
 }

@@ -586,18 +586,12 @@ TEST_F(Dashboard, LoadsOverHttpsWithAlpnH2) {
 
   // A self-signed certificate for 127.0.0.1; only this test's browser is told to accept
   // it (--ignore-certificate-errors).
-  TempDir pki;
-  CommandResult made = runCommand(
-      {"openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-       "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout",
-       pki.file("site.key"), "-out", pki.file("site.crt")},
-      30s);
-  ASSERT_EQ(made.status.code(), 0) << "openssl req: " << made.err;
+  const SelfSignedCertificate pki("127.0.0.1", "IP:127.0.0.1");
   auto config = [&](const std::string& upstream) {
     return "workers = 1;\n"
            "listen = ( { address = \"127.0.0.1:0\"; http2 = true;\n"
-           "             tls = { certificates = ( { cert = \"" + pki.file("site.crt") + "\"; key = \"" +
-           pki.file("site.key") + "\"; } ); }; } );\n"
+           "             tls = { certificates = ( { cert = \"" + pki.cert() + "\"; key = \"" +
+           pki.key() + "\"; } ); }; } );\n"
            "admin = { address = \"127.0.0.1:0\"; };\n"
            "upstreams = ( { name = \"admin\"; servers = ( { address = \"" + upstream + "\"; } ); } );\n";
   };

@@ -36,13 +36,8 @@ class Examples : public ::testing::Test {
     }
     if (!certs) return;
     fs::create_directories(dir_.file("certs"));
-    CommandResult r = runCommand(
-        {"openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-         "-days", "2", "-subj", "/CN=www.example.com", "-addext",
-         "subjectAltName=DNS:www.example.com,DNS:example.com", "-keyout", dir_.file("certs/example.key"),
-         "-out", dir_.file("certs/example.crt")},
-        30s);
-    ASSERT_EQ(r.status.code(), 0) << "openssl req: " << r.err;
+    makeSelfSignedCertificate("www.example.com", "DNS:www.example.com,DNS:example.com", dir_.file("certs/example.key"),
+                              dir_.file("certs/example.crt"));
   }
   TempDir dir_;
 };

@@ -1763,6 +1763,18 @@ DemoUpstream::~DemoUpstream() {
 }
 
 // ---------------------------------------------------------------------------------------
+// Certificates
+
+void makeSelfSignedCertificate(const std::string& commonName, const std::string& altNames,
+                               const std::string& keyPath, const std::string& certPath) {
+  CommandResult r = runCommand({"openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                                "-nodes", "-days", "2", "-subj", "/CN=" + commonName, "-addext",
+                                "subjectAltName=" + altNames, "-keyout", keyPath, "-out", certPath},
+                               30s);
+  if (r.status.code() != 0) throw HarnessError("openssl req -x509 failed: " + r.err);
+}
+
+// ---------------------------------------------------------------------------------------
 // poolgate
 
 std::string proxyConfig(const std::string& upstreamAddress, int workers,

@@ -496,6 +496,26 @@ class DemoUpstream {
 };
 
 // ---------------------------------------------------------------------------------------
+// A self-signed certificate (EC P-256, valid two days), made with the openssl command
+// line tool into `keyPath` and `certPath`: `commonName` is its subject's CN, `altNames`
+// its subjectAltName ("DNS:localhost,IP:127.0.0.1"). Throws HarnessError on failure.
+void makeSelfSignedCertificate(const std::string& commonName, const std::string& altNames,
+                               const std::string& keyPath, const std::string& certPath);
+
+// The same in a temporary directory of its own, for a test's TLS listener.
+class SelfSignedCertificate {
+ public:
+  SelfSignedCertificate(const std::string& commonName, const std::string& altNames) {
+    makeSelfSignedCertificate(commonName, altNames, key(), cert());
+  }
+  std::string cert() const { return dir_.file("site.crt"); }
+  std::string key() const { return dir_.file("site.key"); }
+
+ private:
+  TempDir dir_;
+};
+
+// ---------------------------------------------------------------------------------------
 // DNS: a real dnsmasq on loopback, and a minimal query client
 
 // The answer to one DNS question over UDP.

@@ -364,24 +364,6 @@ std::string transportName(const ::testing::TestParamInfo<Transport>& info) {
   return info.param == Transport::kTls ? "Tls" : "H2c";
 }
 
-// A self-signed certificate for localhost and 127.0.0.1 (nghttp and h2load warn about it
-// and go on; the Python client does not verify).
-class SelfSignedCertificate {
- public:
-  SelfSignedCertificate() {
-    CommandResult r = runCommand({"openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
-                                  "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2", "-subj", "/CN=localhost",
-                                  "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", key(), "-out",
-                                  cert()},
-                                 30s);
-    if (r.status.code() != 0) throw HarnessError("openssl req -x509 failed: " + r.err);
-  }
-  std::string cert() const { return dir_.file("site.crt"); }
-  std::string key() const { return dir_.file("site.key"); }
-
- private:
-  TempDir dir_;
-};
 
 class Http2ClientsTest : public ::testing::TestWithParam<Transport> {
  protected:
@@ -395,7 +377,9 @@ class Http2ClientsTest : public ::testing::TestWithParam<Transport> {
     const std::string plain = "listen = ( { address = \"127.0.0.1:0\"; } );";
     std::string listener = "{ address = \"127.0.0.1:0\"; http2 = true; ";
     if (tls()) {
-      cert_ = std::make_unique<SelfSignedCertificate>();
+      // For localhost and 127.0.0.1: nghttp and h2load warn about it and go on; the
+      // Python client does not verify.
+      cert_ = std::make_unique<SelfSignedCertificate>("localhost", "DNS:localhost,IP:127.0.0.1");
       listener += "tls = { certificates = ( { cert = \"" + cert_->cert() + "\"; key = \"" + cert_->key() +
                   "\"; } ); }; ";
     }
