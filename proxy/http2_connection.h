@@ -1,6 +1,7 @@
-// Http2Connection: a client connection that speaks HTTP/2 (listen[].http2),
-// with nghttp2's session doing the framing, HPACK, stream states and flow
-// control, on our socket and our event loop (mem_recv / mem_send).
+// Http2Connection: a client connection that speaks HTTP/2 (listen[].http2):
+// the socket-less session of http/h2_session.h (nghttp2's framing, HPACK,
+// stream states and flow control, and each request written as HTTP/1.1), on
+// our socket and our event loop.
 //
 // Every stream is an Http2Stream, which is the ExchangeOwner of one Exchange
 // (proxy/exchange.h), exactly as a ClientConnection is for HTTP/1.1: the
@@ -42,6 +43,7 @@
 #include "core/timer.h"
 #include "core/transport.h"
 #include "http/h2_request.h"
+#include "http/h2_session.h"
 #include "http/request_reader.h"
 #include "http/response_reader.h"
 #include "proxy/client_host.h"
@@ -52,26 +54,14 @@ namespace poolgate {
 class ClientConnection;
 class Http2Connection;
 
-class Http2Stream final : private ExchangeOwner {
+class Http2Stream final : public H2Stream, private ExchangeOwner {
  public:
   explicit Http2Stream(Http2Connection& connection);
-  Http2Stream(const Http2Stream&) = delete;
-  Http2Stream& operator=(const Http2Stream&) = delete;
-  ~Http2Stream();
+  ~Http2Stream() override;
 
   // A HEADERS frame opened stream `id`.
   void open(int32_t id);
-  int32_t id() const { return id_; }
 
-  // ---- From the session (inside nghttp2's callbacks).
-  // One request field; false: the request is malformed (RST_STREAM PROTOCOL_ERROR).
-  bool onField(std::string_view name, std::string_view value, bool trailer);
-  // The head has come (`end_stream`: and the request with it).
-  void onHeadersEnd(bool end_stream);
-  void onData(const uint8_t* data, size_t length);
-  void onRequestEnd();
-  // The stream is closed (sent or received END_STREAM both ways, or a reset).
-  void onClosed(uint32_t error_code);
   // The session wants DATA for this stream.
   ssize_t readBody(uint8_t* buf, size_t length, uint32_t* flags);
 
@@ -80,14 +70,17 @@ class Http2Stream final : private ExchangeOwner {
   void finishExchange();
   bool wantsPull() const { return want_pull_; }
   void pull();
-  bool closed() const { return closed_; }
   // The client connection closes: an exchange in progress ends here (499).
   void abort();
 
   Http2Stream* next_free = nullptr;  // the connection's free list
 
  private:
-  friend class Http2Connection;
+  // H2Stream: the request as HTTP/1.1 in pending_, from the session.
+  void onRequestBytes() override { pumpRequest(); }
+  void onRefused(int status) override { respondError(status); }
+  bool takesData() const override { return !finished_ && state_ != ClientState::kClosing; }
+  void onClosed(uint32_t error_code) override;
 
   // ExchangeOwner.
   ClientState clientState() const override { return state_; }
@@ -107,8 +100,6 @@ class Http2Stream final : private ExchangeOwner {
   void pumpRequest();
   void onRequestHead();
   void respondError(int status);
-  // Tells the session that `n` bytes of DATA were taken (WINDOW_UPDATE).
-  void credit(size_t n);
   // The response: what the exchange wrote into out (then its spool), read
   // as HTTP/1.1 into HEADERS and body bytes for DATA.
   void readResponse();
@@ -116,41 +107,30 @@ class Http2Stream final : private ExchangeOwner {
   void onResponseHead();
   void keepTrailers();
   bool submitTrailers();
-  void reset(uint32_t error_code);
   void onTimer();
 
   Http2Connection& conn_;
-  int32_t id_ = 0;
   ClientState state_ = ClientState::kHead;
-  H2Request request_;
-  Buffer pending_;            // request bytes (HTTP/1.1) not yet in the reader
-  size_t uncredited_ = 0;     // DATA bytes received and not yet given back to the window
   RequestReaderCache::Ptr reader_;
   ExchangeCache::Ptr ex_;
   ResponseReader response_;
   Buffer body_;               // response body bytes for DATA frames
   std::string trailers_;      // the response's trailers, lowercased: "name\0value\0" each
   Timer timer_;
-  int refuse_ = 0;            // a status to answer instead of forwarding (431)
-  bool head_done_ = false;    // the request head went to the reader
-  bool request_ended_ = false;
   bool head_submitted_ = false;  // HEADERS (final) submitted
   bool body_complete_ = false;   // the response has been read to its end
   bool deferred_ = false;        // readBody() said NGHTTP2_ERR_DEFERRED
   bool want_pull_ = false;
   bool finish_pending_ = false;
   bool finished_ = false;  // the exchange has been logged and given back
-  bool closed_ = false;    // the session closed the stream
 };
 
-class Http2Connection final : private TurnEndHandler {
+class Http2Connection final : public H2Session, private TurnEndHandler {
  public:
   static constexpr std::string_view kPreface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
   Http2Connection(ClientConnection& client, ClientHost& host, Transport& transport, const IpAddress& peer);
-  ~Http2Connection();
-  Http2Connection(const Http2Connection&) = delete;
-  Http2Connection& operator=(const Http2Connection&) = delete;
+  ~Http2Connection() override;
 
   // Starts the session: our SETTINGS, then `received` (bytes already read,
   // the preface of a plain connection) as the first input. false: closed.
@@ -163,15 +143,7 @@ class Http2Connection final : private TurnEndHandler {
 
   // ---- For its streams.
   ClientHost& host() { return host_; }
-  nghttp2_session* session() { return session_; }
   const IpAddress& peer() const { return peer_; }
-  // The header list a request may have: http2.max_header_list_bytes, but no
-  // more than limits.max_header_bytes, which the HTTP/1.1 head written from
-  // it must fit (each field costs 32 bytes in the list, 4 in the head).
-  uint32_t headerListLimit() const {
-    const Config& c = host_.config();
-    return std::min(c.http2.max_header_list_bytes, c.limits.max_header_bytes);
-  }
   bool secure() const { return transport_.secure(); }
   void enter() { ++depth_; }
   void leave();
@@ -188,22 +160,15 @@ class Http2Connection final : private TurnEndHandler {
     Http2Connection& c_;
   };
 
-  // nghttp2's callbacks.
-  static int onBeginHeaders(nghttp2_session*, const nghttp2_frame* frame, void* self);
-  static int onHeader(nghttp2_session*, const nghttp2_frame* frame, const uint8_t* name, size_t namelen,
-                      const uint8_t* value, size_t valuelen, uint8_t flags, void* self);
-  static int onFrameRecv(nghttp2_session*, const nghttp2_frame* frame, void* self);
-  static int onDataChunk(nghttp2_session*, uint8_t flags, int32_t stream_id, const uint8_t* data, size_t len,
-                         void* self);
-  static int onStreamClose(nghttp2_session*, int32_t stream_id, uint32_t error_code, void* self);
-  static int onFrameSend(nghttp2_session*, const nghttp2_frame* frame, void* self);
+  // H2Session: streams, counters, the flood warning.
+  H2Stream* openStream(int32_t id) override;
+  void onStreamClosed(H2Stream& stream) override;
+  void onResetReceived() override;
+  void onFrameSent(uint8_t type) override;
+  void onFlood() override;
 
-  Http2Stream* stream(int32_t id);
   Http2Stream* takeStream();
   void giveStream(Http2Stream* stream);
-  // A frame that does no work for the client (PRIORITY, an empty DATA, a
-  // PING, SETTINGS...): too many of them, and the connection is closed.
-  bool spendJunk();
   void receive();
   // At the end of the outermost dispatch: asks for onTurnEnd(), where the
   // work of every event of the loop's turn is finished and written at once.
@@ -213,7 +178,6 @@ class Http2Connection final : private TurnEndHandler {
   void send();
   void armTimer();
   void onTimer();
-  void closeWith(uint32_t error_code);
   void submitFinalGoaway();
   void updateActive();
 
@@ -221,14 +185,12 @@ class Http2Connection final : private TurnEndHandler {
   ClientHost& host_;
   Transport& transport_;
   IpAddress peer_;
-  nghttp2_session* session_ = nullptr;
   Buffer out_;  // frames from the session, not yet written
   Timer timer_;
   std::vector<Http2Stream*> streams_;  // open, in no order
   std::vector<Http2Stream*> closed_;   // closed by the session, freed in settle()
   Http2Stream* free_ = nullptr;        // spare streams, for the next ones
   size_t free_count_ = 0;
-  uint32_t junk_budget_;
   uint16_t depth_ = 0;
   bool readable_ = false;
   bool hung_up_ = false;  // EPOLLRDHUP/HUP/ERR seen: read to EOF, never trust a short read

@@ -29,8 +29,8 @@ ssize_t readBodyCallback(nghttp2_session*, int32_t, uint8_t* buf, size_t length,
 }  // namespace
 
 Http2Stream::Http2Stream(Http2Connection& connection)
-    : conn_(connection),
-      pending_(connection.host().buffers()),
+    : H2Stream(connection, connection.host().buffers()),
+      conn_(connection),
       response_(connection.host().buffers(), &connection.host().headerStore()),
       body_(connection.host().buffers()),
       timer_(connection.host().loop().timers(), [this] {
@@ -41,16 +41,12 @@ Http2Stream::Http2Stream(Http2Connection& connection)
 Http2Stream::~Http2Stream() = default;
 
 void Http2Stream::open(int32_t id) {
-  id_ = id;
+  beginRequest(id);
   state_ = ClientState::kHead;
-  request_.clear();
-  pending_.clear();
   body_.clear();
   trailers_.clear();
-  uncredited_ = 0;
-  refuse_ = 0;
-  head_done_ = request_ended_ = head_submitted_ = body_complete_ = false;
-  deferred_ = want_pull_ = finish_pending_ = finished_ = closed_ = false;
+  head_submitted_ = body_complete_ = false;
+  deferred_ = want_pull_ = finish_pending_ = finished_ = false;
   ClientHost& host = conn_.host();
   reader_ = host.readers().take();
   ex_ = host.exchanges().take();
@@ -64,59 +60,6 @@ void Http2Stream::enterDispatch() { conn_.enter(); }
 void Http2Stream::leaveDispatch() { conn_.leave(); }
 
 // ---- The request ---------------------------------------------------------------
-
-bool Http2Stream::onField(std::string_view name, std::string_view value, bool trailer) {
-  if (trailer) {
-    // They go on in the last chunk (pumpRequest()), within the same limit as a head.
-    return request_.addTrailer(name, value) && request_.trailerBytes() <= conn_.headerListLimit();
-  }
-  if (refuse_ != 0) return true;  // already too large: the rest is not kept
-  if (!request_.add(name, value)) return false;
-  // The decoded list counts, not the compressed frames (an HPACK bomb
-  // references one big table entry many times).
-  if (request_.listBytes() > conn_.headerListLimit()) refuse_ = 431;
-  return true;
-}
-
-void Http2Stream::onHeadersEnd(bool end_stream) {
-  if (refuse_ != 0) {
-    respondError(refuse_);
-    return;
-  }
-  if (!request_.write(pending_, end_stream)) {
-    reset(NGHTTP2_PROTOCOL_ERROR);
-    return;
-  }
-  request_ended_ = end_stream;
-  pumpRequest();
-}
-
-void Http2Stream::onData(const uint8_t* data, size_t length) {
-  if (finished_ || closed_ || state_ == ClientState::kClosing || refuse_ != 0) {
-    // Nobody reads it any more (answered already): the window gets it back.
-    nghttp2_session_consume(conn_.session(), id_, length);
-    return;
-  }
-  request_.writeData(pending_, {reinterpret_cast<const char*>(data), length});
-  uncredited_ += length;
-  pumpRequest();
-}
-
-void Http2Stream::onRequestEnd() {
-  if (request_ended_) return;
-  request_ended_ = true;
-  if (finished_ || refuse_ != 0) return;
-  request_.writeEnd(pending_);
-  pumpRequest();
-}
-
-void Http2Stream::credit(size_t n) {
-  // Chunk framing is ours, so a whole pending_ given over returns all.
-  size_t c = pending_.empty() ? uncredited_ : std::min(n, uncredited_);
-  if (c == 0) return;
-  uncredited_ -= c;
-  nghttp2_session_consume(conn_.session(), id_, c);
-}
 
 void Http2Stream::pumpRequest() {
   while (!closed_ && !finished_ && ex_ &&
@@ -397,18 +340,8 @@ void Http2Stream::closeClient() {
   state_ = ClientState::kClosed;
 }
 
-void Http2Stream::reset(uint32_t error_code) {
-  if (closed_) return;
-  nghttp2_submit_rst_stream(conn_.session(), NGHTTP2_FLAG_NONE, id_, error_code);
-}
-
 void Http2Stream::onClosed(uint32_t error_code) {
-  closed_ = true;
   timer_.cancel();
-  if (uncredited_ > 0) {  // the connection's window gets back what the stream never took
-    nghttp2_session_consume_connection(conn_.session(), uncredited_);
-    uncredited_ = 0;
-  }
   if (finish_pending_) finishExchange();  // its response went out whole before settle() came to it
   if (ex_ && !finished_) {
     LOG_DEBUG("http2: stream %d closed (%s) before its exchange ended", id_, nghttp2_http2_strerror(error_code));
@@ -416,8 +349,6 @@ void Http2Stream::onClosed(uint32_t error_code) {
   }
   body_.clear();
   body_.releaseIfEmpty();
-  pending_.clear();
-  pending_.releaseIfEmpty();
   response_.discard();  // what was left of it (the stream reused next holds nothing)
 }
 

@@ -95,6 +95,7 @@ struct Message {
   std::string target;  // requests
   int status = 0;      // responses
   std::vector<std::pair<std::string, std::string>> headers;
+  std::vector<std::pair<std::string, std::string>> trailers;  // after a chunked body
   std::string body;
   bool chunked = false;
   bool content_length = false;
@@ -174,6 +175,9 @@ class Reparser final : private HttpHandler {
   }
   int onChunkComplete() override { return 0; }
   int onMessageComplete() override {
+    for (const HeaderSlice& h : parser_.trailers())
+      messages.back().trailers.emplace_back(std::string(h.name.view(bytes_.data())),
+                                            std::string(h.value.view(bytes_.data())));
     messages.back().complete = true;
     return HPE_PAUSED;
   }
