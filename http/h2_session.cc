@@ -154,10 +154,108 @@ bool H2Session::startSession() {
 }
 
 bool H2Session::input(const uint8_t* data, size_t size, const char** error) {
+  while (size > 0) {
+    bool window_change = false;
+    const size_t n = scan(data, size, &window_change);
+    if (!window_change) return feed(data, size, error);
+    // A SETTINGS that changes the initial window ends at data[n - 1]: what
+    // comes before it goes first, so that the windows are the current ones,
+    // then the check, then the rest.
+    if (!feed(data, n - 1, error)) return false;
+    if (initialWindowOverflows(window_value_)) {
+      nghttp2_session_terminate_session(session_, NGHTTP2_FLOW_CONTROL_ERROR);
+      *error = "SETTINGS_INITIAL_WINDOW_SIZE pushes a stream's window past 2^31-1";
+      return false;
+    }
+    if (!feed(data + n - 1, 1, error)) return false;
+    data += n;
+    size -= n;
+  }
+  return true;
+}
+
+bool H2Session::feed(const uint8_t* data, size_t size, const char** error) {
+  if (size == 0) return true;
   const ssize_t used = nghttp2_session_mem_recv(session_, data, size);
   if (used >= 0) return true;
   *error = nghttp2_strerror(static_cast<int>(used));
   return false;
+}
+
+size_t H2Session::scan(const uint8_t* data, size_t size, bool* window_change) {
+  size_t at = 0;
+  while (at < size) {
+    if (preface_left_ > 0) {
+      const size_t n = std::min<size_t>(preface_left_, size - at);
+      preface_left_ -= static_cast<uint32_t>(n);
+      at += n;
+      continue;
+    }
+    if (payload_left_ == 0) {  // a frame header
+      head_[head_have_++] = data[at++];
+      if (head_have_ < sizeof head_) continue;
+      head_have_ = 0;
+      payload_left_ = (uint32_t{head_[0]} << 16) | (uint32_t{head_[1]} << 8) | head_[2];
+      const bool stream0 = (head_[5] & 0x7f) == 0 && head_[6] == 0 && head_[7] == 0 && head_[8] == 0;
+      // Malformed SETTINGS (an ACK with a payload, a length not a multiple
+      // of 6, on a stream) are nghttp2's to refuse.
+      in_settings_ = head_[3] == NGHTTP2_SETTINGS && (head_[4] & NGHTTP2_FLAG_ACK) == 0 && stream0 &&
+                     payload_left_ % 6 == 0;
+      entry_have_ = 0;
+      window_seen_ = false;
+      continue;
+    }
+    const size_t n = std::min<size_t>(payload_left_, size - at);
+    if (in_settings_) {
+      for (size_t i = at; i < at + n; ++i) {
+        entry_[entry_have_++] = data[i];
+        if (entry_have_ < sizeof entry_) continue;
+        entry_have_ = 0;
+        if (((entry_[0] << 8) | entry_[1]) == NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE) {
+          window_seen_ = true;
+          window_value_ = (uint32_t{entry_[2]} << 24) | (uint32_t{entry_[3]} << 16) | (uint32_t{entry_[4]} << 8) |
+                          entry_[5];
+        }
+      }
+    }
+    at += n;
+    payload_left_ -= static_cast<uint32_t>(n);
+    if (payload_left_ == 0 && in_settings_ && window_seen_) {
+      window_seen_ = false;
+      *window_change = true;
+      return at;
+    }
+  }
+  return at;
+}
+
+bool H2Session::initialWindowOverflows(uint32_t value) {
+  if (value > static_cast<uint32_t>(NGHTTP2_MAX_WINDOW_SIZE)) return false;  // nghttp2 refuses it itself
+  const int64_t delta =
+      int64_t{value} - nghttp2_session_get_remote_settings(session_, NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE);
+  for (H2Stream* s = open_; s != nullptr; s = s->open_next_) {
+    if (nghttp2_session_get_stream_remote_window_size(session_, s->id_) + delta > NGHTTP2_MAX_WINDOW_SIZE) {
+      return true;
+    }
+  }
+  return false;
+}
+
+void H2Session::linkOpen(H2Stream& stream) {
+  stream.open_prev_ = nullptr;
+  stream.open_next_ = open_;
+  if (open_ != nullptr) open_->open_prev_ = &stream;
+  open_ = &stream;
+}
+
+void H2Session::unlinkOpen(H2Stream& stream) {
+  if (stream.open_prev_ != nullptr) {
+    stream.open_prev_->open_next_ = stream.open_next_;
+  } else if (open_ == &stream) {
+    open_ = stream.open_next_;
+  }
+  if (stream.open_next_ != nullptr) stream.open_next_->open_prev_ = stream.open_prev_;
+  stream.open_prev_ = stream.open_next_ = nullptr;
 }
 
 H2Stream* H2Session::stream(int32_t id) {
@@ -178,6 +276,7 @@ int H2Session::onBeginHeaders(nghttp2_session* session, const nghttp2_frame* fra
   auto& s = *static_cast<H2Session*>(self);
   if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
   H2Stream* stream = s.openStream(frame->hd.stream_id);
+  s.linkOpen(*stream);
   nghttp2_session_set_stream_user_data(session, frame->hd.stream_id, stream);
   return 0;
 }
@@ -248,6 +347,7 @@ int H2Session::onStreamClose(nghttp2_session*, int32_t stream_id, uint32_t error
   auto& s = *static_cast<H2Session*>(self);
   H2Stream* stream = s.stream(stream_id);
   if (stream == nullptr) return 0;
+  s.unlinkOpen(*stream);
   stream->close(error_code);
   s.onStreamClosed(*stream);
   return 0;

@@ -15,6 +15,12 @@
 // credit() as it does, so the client can send no faster than the request is
 // forwarded.
 //
+// One RFC 9113 rule is checked here because nghttp2 1.52 does not: a
+// SETTINGS_INITIAL_WINDOW_SIZE that would push an open stream's send window
+// past 2^31-1 is a connection error of type FLOW_CONTROL_ERROR (section
+// 6.9.2; nghttp2 resets the stream instead). input() follows the frame
+// headers as they pass to find such a SETTINGS before nghttp2 applies it.
+//
 // Defences, each with a limit of its own: SETTINGS and PING replies the
 // client does not read (CVE-2019-9512/9515), the rapid reset
 // (CVE-2023-44487), the CONTINUATION flood (CVE-2024-27316), SETTINGS floods
@@ -80,6 +86,8 @@ class H2Stream {
   virtual void onClosed(uint32_t error_code) = 0;
 
   H2Session& session_;
+  H2Stream* open_prev_ = nullptr;  // the session's list of open streams
+  H2Stream* open_next_ = nullptr;
   H2Request request_;
   Buffer pending_;         // the request as HTTP/1.1, not yet taken
   size_t uncredited_ = 0;  // DATA bytes received and not yet given back to the window
@@ -145,10 +153,30 @@ class H2Session {
   // A frame that does no work for the client; false: the budget is spent
   // and the connection closes.
   bool spendJunk();
+  bool feed(const uint8_t* data, size_t size, const char** error);
+  // Follows the frames in `data` (the preface first). Returns the offset
+  // just past the first SETTINGS frame that changes the initial window, with
+  // `window_change` set, or `size` when none ends in `data`.
+  size_t scan(const uint8_t* data, size_t size, bool* window_change);
+  // Would an initial window of `value` push an open stream's window past 2^31-1?
+  bool initialWindowOverflows(uint32_t value);
+  void linkOpen(H2Stream& stream);
+  void unlinkOpen(H2Stream& stream);
 
   const Config& config_;
   nghttp2_session* session_ = nullptr;
+  H2Stream* open_ = nullptr;  // streams opened and not yet closed
   uint32_t junk_budget_;
+  // The frame scan (scan()): where the input stands.
+  uint32_t preface_left_ = NGHTTP2_CLIENT_MAGIC_LEN;
+  uint32_t payload_left_ = 0;  // of the current frame
+  uint8_t head_[9];            // a frame header, as it comes
+  uint8_t head_have_ = 0;
+  uint8_t entry_[6];           // a SETTINGS entry, as it comes
+  uint8_t entry_have_ = 0;
+  bool in_settings_ = false;   // the current frame is a SETTINGS to read
+  bool window_seen_ = false;   // ...that sets SETTINGS_INITIAL_WINDOW_SIZE
+  uint32_t window_value_ = 0;
 };
 
 }  // namespace poolgate

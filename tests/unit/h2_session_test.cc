@@ -289,6 +289,44 @@ TEST_F(H2SessionTest, ContentLengthIsCheckedAgainstTheData) {
   EXPECT_EQ(client_.closed[id], static_cast<uint32_t>(NGHTTP2_PROTOCOL_ERROR));
 }
 
+std::string u32(uint32_t v) {
+  return {static_cast<char>(v >> 24), static_cast<char>(v >> 16), static_cast<char>(v >> 8), static_cast<char>(v)};
+}
+std::string initialWindow(uint32_t v) { return std::string("\0\x04", 2) + u32(v); }
+
+// RFC 9113 section 6.9.2, which nghttp2 1.52 leaves to a stream error.
+TEST_F(H2SessionTest, AnInitialWindowThatOverflowsAStreamIsAConnectionError) {
+  start();
+  const int32_t id = client_.headers(request("POST", "/w"), false);
+  ASSERT_TRUE(exchange());
+  client_.raw(NGHTTP2_WINDOW_UPDATE, 0, id, u32(NGHTTP2_MAX_WINDOW_SIZE - 65535));
+  ASSERT_TRUE(exchange());
+  EXPECT_EQ(nghttp2_session_get_stream_remote_window_size(server_->session(), id), NGHTTP2_MAX_WINDOW_SIZE);
+  client_.raw(NGHTTP2_SETTINGS, 0, 0, initialWindow(65536));
+  EXPECT_FALSE(exchange());
+  EXPECT_EQ(client_.goaway, NGHTTP2_FLOW_CONTROL_ERROR);
+}
+
+TEST_F(H2SessionTest, AnInitialWindowChangeWithinBoundsApplies) {
+  start();
+  const int32_t id = client_.headers(request("POST", "/w"), false);
+  ASSERT_TRUE(exchange());
+  // Two entries, the frame fed one byte at a time: the last value counts.
+  std::string frame(9, '\0');
+  const std::string payload = initialWindow(1000) + initialWindow(100000);
+  frame[2] = static_cast<char>(payload.size());
+  frame[3] = NGHTTP2_SETTINGS;
+  frame += payload;
+  for (char c : frame) {
+    const char* error = nullptr;
+    ASSERT_TRUE(server_->input(reinterpret_cast<const uint8_t*>(&c), 1, &error)) << error;
+  }
+  EXPECT_EQ(nghttp2_session_get_remote_settings(server_->session(), NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE), 100000u);
+  EXPECT_EQ(nghttp2_session_get_stream_remote_window_size(server_->session(), id), 100000);
+  exchange();
+  EXPECT_EQ(client_.goaway, -1);
+}
+
 TEST_F(H2SessionTest, FramesThatDoNoWorkRunOutTheBudget) {
   start();
   // In batches, so that the PING replies are read (nghttp2's own limit on
