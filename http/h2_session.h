@@ -32,6 +32,7 @@
 
 #include <nghttp2/nghttp2.h>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <string_view>
@@ -53,6 +54,8 @@ class H2Stream {
   int32_t id() const { return id_; }
   bool requestEnded() const { return request_ended_; }
   bool closed() const { return closed_; }
+  // The next in the session's list of open streams (H2Session::openStreams).
+  H2Stream* nextOpen() const { return open_next_; }
 
   // ---- From the session's callbacks. Virtual so that an observer (the fuzz
   // target) can see what nghttp2 decoded before the request is written.
@@ -127,6 +130,8 @@ class H2Session {
   // Creates the session and queues our SETTINGS. false: out of memory.
   bool startSession();
   bool started() const { return session_ != nullptr; }
+  // The streams opened and not yet closed, in no order (H2Stream::nextOpen).
+  H2Stream* openStreams() const { return open_; }
 
   // A HEADERS frame opened request stream `id`: the stream that carries it.
   virtual H2Stream* openStream(int32_t id) = 0;

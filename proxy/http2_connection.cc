@@ -37,8 +37,12 @@ Http2Connection::Http2Connection(ClientConnection& client, ClientHost& host, Tra
 Http2Connection::~Http2Connection() {
   if (turn_end_pending_) host_.loop().cancelTurnEnd(this);
   // Streams still open when the connection went: no longer open.
-  ServerCounters::sub(host_.stats().h2_streams_open, streams_.size());
-  for (Http2Stream* s : streams_) delete s;
+  size_t open = 0;
+  forEachStream([&open](Http2Stream& s) {
+    ++open;
+    delete &s;
+  });
+  ServerCounters::sub(host_.stats().h2_streams_open, open);
   for (Http2Stream* s : closed_) delete s;
   while (free_ != nullptr) {
     Http2Stream* s = free_;
@@ -93,15 +97,15 @@ void Http2Connection::flush() {
   for (int round = 0; round < 64 && !dead_; ++round) {
     if (finish_pending_) {
       finish_pending_ = false;
-      for (size_t i = 0; i < streams_.size(); ++i) {
-        if (streams_[i]->finishPending()) streams_[i]->finishExchange();
-      }
+      forEachStream([](Http2Stream& s) {
+        if (s.finishPending()) s.finishExchange();
+      });
     }
     if (pull_pending_) {
       pull_pending_ = false;
-      for (size_t i = 0; i < streams_.size(); ++i) {
-        if (streams_[i]->wantsPull()) streams_[i]->pull();
-      }
+      forEachStream([](Http2Stream& s) {
+        if (s.wantsPull()) s.pull();
+      });
     }
     send();
     // Input held back while out_ was full may have been read at the end of
@@ -118,7 +122,7 @@ void Http2Connection::flush() {
   const bool done = out_.empty() &&
                     (closing_ || (nghttp2_session_want_read(session()) == 0 &&
                                   nghttp2_session_want_write(session()) == 0) ||
-                     (goaway_final_ && streams_.empty()));
+                     (goaway_final_ && !hasStreams()));
   if (done) {
     dead_ = true;
     client_.close();  // calls abort(); the client and this object go at the end of the loop turn
@@ -130,7 +134,7 @@ void Http2Connection::flush() {
   if (again) settle();
 }
 
-void Http2Connection::updateActive() { client_.setHttp2Busy(!streams_.empty()); }
+void Http2Connection::updateActive() { client_.setHttp2Busy(hasStreams()); }
 
 // ---- I/O --------------------------------------------------------------------------
 
@@ -221,7 +225,7 @@ void Http2Connection::armTimer() {
     timer_.arm(secondsToMs(t.client_send));
   } else if (draining_ && !goaway_final_) {
     if (!timer_.armed()) timer_.arm(kGoawayGraceMs);
-  } else if (streams_.empty()) {
+  } else if (!hasStreams()) {
     if (!timer_.armed() || !idle_timer_) timer_.arm(secondsToMs(t.client_keepalive));
     idle_timer_ = true;
     return;
@@ -243,7 +247,7 @@ void Http2Connection::onTimer() {
     submitFinalGoaway();
     return;
   }
-  if (streams_.empty()) {  // idle: GOAWAY, then close
+  if (!hasStreams()) {  // idle: GOAWAY, then close
     submitFinalGoaway();
     closing_ = true;
   }
@@ -267,7 +271,7 @@ void Http2Connection::drain() {
 void Http2Connection::abort() {
   dead_ = true;
   timer_.cancel();
-  for (Http2Stream* s : streams_) s->abort();
+  forEachStream([](Http2Stream& s) { s.abort(); });
 }
 
 // ---- Streams ----------------------------------------------------------------------
@@ -295,7 +299,6 @@ void Http2Connection::giveStream(Http2Stream* s) {
 
 H2Stream* Http2Connection::openStream(int32_t id) {
   Http2Stream* s = takeStream();
-  streams_.push_back(s);
   WorkerSlot& stats = host_.stats();
   ServerCounters::add(stats.h2_streams_open);
   ServerCounters::add(stats.h2_streams_total);
@@ -304,13 +307,7 @@ H2Stream* Http2Connection::openStream(int32_t id) {
 }
 
 void Http2Connection::onStreamClosed(H2Stream& stream) {
-  auto* s = static_cast<Http2Stream*>(&stream);
-  auto it = std::find(streams_.begin(), streams_.end(), s);
-  if (it != streams_.end()) {
-    *it = streams_.back();
-    streams_.pop_back();
-  }
-  closed_.push_back(s);
+  closed_.push_back(static_cast<Http2Stream*>(&stream));  // already off the open list
   ServerCounters::sub(host_.stats().h2_streams_open);
 }
 

@@ -169,6 +169,16 @@ class Http2Connection final : public H2Session, private TurnEndHandler {
 
   Http2Stream* takeStream();
   void giveStream(Http2Stream* stream);
+  // Every open stream; `f` may delete the one it is given.
+  template <class F>
+  void forEachStream(F f) {
+    for (H2Stream* s = openStreams(); s != nullptr;) {
+      H2Stream* next = s->nextOpen();
+      f(static_cast<Http2Stream&>(*s));
+      s = next;
+    }
+  }
+  bool hasStreams() const { return openStreams() != nullptr; }
   void receive();
   // At the end of the outermost dispatch: asks for onTurnEnd(), where the
   // work of every event of the loop's turn is finished and written at once.
@@ -187,7 +197,6 @@ class Http2Connection final : public H2Session, private TurnEndHandler {
   IpAddress peer_;
   Buffer out_;  // frames from the session, not yet written
   Timer timer_;
-  std::vector<Http2Stream*> streams_;  // open, in no order
   std::vector<Http2Stream*> closed_;   // closed by the session, freed in settle()
   Http2Stream* free_ = nullptr;        // spare streams, for the next ones
   size_t free_count_ = 0;

@@ -66,6 +66,17 @@ class TestSession final : public H2Session {
   void onFlood() override { ++floods; }
 };
 
+// Fields as nghttp2 takes them (it copies them on submit).
+std::vector<nghttp2_nv> nvs(const std::vector<std::pair<std::string, std::string>>& fields) {
+  std::vector<nghttp2_nv> nva;
+  for (const auto& [name, value] : fields) {
+    nva.push_back({reinterpret_cast<uint8_t*>(const_cast<char*>(name.data())),
+                   reinterpret_cast<uint8_t*>(const_cast<char*>(value.data())), name.size(), value.size(),
+                   NGHTTP2_NV_FLAG_NONE});
+  }
+  return nva;
+}
+
 // The client: nghttp2's own client session, and what it heard.
 class Client {
  public:
@@ -90,23 +101,13 @@ class Client {
 
   // A request of `fields`; with `end`, the HEADERS end the stream.
   int32_t headers(const std::vector<std::pair<std::string, std::string>>& fields, bool end) {
-    std::vector<nghttp2_nv> nva;
-    for (const auto& [name, value] : fields) {
-      nva.push_back({reinterpret_cast<uint8_t*>(const_cast<char*>(name.data())),
-                     reinterpret_cast<uint8_t*>(const_cast<char*>(value.data())), name.size(), value.size(),
-                     NGHTTP2_NV_FLAG_NONE});
-    }
+    const std::vector<nghttp2_nv> nva = nvs(fields);
     return nghttp2_submit_headers(session, end ? NGHTTP2_FLAG_END_STREAM : NGHTTP2_FLAG_NONE, -1, nullptr,
                                   nva.data(), nva.size(), nullptr);
   }
   // Trailers: HEADERS that end stream `id`.
   void trailers(int32_t id, const std::vector<std::pair<std::string, std::string>>& fields) {
-    std::vector<nghttp2_nv> nva;
-    for (const auto& [name, value] : fields) {
-      nva.push_back({reinterpret_cast<uint8_t*>(const_cast<char*>(name.data())),
-                     reinterpret_cast<uint8_t*>(const_cast<char*>(value.data())), name.size(), value.size(),
-                     NGHTTP2_NV_FLAG_NONE});
-    }
+    const std::vector<nghttp2_nv> nva = nvs(fields);
     nghttp2_submit_headers(session, NGHTTP2_FLAG_END_STREAM, id, nullptr, nva.data(), nva.size(), nullptr);
   }
   // One DATA frame, written by hand after what the session has queued (the
