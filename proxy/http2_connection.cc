@@ -95,24 +95,20 @@ void Http2Connection::onTurnEnd() noexcept {
 void Http2Connection::flush() {
   bool again = false;
   for (int round = 0; round < 64 && !dead_; ++round) {
-    if (finish_pending_) {
-      finish_pending_ = false;
-      forEachStream([](Http2Stream& s) {
-        if (s.finishPending()) s.finishExchange();
-      });
-    }
-    if (pull_pending_) {
-      pull_pending_ = false;
-      forEachStream([](Http2Stream& s) {
-        if (s.wantsPull()) s.pull();
-      });
+    // A stream may ask again while its turn runs (its response read to the
+    // end: the exchange to finish); it comes round again in this loop.
+    while (ready_ != nullptr) {
+      Http2Stream& s = *ready_;
+      unlinkReady(s);
+      if (s.finishPending()) s.finishExchange();
+      if (s.wantsPull()) s.pull();
     }
     send();
     // Input held back while out_ was full may have been read at the end of
     // send(), and its answers (SETTINGS and PING acknowledgements, resets)
     // are waiting: another round writes them.
     const bool more_to_write = !closing_ && writable_ && out_.empty() && nghttp2_session_want_write(session()) != 0;
-    again = finish_pending_ || pull_pending_ || more_to_write;
+    again = ready_ != nullptr || more_to_write;
     if (!again) break;
   }
   for (Http2Stream* s : closed_) giveStream(s);
@@ -286,6 +282,7 @@ Http2Stream* Http2Connection::takeStream() {
 }
 
 void Http2Connection::giveStream(Http2Stream* s) {
+  unlinkReady(*s);
   if (free_count_ >= kMaxSpareStreams) {
     delete s;
     return;
@@ -293,6 +290,23 @@ void Http2Connection::giveStream(Http2Stream* s) {
   s->next_free = free_;
   free_ = s;
   ++free_count_;
+}
+
+void Http2Connection::streamReady(Http2Stream& s) {
+  if (s.ready_linked) return;
+  s.ready_linked = true;
+  s.ready_prev = nullptr;
+  s.ready_next = ready_;
+  if (ready_ != nullptr) ready_->ready_prev = &s;
+  ready_ = &s;
+}
+
+void Http2Connection::unlinkReady(Http2Stream& s) {
+  if (!s.ready_linked) return;
+  if (s.ready_prev != nullptr) s.ready_prev->ready_next = s.ready_next; else ready_ = s.ready_next;
+  if (s.ready_next != nullptr) s.ready_next->ready_prev = s.ready_prev;
+  s.ready_prev = s.ready_next = nullptr;
+  s.ready_linked = false;
 }
 
 // ---- H2Session's events ------------------------------------------------------------

@@ -74,6 +74,11 @@ class Http2Stream final : public H2Stream, private ExchangeOwner {
   void abort();
 
   Http2Stream* next_free = nullptr;  // the connection's free list
+  // The connection's list of streams with work for its settle() (an exchange
+  // to finish, DATA to refill): only those are visited, not every open one.
+  Http2Stream* ready_prev = nullptr;
+  Http2Stream* ready_next = nullptr;
+  bool ready_linked = false;
 
  private:
   // H2Stream: the request as HTTP/1.1 in pending_, from the session.
@@ -147,8 +152,9 @@ class Http2Connection final : public H2Session, private TurnEndHandler {
   bool secure() const { return transport_.secure(); }
   void enter() { ++depth_; }
   void leave();
-  void streamWantsPull() { pull_pending_ = true; }
-  void streamFinished() { finish_pending_ = true; }
+  // The stream has work for settle(): its exchange to finish, or DATA to
+  // refill (once, however often it asks before settle() comes to it).
+  void streamReady(Http2Stream& stream);
   // Reused for every response head (nghttp2 copies what it is given).
   std::vector<nghttp2_nv>& scratchFields() { return scratch_fields_; }
   std::string& scratchNames() { return scratch_names_; }
@@ -169,6 +175,7 @@ class Http2Connection final : public H2Session, private TurnEndHandler {
 
   Http2Stream* takeStream();
   void giveStream(Http2Stream* stream);
+  void unlinkReady(Http2Stream& stream);
   // Every open stream; `f` may delete the one it is given.
   template <class F>
   void forEachStream(F f) {
@@ -198,14 +205,13 @@ class Http2Connection final : public H2Session, private TurnEndHandler {
   Buffer out_;  // frames from the session, not yet written
   Timer timer_;
   std::vector<Http2Stream*> closed_;   // closed by the session, freed in settle()
+  Http2Stream* ready_ = nullptr;       // streams with work for settle() (streamReady)
   Http2Stream* free_ = nullptr;        // spare streams, for the next ones
   size_t free_count_ = 0;
   uint16_t depth_ = 0;
   bool readable_ = false;
   bool hung_up_ = false;  // EPOLLRDHUP/HUP/ERR seen: read to EOF, never trust a short read
   bool writable_ = true;
-  bool pull_pending_ = false;
-  bool finish_pending_ = false;
   bool draining_ = false;
   bool goaway_final_ = false;  // the GOAWAY with the last stream id has been submitted
   bool closing_ = false;     // close once out_ has gone (or cannot)

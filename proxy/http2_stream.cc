@@ -184,7 +184,7 @@ void Http2Stream::readResponse() {
   if (ex_ && ex_->response_complete && body_complete_ && ex_->out.empty() && !(ex_->spool && !ex_->spool->empty()) &&
       !finish_pending_) {
     finish_pending_ = true;
-    conn_.streamFinished();
+    conn_.streamReady(*this);
   }
   armClientTimer();
 }
@@ -241,7 +241,7 @@ ssize_t Http2Stream::readBody(uint8_t* buf, size_t length, uint32_t* flags) {
     deferred_ = true;
     if (!want_pull_ && !finished_) {
       want_pull_ = true;
-      conn_.streamWantsPull();
+      conn_.streamReady(*this);
     }
     return NGHTTP2_ERR_DEFERRED;
   }
@@ -259,7 +259,7 @@ ssize_t Http2Stream::readBody(uint8_t* buf, size_t length, uint32_t* flags) {
   }
   if (!body_complete_ && body_.size() < kLowWatermark && !want_pull_) {
     want_pull_ = true;
-    conn_.streamWantsPull();
+    conn_.streamReady(*this);
   }
   armClientTimer();
   return static_cast<ssize_t>(n);
