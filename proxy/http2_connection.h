@@ -124,6 +124,7 @@ class Http2Stream final : public H2Stream, private ExchangeOwner {
   Timer timer_;
   bool head_submitted_ = false;  // HEADERS (final) submitted
   bool body_complete_ = false;   // the response has been read to its end
+  bool cut_short_ = false;       // ...which came before its body's end: reset after the last DATA
   bool deferred_ = false;        // readBody() said NGHTTP2_ERR_DEFERRED
   bool want_pull_ = false;
   bool finish_pending_ = false;

@@ -45,7 +45,7 @@ void Http2Stream::open(int32_t id) {
   state_ = ClientState::kHead;
   body_.clear();
   trailers_.clear();
-  head_submitted_ = body_complete_ = false;
+  head_submitted_ = body_complete_ = cut_short_ = false;
   deferred_ = want_pull_ = finish_pending_ = finished_ = false;
   ClientHost& host = conn_.host();
   reader_ = host.readers().take();
@@ -153,10 +153,14 @@ bool Http2Stream::takeResponseBytes() {
 }
 
 void Http2Stream::readResponse() {
+  bool drained = false;  // everything the exchange wrote has been read
   while (!closed_ && !finished_ && !body_complete_ && body_.size() < kHighWatermark) {
     const ResponseReader::Event event = response_.next();
     if (event == ResponseReader::Event::kNeedMore) {
-      if (!takeResponseBytes()) break;
+      if (!takeResponseBytes()) {
+        drained = true;
+        break;
+      }
       continue;
     }
     if (event == ResponseReader::Event::kHead) {
@@ -173,6 +177,16 @@ void Http2Stream::readResponse() {
     }
   }
   if (closed_ || finished_) return;
+  if (drained && ex_->response_complete && !body_complete_) {
+    // The upstream's response was cut short (it closed, or failed, in the
+    // middle of the body). What came goes out, then the stream is reset: the
+    // client must not take it as complete.
+    if (!head_submitted_) {
+      closeClient();
+      return;
+    }
+    cut_short_ = body_complete_ = true;
+  }
   if (deferred_ && head_submitted_ && (!body_.empty() || body_complete_)) {
     deferred_ = false;
     nghttp2_session_resume_data(conn_.session(), id_);
@@ -252,7 +266,9 @@ ssize_t Http2Stream::readBody(uint8_t* buf, size_t length, uint32_t* flags) {
   }
   if (body_.empty()) {
     body_.releaseIfEmpty();
-    if (body_complete_) {
+    if (body_complete_ && cut_short_) {
+      if (n == 0) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;  // nghttp2 resets it: INTERNAL_ERROR
+    } else if (body_complete_) {
       *flags |= NGHTTP2_DATA_FLAG_EOF;
       if (!trailers_.empty() && submitTrailers()) *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
     }

@@ -955,6 +955,38 @@ TEST_F(Http2Test, TrailersPassBothWays) {
   EXPECT_NE(upstream_.rawReceived().find("\r\n0\r\nX-Sig: s2\r\n\r\n"), std::string::npos) << upstream_.rawReceived();
 }
 
+// An upstream that closes in the middle of its body (Content-Length or chunked): the client
+// has the head and the bytes that came, then RST_STREAM INTERNAL_ERROR, never a stream that
+// seems complete; the connection and its other streams go on.
+TEST_F(Http2Test, AResponseCutShortResetsItsStream) {
+  REQUIRE_PYTHON_H2();
+  upstream_.setHandler([&](const UpstreamRequest& req, UpstreamConnection& conn) {
+    const std::string path = req.path();
+    if (path == "/cut/length") {
+      conn.sendRaw("HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\nonly these bytes");
+      conn.closeWithoutResponse();
+    } else if (path == "/cut/chunked") {
+      conn.sendRaw("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n");
+      conn.closeWithoutResponse();
+    } else {
+      TestUpstream::standardHandler()(req, conn);
+    }
+  });
+  startH2c(1);
+  Json done = runH2(files_, plan({getRequest("/cut/length"), getRequest("/cut/chunked"), getRequest("/size/10")}));
+  ASSERT_TRUE(done.at("error").is_null()) << describe(done);
+  for (size_t i : {0, 1}) {
+    const Json& r = resultOf(done, i);
+    EXPECT_EQ(r.at("status"), 200) << r;
+    EXPECT_FALSE(r.at("ended").get<bool>()) << r;
+    EXPECT_EQ(r.at("reset"), 2) << r;  // INTERNAL_ERROR
+  }
+  EXPECT_EQ(resultOf(done, 0).at("body"), "only these bytes");
+  EXPECT_EQ(resultOf(done, 1).at("body"), "hello");
+  EXPECT_EQ(resultOf(done, 2).at("body_length"), 10);
+  EXPECT_TRUE(resultOf(done, 2).at("ended").get<bool>());
+}
+
 TEST_F(Http2Test, HeadersAsTheUpstreamSeesThem) {
   REQUIRE_PYTHON_H2();
   startH2c(1);
