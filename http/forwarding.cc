@@ -112,21 +112,21 @@ Framing chooseResponseFraming(const HttpParser& response, bool head_request, boo
   return client_http11 ? Framing::kChunked : Framing::kClose;
 }
 
+bool isClientResponseField(const HttpHead& head, const char* base, std::string_view name, Framing framing) {
+  // The framing is ours: Content-Length is written from the parsed value (one
+  // header, even if the upstream repeated it, and kept even if its
+  // Connection header lists it), or left out when we frame otherwise.
+  if (equalsIgnoreCase(name, "content-length")) return framing == Framing::kNone;
+  return !isHopByHop(name) && !listedInConnection(head, base, name);
+}
+
 void writeClientResponseHead(Buffer& out, const HttpParser& response, const char* base, Framing framing,
                              bool keep_alive, bool client_http11) {
   const HttpHead& head = response.head();
   appendStatusLine(out, response.statusCode(), head.status_text.view(base));
-  // The framing is ours: Content-Length is written from the parsed value (one
-  // header, even if the upstream repeated it, and kept even if its
-  // Connection header lists it), or left out when we frame otherwise.
   for (const HeaderSlice& h : head.headers) {
-    std::string_view name = h.name.view(base);
-    if (equalsIgnoreCase(name, "content-length")) {
-      if (framing == Framing::kNone) appendHeader(out, name, h.value.view(base));  // HEAD, 304: as sent
-      continue;
-    }
-    if (isHopByHop(name) || listedInConnection(head, base, name)) continue;
-    appendHeader(out, name, h.value.view(base));
+    const std::string_view name = h.name.view(base);
+    if (isClientResponseField(head, base, name, framing)) appendHeader(out, name, h.value.view(base));
   }
   if (framing == Framing::kLength) {
     out.append("Content-Length: ");

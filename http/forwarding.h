@@ -46,9 +46,16 @@ enum class Framing : uint8_t {
   kLength,   // Content-Length, passed through
   kChunked,  // re-chunked: a chunked or close-delimited upstream body to an HTTP/1.1 client
   kClose,    // close-delimited: a body of unknown length to an HTTP/1.0 client
+  kBare,     // the bytes alone: the client's protocol frames them (an HTTP/2 stream's DATA)
 };
 
 Framing chooseResponseFraming(const HttpParser& response, bool head_request, bool client_http11);
+
+// Whether the header field `name` of `head` (a response) goes on to the
+// client as it is: not hop-by-hop, nor named in its Connection header, and
+// not Content-Length unless `framing` is kNone (HEAD, 304: as received; a
+// body's length is written by us, from the parsed value).
+bool isClientResponseField(const HttpHead& head, const char* base, std::string_view name, Framing framing);
 
 // The status line and end-to-end headers of `response`, our framing header
 // and Connection as `keep_alive` and the client's version require.

@@ -471,7 +471,13 @@ void ClientConnection::startHttp2(std::string_view received) {
   reader_.reset();  // `received` is a copy (or empty)
   setState(State::kIdle);
   h2_ = std::make_unique<Http2Connection>(*this, worker_, transport_, peer_);
-  if (!h2_->start(received)) close();
+  if (!h2_->start(received)) {
+    close();
+    return;
+  }
+  // The worker began to drain while this connection's preface (or its TLS
+  // handshake) was on its way: it gets its GOAWAY as the others did.
+  if (worker_.draining()) h2_->drain();
 }
 
 void ClientConnection::setHttp2Busy(bool busy) {

@@ -83,6 +83,16 @@ class ExchangeOwner {
   virtual void relayTunnel() = 0;
   virtual void enterDispatch() = 0;
   virtual void leaveDispatch() = 0;
+  // An owner that does not speak HTTP/1.1 to its client (an HTTP/2 stream)
+  // may take the upstream's final response head as parsed, rather than
+  // written into `out` as HTTP/1.1 for it to read back. true: it did; the
+  // body then comes into `out` with Framing::kBare, and its end (with the
+  // message's trailers, when chunked) through endResponseBody(). Offered
+  // only when nothing waits in `out` and the response is not held.
+  virtual bool takeResponseHead(const HttpParser&, const char*, Framing) { return false; }
+  // The body of a head taken by takeResponseHead() has ended (its last bytes
+  // may still wait in `out` or the spool); `message` has its trailers.
+  virtual void endResponseBody(const HttpParser&, const char*) {}
 
  protected:
   ~ExchangeOwner() = default;

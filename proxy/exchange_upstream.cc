@@ -266,8 +266,12 @@ void Exchange::writeResponseHead(const HttpParser& parser, const char* base) {
   if (framing == Framing::kClose || !request_complete || host_->draining()) keep_alive = false;
   response_started = true;
   response_held = hold;
-  writeClientResponseHead(out, parser, base, framing, keep_alive, client_http11);
   record.status = parser.statusCode();
+  if (!hold && out.empty() && owner_->takeResponseHead(parser, base, framing)) {
+    if (framing != Framing::kNone) framing = Framing::kBare;
+    return;
+  }
+  writeClientResponseHead(out, parser, base, framing, keep_alive, client_http11);
 }
 
 void Exchange::onUpstreamBody(const char* at, size_t length) noexcept {
@@ -313,6 +317,7 @@ void Exchange::onUpstreamComplete() noexcept {
   }
   // A chunked body ends with the upstream's trailers (readable until its next read).
   const ResponseReader& response = upstream->response();
+  if (framing == Framing::kBare) owner_->endResponseBody(response.parser(), response.base());
   if (spool && !spool->empty()) {
     // The client is still behind: the end of the body queues after the spool.
     if (framing == Framing::kChunked) {

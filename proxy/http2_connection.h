@@ -99,18 +99,26 @@ class Http2Stream final : public H2Stream, private ExchangeOwner {
   void relayTunnel() override;
   void enterDispatch() override;
   void leaveDispatch() override;
+  bool takeResponseHead(const HttpParser& response, const char* base, Framing framing) override;
+  void endResponseBody(const HttpParser& message, const char* base) override;
 
   // The request: HTTP/1.1 bytes from `pending_` into the reader, and the
   // reader's events to the exchange, as far as the exchange takes them.
   void pumpRequest();
   void onRequestHead();
   void respondError(int status);
-  // The response: what the exchange wrote into out (then its spool), read
-  // as HTTP/1.1 into HEADERS and body bytes for DATA.
+  // The response. The upstream's head comes parsed (takeResponseHead), its
+  // body bare in the exchange's out (then its spool). Anything else there
+  // (poolgate's own answers, 1xx, a held response) is HTTP/1.1, read back.
   void readResponse();
+  bool refillOut();
+  bool takeBareBytes();
   bool takeResponseBytes();
   void onResponseHead();
-  void keepTrailers();
+  std::vector<nghttp2_nv>& startFields(int status, const HttpHead& head, const char* base);
+  void addField(std::vector<nghttp2_nv>& nva, std::string_view name, std::string_view value);
+  void submitHead(std::vector<nghttp2_nv>& nva, bool interim, bool bodyless);
+  void keepTrailers(const HttpParser& message, const char* base);
   bool submitTrailers();
   void onTimer();
 
@@ -122,9 +130,12 @@ class Http2Stream final : public H2Stream, private ExchangeOwner {
   Buffer body_;               // response body bytes for DATA frames
   std::string trailers_;      // the response's trailers, lowercased: "name\0value\0" each
   Timer timer_;
+  char status_text_[4] = {};     // :status of the head being submitted
   bool head_submitted_ = false;  // HEADERS (final) submitted
   bool body_complete_ = false;   // the response has been read to its end
   bool cut_short_ = false;       // ...which came before its body's end: reset after the last DATA
+  bool bare_ = false;            // the upstream's head was taken parsed: the body is bare in out
+  bool bare_end_ = false;        // ...and the exchange has seen its end (endResponseBody)
   bool deferred_ = false;        // readBody() said NGHTTP2_ERR_DEFERRED
   bool want_pull_ = false;
   bool finish_pending_ = false;

@@ -21,6 +21,16 @@ void appendLowercase(std::string& out, std::string_view name) {
   for (char c : name) out.push_back(static_cast<char>(c >= 'A' && c <= 'Z' ? c + 32 : c));
 }
 
+// `value` in decimal, written at the end of `digits`.
+std::string_view decimal(uint64_t value, char (&digits)[20]) {
+  char* at = digits + sizeof digits;
+  do {
+    *--at = static_cast<char>('0' + value % 10);
+    value /= 10;
+  } while (value != 0);
+  return std::string_view(at, static_cast<size_t>(digits + sizeof digits - at));
+}
+
 ssize_t readBodyCallback(nghttp2_session*, int32_t, uint8_t* buf, size_t length, uint32_t* flags,
                          nghttp2_data_source* source, void*) {
   return static_cast<Http2Stream*>(source->ptr)->readBody(buf, length, flags);
@@ -45,7 +55,7 @@ void Http2Stream::open(int32_t id) {
   state_ = ClientState::kHead;
   body_.clear();
   trailers_.clear();
-  head_submitted_ = body_complete_ = cut_short_ = false;
+  head_submitted_ = body_complete_ = cut_short_ = bare_ = bare_end_ = false;
   deferred_ = want_pull_ = finish_pending_ = finished_ = false;
   ClientHost& host = conn_.host();
   reader_ = host.readers().take();
@@ -126,9 +136,35 @@ void Http2Stream::flushClient() {
   readResponse();
 }
 
-// Moves the exchange's HTTP/1.1 bytes into the response reader, one room at a
-// time, as long as the DATA waiting for the session is below the mark.
-bool Http2Stream::takeResponseBytes() {
+// The upstream's final head, parsed: HEADERS now, and the body bare from here
+// on. Not while a head before it (a 1xx, as HTTP/1.1) is still being read.
+bool Http2Stream::takeResponseHead(const HttpParser& response, const char* base, Framing framing) {
+  if (closed_ || finished_ || response_.hasUnread()) return false;
+  const HttpHead& head = response.head();
+  std::vector<nghttp2_nv>& nva = startFields(response.statusCode(), head, base);
+  for (const HeaderSlice& h : head.headers) {
+    const std::string_view name = h.name.view(base);
+    if (isClientResponseField(head, base, name, framing)) addField(nva, name, h.value.view(base));
+  }
+  char digits[20];
+  if (framing == Framing::kLength) {
+    const std::string_view length = decimal(response.declaredLength(), digits);
+    nva.push_back({reinterpret_cast<uint8_t*>(const_cast<char*>("content-length")),
+                   reinterpret_cast<uint8_t*>(const_cast<char*>(length.data())), 14, length.size(), NGHTTP2_NV_FLAG_NONE});
+  }
+  bare_ = true;
+  submitHead(nva, /*interim=*/false, framing == Framing::kNone);
+  return true;
+}
+
+void Http2Stream::endResponseBody(const HttpParser& message, const char* base) {
+  bare_end_ = true;
+  keepTrailers(message, base);
+}
+
+// The exchange's out is empty: the next part of its spool, if any, into it.
+// false: nothing to read (or the spool failed, and the stream is closed).
+bool Http2Stream::refillOut() {
   if (ex_->out.empty() && ex_->spool && !ex_->spool->empty()) {
     if (ex_->spool->drainInto(ex_->out, kHighWatermark) == 0) {
       ServerCounters::add(conn_.host().stats().buffer_errors_total);
@@ -138,7 +174,22 @@ bool Http2Stream::takeResponseBytes() {
     }
     ServerCounters::set(conn_.host().stats().buffered_memory, conn_.host().spoolBudget().in_use);
   }
-  if (ex_->out.empty()) return false;
+  return !ex_->out.empty();
+}
+
+// A bare body: from out into the DATA buffer, up to the mark.
+bool Http2Stream::takeBareBytes() {
+  if (!refillOut()) return false;
+  const size_t n = std::min(ex_->out.size(), kHighWatermark - body_.size());
+  body_.append(ex_->out.data(), n);
+  ex_->out.consume(n);
+  ex_->record.bytes_sent += n;
+  return true;
+}
+
+// HTTP/1.1 in out: into the response reader, one room at a time.
+bool Http2Stream::takeResponseBytes() {
+  if (!refillOut()) return false;
   const ReadRoom room = response_.reserve();
   if (room.size == 0) {  // cannot be: our own head fits
     closeClient();
@@ -148,13 +199,21 @@ bool Http2Stream::takeResponseBytes() {
   memcpy(room.at, ex_->out.data(), n);
   response_.commit(n);
   ex_->out.consume(n);
-  ex_->record.bytes_sent += n;
   return true;
 }
 
+// Reads the response into HEADERS and DATA, as long as the DATA waiting for
+// the session is below the mark.
 void Http2Stream::readResponse() {
   bool drained = false;  // everything the exchange wrote has been read
   while (!closed_ && !finished_ && !body_complete_ && body_.size() < kHighWatermark) {
+    if (bare_) {
+      if (!takeBareBytes()) {
+        drained = true;
+        break;
+      }
+      continue;
+    }
     const ResponseReader::Event event = response_.next();
     if (event == ResponseReader::Event::kNeedMore) {
       if (!takeResponseBytes()) {
@@ -167,9 +226,10 @@ void Http2Stream::readResponse() {
       onResponseHead();
     } else if (event == ResponseReader::Event::kBody) {
       body_.append(response_.body());
+      ex_->record.bytes_sent += response_.body().size();
     } else if (event == ResponseReader::Event::kComplete) {
       body_complete_ = true;
-      keepTrailers();
+      keepTrailers(response_.parser(), response_.base());
     } else {
       LOG_ERROR("http2: stream %d: unreadable response from the exchange (%s)", id_, response_.errorName());
       closeClient();
@@ -177,6 +237,7 @@ void Http2Stream::readResponse() {
     }
   }
   if (closed_ || finished_) return;
+  if (drained && bare_ && bare_end_) body_complete_ = true;
   if (drained && ex_->response_complete && !body_complete_) {
     // The upstream's response was cut short (it closed, or failed, in the
     // middle of the body). What came goes out, then the stream is reset: the
@@ -203,6 +264,7 @@ void Http2Stream::readResponse() {
   armClientTimer();
 }
 
+// A head in HTTP/1.1 (an interim one, or poolgate's own answer), read back.
 void Http2Stream::onResponseHead() {
   const int status = response_.status();
   if (status == 101) {  // no upgrade over HTTP/2 (the request could not ask for one)
@@ -211,35 +273,50 @@ void Http2Stream::onResponseHead() {
   }
   const HttpHead& head = response_.head();
   const char* base = response_.base();
+  std::vector<nghttp2_nv>& nva = startFields(status, head, base);
+  for (const HeaderSlice& h : head.headers) {
+    const std::string_view name = h.name.view(base);
+    if (!isHopByHop(name)) addField(nva, name, h.value.view(base));
+  }
+  submitHead(nva, response_.interim(), response_.parser().bodyless());
+}
+
+// The connection's scratch fields, cleared, with :status; room in its
+// scratch names for the lowercased names of `head`'s fields.
+std::vector<nghttp2_nv>& Http2Stream::startFields(int status, const HttpHead& head, const char* base) {
   std::vector<nghttp2_nv>& nva = conn_.scratchFields();
   std::string& names = conn_.scratchNames();
   nva.clear();
   names.clear();
   size_t name_bytes = 0;
-  for (const HeaderSlice& h : head.headers) name_bytes += h.name.length;
-  names.reserve(name_bytes + 4);
-  char status_text[4] = {static_cast<char>('0' + status / 100 % 10), static_cast<char>('0' + status / 10 % 10),
-                         static_cast<char>('0' + status % 10), 0};
-  nva.push_back({reinterpret_cast<uint8_t*>(const_cast<char*>(":status")),
-                 reinterpret_cast<uint8_t*>(status_text), 7, 3, NGHTTP2_NV_FLAG_NONE});
-  for (const HeaderSlice& h : head.headers) {
-    const std::string_view name = h.name.view(base);
-    if (isHopByHop(name)) continue;
-    const size_t at = names.size();
-    appendLowercase(names, name);
-    const std::string_view value = h.value.view(base);
-    nva.push_back({reinterpret_cast<uint8_t*>(names.data() + at),
-                   reinterpret_cast<uint8_t*>(const_cast<char*>(value.data())), name.size(), value.size(),
-                   NGHTTP2_NV_FLAG_NONE});
-  }
+  for (const HeaderSlice& h : head.headers) name_bytes += h.name.view(base).size();
+  names.reserve(name_bytes);  // addField() appends without moving what it pointed at
+  status_text_[0] = static_cast<char>('0' + status / 100 % 10);
+  status_text_[1] = static_cast<char>('0' + status / 10 % 10);
+  status_text_[2] = static_cast<char>('0' + status % 10);
+  nva.push_back({reinterpret_cast<uint8_t*>(const_cast<char*>(":status")), reinterpret_cast<uint8_t*>(status_text_), 7,
+                 3, NGHTTP2_NV_FLAG_NONE});
+  return nva;
+}
+
+void Http2Stream::addField(std::vector<nghttp2_nv>& nva, std::string_view name, std::string_view value) {
+  std::string& names = conn_.scratchNames();
+  const size_t at = names.size();
+  appendLowercase(names, name);
+  nva.push_back({reinterpret_cast<uint8_t*>(names.data() + at), reinterpret_cast<uint8_t*>(const_cast<char*>(value.data())),
+                 name.size(), value.size(), NGHTTP2_NV_FLAG_NONE});
+}
+
+// HEADERS with `nva` (nghttp2 copies it): a 1xx, or the final head with a
+// DATA source unless the response has no body.
+void Http2Stream::submitHead(std::vector<nghttp2_nv>& nva, bool interim, bool bodyless) {
   int rv;
-  if (response_.interim()) {
+  if (interim) {
     rv = nghttp2_submit_headers(conn_.session(), NGHTTP2_FLAG_NONE, id_, nullptr, nva.data(), nva.size(), nullptr);
   } else {
     nghttp2_data_provider provider;
     provider.source.ptr = this;
     provider.read_callback = readBodyCallback;
-    const bool bodyless = response_.parser().bodyless();
     rv = nghttp2_submit_response(conn_.session(), id_, nva.data(), nva.size(), bodyless ? nullptr : &provider);
     head_submitted_ = true;
     if (bodyless) body_complete_ = true;
@@ -281,15 +358,17 @@ ssize_t Http2Stream::readBody(uint8_t* buf, size_t length, uint32_t* flags) {
   return static_cast<ssize_t>(n);
 }
 
-void Http2Stream::keepTrailers() {
-  // The exchange wrote only what forwardableTrailer() allows (appendLastChunk).
-  // Kept as "name\0value\0" each: the reader's slices are gone with its next
-  // read, and the DATA before them may take many turns to go out.
-  const char* base = response_.base();
-  for (const HeaderSlice& h : response_.parser().trailers()) {
-    appendLowercase(trailers_, h.name.view(base));
+void Http2Stream::keepTrailers(const HttpParser& message, const char* base) {
+  // Kept as "name\0value\0" each: the slices are gone with the next read,
+  // and the DATA before them may take many turns to go out. From the
+  // exchange's HTTP/1.1, they are what forwardableTrailer() allowed
+  // (appendLastChunk); from the upstream's parser, the same rule applies here.
+  for (const HeaderSlice& h : message.trailers()) {
+    const std::string_view name = h.name.view(base), value = h.value.view(base);
+    if (!forwardableTrailer(name, value)) continue;
+    appendLowercase(trailers_, name);
     trailers_.push_back('\0');
-    trailers_.append(h.value.view(base));
+    trailers_.append(value);
     trailers_.push_back('\0');
   }
 }

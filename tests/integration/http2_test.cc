@@ -159,8 +159,9 @@ def start(i, req):
     if trailers and body is None:
         body = b""
     conn.send_headers(sid, [(n.encode(), v.encode()) for n, v in headers], end_stream=body is None)
-    r = {"i": i, "sid": sid, "path": req["path"], "status": None, "headers": [], "trailers": [], "body_length": 0,
-         "ended": False, "reset": None, "refused": False, "save": req.get("save", False)}
+    r = {"i": i, "sid": sid, "path": req["path"], "status": None, "headers": [], "informational": [],
+         "trailers": [], "body_length": 0, "ended": False, "reset": None, "refused": False,
+         "save": req.get("save", False)}
     results.append(r)
     by_sid[sid] = r
     bodies[sid] = bytearray()
@@ -218,6 +219,8 @@ def handle(events):
             r = by_sid[ev.stream_id]
             r["headers"] = [[n.decode(), v.decode()] for n, v in ev.headers]
             r["status"] = int(dict(ev.headers)[b":status"])
+        elif isinstance(ev, h2.events.InformationalResponseReceived):
+            by_sid[ev.stream_id]["informational"].append([[n.decode(), v.decode()] for n, v in ev.headers])
         elif isinstance(ev, h2.events.TrailersReceived):
             by_sid[ev.stream_id]["trailers"] = [[n.decode(), v.decode()] for n, v in ev.headers]
         elif isinstance(ev, h2.events.DataReceived):
@@ -955,6 +958,71 @@ TEST_F(Http2Test, TrailersPassBothWays) {
   EXPECT_NE(upstream_.rawReceived().find("\r\n0\r\nX-Sig: s2\r\n\r\n"), std::string::npos) << upstream_.rawReceived();
 }
 
+// The upstream's response head as an HTTP/2 client gets it: names lowercased, repeated
+// fields kept, hop-by-hop fields and those its Connection header names dropped, its
+// Content-Length once (as received for HEAD), none for a chunked or
+// close-delimited body (which end with END_STREAM, whole); a 103 goes before the final head.
+TEST_F(Http2Test, ResponseHeadsAsTheClientSeesThem) {
+  REQUIRE_PYTHON_H2();
+  upstream_.setHandler([&](const UpstreamRequest& req, UpstreamConnection& conn) {
+    const std::string path = req.path();
+    if (path == "/resp/fields") {
+      conn.sendRaw("HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive, X-Private\r\n"
+                   "X-Private: secret\r\nKeep-Alive: timeout=5\r\nX-Mixed-Case: Value\r\nSet-Cookie: a=1\r\n"
+                   "Set-Cookie: b=2\r\n\r\nok");
+    } else if (path == "/resp/early") {
+      conn.sendRaw("HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n"
+                   "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi");
+    } else if (path == "/resp/head") {
+      conn.sendRaw("HTTP/1.1 200 OK\r\nContent-Length: 1234\r\n\r\n");
+    } else if (path == "/resp/chunked") {
+      conn.sendRaw("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n4\r\ndefg\r\n0\r\n\r\n");
+    } else if (path == "/resp/close") {
+      conn.respondCloseDelimited(200, "until the close");
+    } else {
+      TestUpstream::standardHandler()(req, conn);
+    }
+  });
+  startH2c(1);
+  Json done = runH2(files_, plan({getRequest("/resp/fields"), getRequest("/resp/early"),
+                                  {{"method", "HEAD"}, {"path", "/resp/head"}}, getRequest("/resp/chunked"),
+                                  getRequest("/resp/close")}));
+  ASSERT_TRUE(done.at("error").is_null()) << describe(done);
+  auto count = [](const Json& r, const std::string& name) {
+    size_t n = 0;
+    for (const Json& f : r.at("headers")) n += f.at(0) == name ? 1 : 0;
+    return n;
+  };
+  const Json& fieldsResult = resultOf(done, 0);
+  EXPECT_EQ(fieldsResult.at("body"), "ok") << fieldsResult;
+  EXPECT_EQ(count(fieldsResult, "content-length"), 1u) << fieldsResult;
+  EXPECT_EQ(responseHeader(fieldsResult, "content-length"), "2") << fieldsResult;
+  EXPECT_EQ(responseHeader(fieldsResult, "x-mixed-case"), "Value") << fieldsResult;
+  EXPECT_EQ(count(fieldsResult, "set-cookie"), 2u) << fieldsResult;
+  for (const char* gone : {"x-private", "connection", "keep-alive", "transfer-encoding"})
+    EXPECT_EQ(count(fieldsResult, gone), 0u) << gone << " " << fieldsResult;
+
+  const Json& early = resultOf(done, 1);
+  ASSERT_EQ(early.at("informational").size(), 1u) << early;
+  EXPECT_EQ(early.at("informational").at(0), fields({{":status", "103"}, {"link", "</a.css>; rel=preload"}})) << early;
+  EXPECT_EQ(early.at("status"), 200) << early;
+  EXPECT_EQ(early.at("body"), "hi") << early;
+
+  const Json& head = resultOf(done, 2);
+  EXPECT_EQ(responseHeader(head, "content-length"), "1234") << head;
+  EXPECT_EQ(head.at("body_length"), 0) << head;
+  EXPECT_TRUE(head.at("ended").get<bool>()) << head;
+
+  for (size_t i : {3, 4}) {
+    const Json& r = resultOf(done, i);
+    EXPECT_EQ(r.at("body"), i == 3 ? "abcdefg" : "until the close") << r;
+    EXPECT_TRUE(r.at("ended").get<bool>()) << r;
+    EXPECT_TRUE(r.at("reset").is_null()) << r;
+    EXPECT_EQ(count(r, "content-length"), 0u) << r;
+    EXPECT_EQ(count(r, "transfer-encoding"), 0u) << r;
+  }
+}
+
 // An upstream that closes in the middle of its body (Content-Length or chunked): the client
 // has the head and the bytes that came, then RST_STREAM INTERNAL_ERROR, never a stream that
 // seems complete; the connection and its other streams go on.
@@ -1143,7 +1211,8 @@ TEST_F(Http2Test, JsonAccessLogSaysHttp20) {
   REQUIRE_PYTHON_H2();
   startH2c(1, "", R"(log = { access = "${DIR}/access.log"; access_format = "json"; };)");
   const std::string path = proxy().dir().file("access.log");
-  ASSERT_TRUE(runH2(files_, plan({getRequest("/json-h2")})).at("error").is_null());
+  Json done = runH2(files_, plan({getRequest("/json-h2")}));
+  ASSERT_TRUE(done.at("error").is_null()) << describe(done);
   ASSERT_TRUE(waitUntil([&] { return readFile(path).find("/json-h2") != std::string::npos; }, 5s));
   std::istringstream lines(readFile(path));
   std::string line;
@@ -1151,6 +1220,8 @@ TEST_F(Http2Test, JsonAccessLogSaysHttp20) {
   Json entry = Json::parse(line);
   EXPECT_EQ(entry.at("protocol"), "HTTP/2.0") << line;
   EXPECT_EQ(entry.at("status"), 200) << line;
+  // For HTTP/2, bytes are those of the response body (its DATA; the head goes HPACK-encoded).
+  EXPECT_EQ(entry.at("bytes"), resultOf(done, 0).at("body_length")) << line;
 }
 
 // ---- reload and graceful stop ----------------------------------------------------------------
@@ -1207,6 +1278,40 @@ TEST_F(Http2Drain, GracefulStopCompletesHeldStreams) {
   auto status = proxy().waitExit(15s);
   ASSERT_TRUE(status.has_value()) << "master still running after SIGQUIT";
   EXPECT_TRUE(status->exited() && status->code() == 0) << status->describe();
+}
+
+// A connection accepted before the reload whose preface arrives after its worker began to
+// drain (a slow client, a TLS handshake still on its way) is told like the others: it gets
+// a GOAWAY, and does not go on opening streams on the old worker for as long as it likes.
+TEST_F(Http2Drain, APrefaceAfterTheDrainBeganGetsAGoaway) {
+  startH2c(1, "", "shutdown_timeout = 15.0;");
+  // A request held at the upstream keeps the old worker draining (and visible) for a while.
+  HttpClient held(proxy().proxyPort());
+  held.send("GET /hold/1 HTTP/1.1\r\nHost: h\r\n\r\n");
+  ASSERT_TRUE(upstream_.waitForRequests(1, 5s));
+  HttpClient raw(proxy().proxyPort());
+  ASSERT_TRUE(waitUntil([&] { return total(proxy().stats(), "accepted") >= 2; }, 5s));
+  proxy().signal(SIGHUP);
+  ASSERT_TRUE(waitUntil(
+      [&] {
+        const Json s = proxy().stats();  // kept: a range over a temporary's member would dangle
+        for (const Json& w : s.at("workers"))
+          if (w.at("state") == "draining") return true;
+        return false;
+      },
+      10s))
+      << "the old worker did not drain";
+  // The preface and an empty SETTINGS frame (the idle connection has 1 s before it closes).
+  raw.send(std::string("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n") + std::string("\0\0\0\x04\0\0\0\0\0", 9));
+  bool goaway = false;
+  for (int frames = 0; frames < 16 && !goaway; ++frames) {
+    const std::string head = raw.readRaw(9);
+    const size_t length = (static_cast<uint8_t>(head[0]) << 16) | (static_cast<uint8_t>(head[1]) << 8) |
+                          static_cast<uint8_t>(head[2]);
+    raw.readRaw(length);
+    goaway = head[3] == 0x7;
+  }
+  EXPECT_TRUE(goaway) << "no GOAWAY on a connection that began after the drain";
 }
 
 // A client keeping 8 streams in flight without pause when SIGHUP comes: every stream up to
