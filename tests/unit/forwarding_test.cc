@@ -170,6 +170,34 @@ TEST(ClientResponse, NoBodyForHead204And304) {
   EXPECT_EQ(framing, Framing::kNone);
 }
 
+// The field rule an HTTP/2 stream applies to the upstream's parsed head is the one
+// writeClientResponseHead() applies: the names the first passes are exactly those the
+// second writes from the upstream (its own framing fields aside).
+TEST(ClientResponse, FieldsPassedAloneAreTheOnesWrittenAsText) {
+  const std::string response =
+      "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: keep-alive, X-Drop\r\nX-Drop: 1\r\n"
+      "Keep-Alive: timeout=5\r\nProxy-Connection: x\r\nX-App: a\r\nSet-Cookie: s=1\r\n\r\nabc";
+  Parsed p(HTTP_RESPONSE, response);
+  ASSERT_TRUE(p.parse());
+  const HttpHead& head = p.parser.head();
+  std::string passed;
+  for (const HeaderSlice& h : head.headers) {
+    const std::string_view name = h.name.view(p.text.data());
+    if (isClientResponseField(head, p.text.data(), name, Framing::kLength)) passed += std::string(name) + ";";
+  }
+  EXPECT_EQ(passed, "X-App;Set-Cookie;");
+  EXPECT_EQ(toClient(response, false, true, true),
+            "HTTP/1.1 200 OK\r\nX-App: a\r\nSet-Cookie: s=1\r\nContent-Length: 3\r\n\r\n");
+  // Content-Length goes as received only where we do not frame a body (HEAD, 304).
+  for (const HeaderSlice& h : head.headers) {
+    const std::string_view name = h.name.view(p.text.data());
+    if (name == "Content-Length") {
+      EXPECT_TRUE(isClientResponseField(head, p.text.data(), name, Framing::kNone));
+      EXPECT_FALSE(isClientResponseField(head, p.text.data(), name, Framing::kBare));
+    }
+  }
+}
+
 TEST(ClientResponse, KeepAliveHeaderForHttp10Clients) {
   std::string out = toClient("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", false, false, true);
   EXPECT_NE(out.find("Connection: keep-alive\r\n"), std::string::npos);
