@@ -9,10 +9,12 @@
 // them (max_conns), retries and buffers as it does for any request. The
 // stream speaks HTTP/1.1 to it. Its request head is written from the HTTP/2
 // fields (http/h2_request.h) and read back by the same RequestReader, with the
-// same checks; the HTTP/1.1 response the exchange writes into `out` is read
-// by a ResponseReader and goes out as HEADERS and DATA. So what reaches an
-// upstream from an HTTP/2 client is what an HTTP/1.1 client could have sent,
-// checked by the same code.
+// same checks. So what reaches an upstream from an HTTP/2 client is what an
+// HTTP/1.1 client could have sent, checked by the same code. The upstream's
+// response head comes to the stream parsed (ExchangeOwner::takeResponseHead)
+// and its body bare, for HEADERS and DATA; what the exchange writes itself as
+// HTTP/1.1 (its own answers, 1xx, a held response) is read by a
+// ResponseReader.
 //
 // Backpressure both ways is HTTP/2 flow control: DATA from the client is
 // acknowledged (WINDOW_UPDATE) only as the exchange takes it, and a response
