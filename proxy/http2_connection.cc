@@ -99,7 +99,7 @@ void Http2Connection::flush() {
     // end: the exchange to finish); it comes round again in this loop.
     while (ready_ != nullptr) {
       Http2Stream& s = *ready_;
-      unlinkReady(s);
+      unlink(ready_, s, &Http2Stream::ready_link);
       if (s.finishPending()) s.finishExchange();
       if (s.wantsPull()) s.pull();
     }
@@ -110,6 +110,11 @@ void Http2Connection::flush() {
     const bool more_to_write = !closing_ && writable_ && out_.empty() && nghttp2_session_want_write(session()) != 0;
     again = ready_ != nullptr || more_to_write;
     if (!again) break;
+  }
+  while (timers_ != nullptr) {
+    Http2Stream& s = *timers_;
+    unlink(timers_, s, &Http2Stream::timer_link);
+    s.setTimer();
   }
   for (Http2Stream* s : closed_) giveStream(s);
   closed_.clear();
@@ -282,7 +287,8 @@ Http2Stream* Http2Connection::takeStream() {
 }
 
 void Http2Connection::giveStream(Http2Stream* s) {
-  unlinkReady(*s);
+  unlink(ready_, *s, &Http2Stream::ready_link);
+  unlink(timers_, *s, &Http2Stream::timer_link);
   if (free_count_ >= kMaxSpareStreams) {
     delete s;
     return;
@@ -292,21 +298,31 @@ void Http2Connection::giveStream(Http2Stream* s) {
   ++free_count_;
 }
 
-void Http2Connection::streamReady(Http2Stream& s) {
-  if (s.ready_linked) return;
-  s.ready_linked = true;
-  s.ready_prev = nullptr;
-  s.ready_next = ready_;
-  if (ready_ != nullptr) ready_->ready_prev = &s;
-  ready_ = &s;
+void Http2Connection::streamTimer(Http2Stream& s) {
+  if (depth_ == 0 || dead_) {
+    s.setTimer();
+    return;
+  }
+  link(timers_, s, &Http2Stream::timer_link);
 }
 
-void Http2Connection::unlinkReady(Http2Stream& s) {
-  if (!s.ready_linked) return;
-  if (s.ready_prev != nullptr) s.ready_prev->ready_next = s.ready_next; else ready_ = s.ready_next;
-  if (s.ready_next != nullptr) s.ready_next->ready_prev = s.ready_prev;
-  s.ready_prev = s.ready_next = nullptr;
-  s.ready_linked = false;
+void Http2Connection::link(Http2Stream*& head, Http2Stream& s, LinkOf of) {
+  Http2Stream::Link& l = s.*of;
+  if (l.linked) return;
+  l.linked = true;
+  l.prev = nullptr;
+  l.next = head;
+  if (head != nullptr) ((*head).*of).prev = &s;
+  head = &s;
+}
+
+void Http2Connection::unlink(Http2Stream*& head, Http2Stream& s, LinkOf of) {
+  Http2Stream::Link& l = s.*of;
+  if (!l.linked) return;
+  if (l.prev != nullptr) ((*l.prev).*of).next = l.next; else head = l.next;
+  if (l.next != nullptr) ((*l.next).*of).prev = l.prev;
+  l.prev = l.next = nullptr;
+  l.linked = false;
 }
 
 // ---- H2Session's events ------------------------------------------------------------

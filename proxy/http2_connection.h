@@ -75,12 +75,18 @@ class Http2Stream final : public H2Stream, private ExchangeOwner {
   // The client connection closes: an exchange in progress ends here (499).
   void abort();
 
+  // Its places in the connection's lists (only the streams on them are
+  // visited, not every open one).
+  struct Link {
+    Http2Stream* prev = nullptr;
+    Http2Stream* next = nullptr;
+    bool linked = false;
+  };
   Http2Stream* next_free = nullptr;  // the connection's free list
-  // The connection's list of streams with work for its settle() (an exchange
-  // to finish, DATA to refill): only those are visited, not every open one.
-  Http2Stream* ready_prev = nullptr;
-  Http2Stream* ready_next = nullptr;
-  bool ready_linked = false;
+  Link ready_link;  // work for settle(): an exchange to finish, DATA to refill
+  Link timer_link;  // its timer to be set at the end of settle()
+  // The timer for what the stream waits for now (see armClientTimer()).
+  void setTimer();
 
  private:
   // H2Stream: the request as HTTP/1.1 in pending_, from the session.
@@ -168,7 +174,11 @@ class Http2Connection final : public H2Session, private TurnEndHandler {
   void leave();
   // The stream has work for settle(): its exchange to finish, or DATA to
   // refill (once, however often it asks before settle() comes to it).
-  void streamReady(Http2Stream& stream);
+  void streamReady(Http2Stream& stream) { link(ready_, stream, &Http2Stream::ready_link); }
+  // What the stream waits for may have changed: its timer is set once, when
+  // settle() has run. A stream whose response goes out within the turn it
+  // came in arms no send timer; one whose head arrives whole, no header timer.
+  void streamTimer(Http2Stream& stream);
   // Reused for every response head (nghttp2 copies what it is given).
   std::vector<nghttp2_nv>& scratchFields() { return scratch_fields_; }
   std::string& scratchNames() { return scratch_names_; }
@@ -189,7 +199,9 @@ class Http2Connection final : public H2Session, private TurnEndHandler {
 
   Http2Stream* takeStream();
   void giveStream(Http2Stream* stream);
-  void unlinkReady(Http2Stream& stream);
+  using LinkOf = Http2Stream::Link Http2Stream::*;
+  static void link(Http2Stream*& head, Http2Stream& stream, LinkOf of);
+  static void unlink(Http2Stream*& head, Http2Stream& stream, LinkOf of);
   // Every open stream; `f` may delete the one it is given.
   template <class F>
   void forEachStream(F f) {
@@ -220,6 +232,7 @@ class Http2Connection final : public H2Session, private TurnEndHandler {
   Timer timer_;
   std::vector<Http2Stream*> closed_;   // closed by the session, freed in settle()
   Http2Stream* ready_ = nullptr;       // streams with work for settle() (streamReady)
+  Http2Stream* timers_ = nullptr;      // streams whose timer settle() sets (streamTimer)
   Http2Stream* free_ = nullptr;        // spare streams, for the next ones
   size_t free_count_ = 0;
   uint16_t depth_ = 0;

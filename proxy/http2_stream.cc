@@ -449,7 +449,9 @@ void Http2Stream::onClosed(uint32_t error_code) {
 
 // ---- Timers ----------------------------------------------------------------------
 
-void Http2Stream::armClientTimer() {
+void Http2Stream::armClientTimer() { conn_.streamTimer(*this); }
+
+void Http2Stream::setTimer() {
   const TimeoutsConfig& t = conn_.host().config().timeouts;
   if (closed_) {
     timer_.cancel();

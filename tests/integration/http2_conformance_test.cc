@@ -1586,6 +1586,40 @@ TEST_F(Http2ConformanceGauges, ConnectionClosedWhenTheClientClosesRightAfterAFra
 // ---------------------------------------------------------------------------------------
 // Attacks
 
+// ---------------------------------------------------------------------------------------
+// A stream's timeouts, as for HTTP/1.1: a stream whose request body stops is answered 408
+// after client_body; one whose header block stops (a HEADERS frame without END_HEADERS,
+// and no CONTINUATION) is ended after client_header. Either way the connection's other
+// streams go on (the second case blocks the connection, which then closes).
+
+class Http2StreamTimeouts : public Http2Fixture {};
+
+TEST_F(Http2StreamTimeouts, ABodyThatStopsIsAnswered408) {
+  startHttp2("", "timeouts = { client_body = 0.5; };");
+  warmPool();
+  H2Client client(port());
+  client.handshake();
+  ASSERT_TRUE(client.send(postHeaders(1)));  // END_HEADERS, no END_STREAM: a body is to come
+  ASSERT_TRUE(client.send(h2::data(1, "poison, part of a body that never ends", 0)));
+  StreamState& s = client.stream(1);
+  ASSERT_TRUE(client.pump([&] { return s.status.has_value() || s.done() || client.closed(); }, 10s))
+      << client.describeEvents();
+  EXPECT_EQ(s.status.value_or(0), 408) << client.describeEvents();
+  StreamState& next = exchange(client, 3, "/after-408");
+  EXPECT_EQ(next.status.value_or(0), 200) << client.describeEvents();
+}
+
+TEST_F(Http2StreamTimeouts, AHeaderBlockThatStopsIsEndedAfterClientHeader) {
+  startHttp2("", "timeouts = { client_header = 0.5; };");
+  warmPool();
+  H2Client client(port());
+  client.handshake();
+  ASSERT_TRUE(client.send(h2::headers(1, h2::block(h2::request("GET", "/poison")), h2::kEndStream)));
+  ASSERT_TRUE(client.pump([&] { return firstAnswer(client, 1).kind != Answer::kNothing; }, 10s))
+      << "nothing 10 s after a header block stopped: " << client.describeEvents();
+  expectFreshConnectionServed();
+}
+
 struct FloodResult {
   size_t sent = 0;       // bytes poolgate took
   bool closed = false;   // poolgate closed (or reset) the connection
