@@ -40,6 +40,7 @@ Pool::Pool(TimerQueue& timers, const PoolConfig& config, ServerCounters& counter
       shared_conns_(config.max_conns != 0 ? shared.conns : nullptr),
       shared_waiters_(config.max_conns != 0 ? shared.waiters : nullptr),
       wake_timer_(timers, [this] { onWakeTimer(); }),
+      deadline_timer_(timers, [this] { onDeadlineTimer(); }),
       yield_timer_(timers, [this] { onYieldTimer(); }),
       tickets_(shared_waiters_ != nullptr && shared.slot < kMaxPoolSlots ? shared.tickets : nullptr),
       slot_(shared.slot),
@@ -99,6 +100,10 @@ void Pool::enqueue(PoolWaiter& waiter, bool at_front) {
   if (!at_front || waiter.ticket_ == 0) {  // a waiter put back keeps its place in the order
     waiter.ticket_ = tickets_ != nullptr ? tickets_->next.fetch_add(1, std::memory_order_relaxed) : ++local_tickets_;
   }
+  if (!at_front || waiter.deadline_ms_ == 0) waiter.deadline_ms_ = timers_.now() + secondsToMs(config_.queue_timeout);
+  if (!deadline_timer_.armed() || waiter.deadline_ms_ < deadline_timer_.deadline()) {
+    deadline_timer_.armAt(waiter.deadline_ms_);
+  }
   if (at_front) {
     waiter.prev_ = nullptr;
     waiter.next_ = first_waiter_;
@@ -153,6 +158,26 @@ void Pool::renewStaleClaim() {
 }
 
 void Pool::noteQueueTimeout() { ServerCounters::add(counters_.queue_timeouts_total); }
+
+// The waiters whose deadline has come are told, one at a time (what one of
+// them does may take others off the queue); the timer then goes to the
+// earliest deadline left. Deadlines follow the queue's order except for
+// waiters put back at the front, so the whole queue is looked at: once per
+// firing, and it fires about once per queue_timeout while requests wait.
+void Pool::onDeadlineTimer() {
+  const uint64_t now = timers_.now();
+  for (;;) {
+    PoolWaiter* due = first_waiter_;
+    while (due != nullptr && due->deadline_ms_ > now) due = due->next_;
+    if (due == nullptr) break;
+    dequeue(*due);
+    noteQueueTimeout();
+    due->onQueueTimeout();
+  }
+  uint64_t earliest = UINT64_MAX;
+  for (PoolWaiter* w = first_waiter_; w != nullptr; w = w->next_) earliest = std::min(earliest, w->deadline_ms_);
+  if (earliest != UINT64_MAX) deadline_timer_.armAt(earliest);
+}
 
 void Pool::scheduleWake(uint64_t delay_ms) {
   if (!wake_timer_.armed() || timers_.now() + delay_ms < wake_timer_.deadline()) wake_timer_.arm(delay_ms);

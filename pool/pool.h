@@ -33,6 +33,9 @@ class PoolWaiter {
  public:
   // A connection may be had now (an idle one, or room to open one).
   virtual void onPoolAvailable() noexcept = 0;
+  // It has waited pool.queue_timeout (put back at the front, it keeps its
+  // first deadline); the pool has taken it off its queue already.
+  virtual void onQueueTimeout() noexcept = 0;
 
  protected:
   ~PoolWaiter() = default;
@@ -41,7 +44,8 @@ class PoolWaiter {
   friend class Pool;
   PoolWaiter* prev_ = nullptr;
   PoolWaiter* next_ = nullptr;
-  uint64_t ticket_ = 0;  // its place in the instance-wide order (WaiterTickets)
+  uint64_t ticket_ = 0;       // its place in the instance-wide order (WaiterTickets)
+  uint64_t deadline_ms_ = 0;  // queue_timeout from its first enqueue()
   bool queued_ = false;
 };
 
@@ -155,7 +159,8 @@ class Pool {
   // Waiters queue in FIFO order while the server is at max_conns. They are
   // told (from a timer, never from inside checkin()/noteClosed()) when a
   // connection of this worker frees, and re-checked every few ms for places
-  // freed by other workers.
+  // freed by other workers. One timer for the whole queue, not one per
+  // waiter, tells those that wait pool.queue_timeout (onQueueTimeout()).
   void enqueue(PoolWaiter& waiter, bool at_front = false);
   void dequeue(PoolWaiter& waiter);
   void noteQueueTimeout();
@@ -186,6 +191,7 @@ class Pool {
   void noteActive();  // one more connection carries (or opens for) a request
   void onWakeTimer();
   void scheduleWake(uint64_t delay_ms);
+  void onDeadlineTimer();
   bool othersWait() const;
   bool shouldYield() const;
   // The worker slot whose oldest waiting request came before ours (before
@@ -209,6 +215,10 @@ class Pool {
   std::atomic<int32_t>* shared_conns_;
   std::atomic<int32_t>* shared_waiters_;
   Timer wake_timer_;
+  // At the earliest deadline of a waiter, or earlier (a waiter served since:
+  // the timer is only pushed later when it fires, without a heap operation
+  // per request).
+  Timer deadline_timer_;
   Timer yield_timer_;  // at max_conns: give idle connections up to other workers' waiters
   WaiterTickets* tickets_;
   uint32_t slot_;

@@ -139,7 +139,7 @@ class Worker final : public ClientHost, private IoHandler, private LoopObserver,
   HeaderStore headers_;  // before loop_: what the loop deletes late may still give arrays back
   EventLoop loop_;
   BufferPool buffers_;
-  ExchangeCache exchanges_{buffers_, loop_.timers()};  // after buffers_ and loop_: destroyed before them
+  ExchangeCache exchanges_{buffers_};  // after buffers_: destroyed before it
   RequestReaderCache readers_{buffers_, config_.limits, &headers_};  // likewise
   Fd signal_fd_;
   std::unique_ptr<HandOverPort> handover_;

@@ -13,8 +13,7 @@
 
 namespace poolgate {
 
-Exchange::Exchange(BufferPool& buffers, TimerQueue& timers)
-    : held(buffers), out(buffers), queue_timer_(timers, [this] { onQueueTimeout(); }) {}
+Exchange::Exchange(BufferPool& buffers) : held(buffers), out(buffers) {}
 
 void Exchange::attach(ExchangeOwner& owner, ClientHost& host, const IpAddress& peer, bool over_tls,
                       bool admin_listener) {
@@ -381,7 +380,6 @@ void Exchange::leaveQueue() {
   if (queued_server < 0) return;
   group->server(static_cast<size_t>(queued_server)).pool().dequeue(*this);
   queued_server = -1;
-  queue_timer_.cancel();
 }
 
 void Exchange::releaseUpstream(bool draining) {

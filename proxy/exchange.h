@@ -127,7 +127,7 @@ class Exchange final : private UpstreamUser, private PoolWaiter {
   static constexpr size_t kHighWatermark = 64 * 1024;
   static constexpr size_t kLowWatermark = 16 * 1024;
 
-  Exchange(BufferPool& buffers, TimerQueue& timers);
+  explicit Exchange(BufferPool& buffers);
   Exchange(const Exchange&) = delete;
   Exchange& operator=(const Exchange&) = delete;
 
@@ -287,7 +287,6 @@ class Exchange final : private UpstreamUser, private PoolWaiter {
   // false: the client was answered here (an error).
   bool connectUpstream(bool woken = false);
   bool waitForConnection(int server_index, bool at_front);
-  void onQueueTimeout();
   UpstreamConnection* openConnection(Server& server, int* error);  // nullptr: *error says why
   PickContext pickContext() const;
   bool retryAfter(UpstreamError error);
@@ -295,6 +294,7 @@ class Exchange final : private UpstreamUser, private PoolWaiter {
   void writeInterimResponse(const HttpParser& parser, const char* base);
 
   void onPoolAvailable() noexcept override;
+  void onQueueTimeout() noexcept override;  // 503
   void onUpstreamConnected() noexcept override;
   void onUpstreamDrained() noexcept override;
   int onUpstreamHead(const HttpParser& parser, const char* base) noexcept override;
@@ -305,14 +305,13 @@ class Exchange final : private UpstreamUser, private PoolWaiter {
 
   ExchangeOwner* owner_ = nullptr;
   ClientHost* host_ = nullptr;
-  Timer queue_timer_;  // queue_timeout, while queued for max_conns
 };
 
 // A worker's free list of exchanges (core/object_cache.h): at most 256 wait.
-class ExchangeCache : public ObjectCache<Exchange, BufferPool&, TimerQueue&> {
+class ExchangeCache : public ObjectCache<Exchange, BufferPool&> {
  public:
   static constexpr size_t kMaxCached = 256;
-  ExchangeCache(BufferPool& buffers, TimerQueue& timers) : ObjectCache(kMaxCached, buffers, timers) {}
+  explicit ExchangeCache(BufferPool& buffers) : ObjectCache(kMaxCached, buffers) {}
 };
 
 }  // namespace poolgate

@@ -25,21 +25,17 @@ bool Exchange::waitForConnection(int server_index, bool at_front) {
     return false;
   }
   queued_server = server_index;
-  group->server(static_cast<size_t>(server_index)).pool().enqueue(*this, at_front);
-  if (!at_front) queue_timer_.arm(secondsToMs(pool_config.queue_timeout));
+  group->server(static_cast<size_t>(server_index)).pool().enqueue(*this, at_front);  // its deadline runs there
   return true;
 }
 
 void Exchange::onPoolAvailable() noexcept {
   DispatchScope scope(*owner_);
-  // The pool has taken us off its queue; the queue_timeout timer still runs.
+  // The pool has taken us off its queue; put back (at the front), we keep
+  // our first deadline.
   queued_server = -1;
-  if (!connectUpstream(/*woken=*/true)) {  // answered with an error
-    queue_timer_.cancel();
-    return;
-  }
-  if (upstream == nullptr) return;  // queued again
-  queue_timer_.cancel();
+  if (!connectUpstream(/*woken=*/true)) return;  // answered with an error
+  if (upstream == nullptr) return;               // queued again
   upstream->output().append(held.data(), held.size());
   held.clear();
   held.releaseIfEmpty();
@@ -56,13 +52,9 @@ void Exchange::onPoolAvailable() noexcept {
   }
 }
 
-void Exchange::onQueueTimeout() {
-  if (queued_server < 0) return;
+void Exchange::onQueueTimeout() noexcept {
   DispatchScope scope(*owner_);
-  Pool& pool = group->server(static_cast<size_t>(queued_server)).pool();
-  pool.dequeue(*this);
-  pool.noteQueueTimeout();
-  queued_server = -1;
+  queued_server = -1;  // off the queue, counted in queue_timeouts_total by the pool
   record.error = "queue_timeout";
   respondError(503, requestPending());
 }

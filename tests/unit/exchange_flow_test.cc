@@ -97,7 +97,7 @@ class FakeHost final : public ClientHost {
   SpoolLimits spool_limits_;
   SpoolBudget spool_budget_;
   LogThrottle buffer_log_{loop_.timers(), LogLevel::kError, "response buffering", "failures"};
-  ExchangeCache exchanges_{buffers_, loop_.timers()};
+  ExchangeCache exchanges_{buffers_};
   RequestReaderCache readers_{buffers_, config_.limits, &headers_};
   std::deque<ServerCounters> counters_;
   std::deque<SharedHealth> health_;

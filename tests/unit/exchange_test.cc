@@ -15,8 +15,7 @@ namespace {
 
 TEST(ExchangeCache, AReturnedExchangeComesBackAsConstructed) {
   BufferPool buffers(1024);
-  TimerQueue timers(0);
-  ExchangeCache cache(buffers, timers);
+  ExchangeCache cache(buffers);
   Exchange* first = nullptr;
   {
     ExchangeCache::Ptr ex = cache.take();
@@ -62,8 +61,7 @@ TEST(ExchangeCache, AReturnedExchangeComesBackAsConstructed) {
 // The access log's text is allocated once per exchange slot, not per request.
 TEST(ExchangeCache, KeepsTheAccessTextAndTheHashCopyCapacity) {
   BufferPool buffers(1024);
-  TimerQueue timers(0);
-  ExchangeCache cache(buffers, timers);
+  ExchangeCache cache(buffers);
   AccessText* text = nullptr;
   {
     ExchangeCache::Ptr ex = cache.take();
@@ -80,8 +78,7 @@ TEST(ExchangeCache, KeepsTheAccessTextAndTheHashCopyCapacity) {
 
 TEST(ExchangeCache, KeepsAtMostItsCap) {
   BufferPool buffers(1024);
-  TimerQueue timers(0);
-  ExchangeCache cache(buffers, timers);
+  ExchangeCache cache(buffers);
   {
     std::vector<ExchangeCache::Ptr> many;
     for (int i = 0; i < 300; ++i) many.push_back(cache.take());
@@ -104,12 +101,11 @@ struct ReadHead {
 
 TEST(Exchange, BeginRequestKeepsWhatTheExchangeNeedsOfTheHead) {
   BufferPool buffers(1024);
-  TimerQueue timers(0);
   ReadHead read(buffers,
                 "HEAD /x?y HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nConnection: close\r\n"
                 "User-Agent: ua/1\r\nReferer: http://r/\r\n\r\n");
   ASSERT_EQ(read.event, RequestReader::Event::kHead);
-  Exchange ex(buffers, timers);
+  Exchange ex(buffers);
   ex.beginRequest(read.reader, /*log_text=*/true);
   EXPECT_TRUE(ex.head_request);
   EXPECT_TRUE(ex.idempotent);
@@ -125,7 +121,7 @@ TEST(Exchange, BeginRequestKeepsWhatTheExchangeNeedsOfTheHead) {
   EXPECT_EQ(ex.record.text->user_agent, "ua/1");
   EXPECT_EQ(ex.record.text->referer, "http://r/");
 
-  Exchange quiet(buffers, timers);
+  Exchange quiet(buffers);
   quiet.beginRequest(read.reader, /*log_text=*/false);
   EXPECT_TRUE(quiet.record_pending);
   EXPECT_EQ(quiet.record.text, nullptr) << "no access log: no text is copied";
@@ -133,10 +129,9 @@ TEST(Exchange, BeginRequestKeepsWhatTheExchangeNeedsOfTheHead) {
 
 TEST(Exchange, ARecordIsLoggedOnceAndAClosedClientGets499) {
   BufferPool buffers(1024);
-  TimerQueue timers(0);
   ReadHead read(buffers, "POST /p HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n");
   ASSERT_EQ(read.event, RequestReader::Event::kHead);
-  Exchange ex(buffers, timers);
+  Exchange ex(buffers);
   ex.beginRequest(read.reader, false);
   EXPECT_TRUE(ex.request_chunked);
   EXPECT_FALSE(ex.idempotent);
@@ -147,7 +142,7 @@ TEST(Exchange, ARecordIsLoggedOnceAndAClosedClientGets499) {
   EXPECT_STREQ(ex.record.error, "client_closed");
   EXPECT_EQ(ex.record.upstream_done_ms, 1234u);
 
-  Exchange answered(buffers, timers);
+  Exchange answered(buffers);
   answered.beginRequest(read.reader, false);
   answered.record.status = 502;
   answered.record.error = "connect_failed";

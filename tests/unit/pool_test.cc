@@ -657,7 +657,9 @@ class SharedPoolTest : public ::testing::Test {
  protected:
   struct Waiter : PoolWaiter {
     void onPoolAvailable() noexcept override { ++woken; }
+    void onQueueTimeout() noexcept override { ++timed_out; }
     int woken = 0;
+    int timed_out = 0;
   };
   static PoolConfig sharedConfig() {  // before the pool is built: it reads max_conns then
     PoolConfig config;
@@ -730,6 +732,45 @@ TEST_F(SharedPoolTest, AYieldedPlaceIsLeftToTheOtherWorkers) {
   waiters.fetch_sub(3);
 }
 
+// queue_timeout (5 s here): one timer for the whole queue, not one per waiter, tells each
+// waiter when its own deadline comes, in order; a waiter served before its deadline is
+// not told, and one put back at the front keeps its first deadline.
+TEST_F(SharedPoolTest, WaitersAreToldAtTheirQueueTimeoutByOneTimer) {
+  open(1);
+  open(2);
+  Waiter first, second, served, put_back;
+  pool.enqueue(first);
+  const size_t timers_with_one = timers.size();
+  timers.setNow(kStart + 1000);
+  pool.enqueue(second);
+  pool.enqueue(served);
+  pool.enqueue(put_back);
+  EXPECT_EQ(timers.size(), timers_with_one) << "a timer per waiter";
+  pool.dequeue(served);  // it got a connection
+  pool.dequeue(put_back);
+  timers.setNow(kStart + 3000);
+  pool.enqueue(put_back, /*at_front=*/true);  // lost its turn: keeps its place and its deadline
+
+  timers.setNow(kStart + 4999);
+  timers.runExpired();
+  EXPECT_EQ(first.timed_out, 0);
+  timers.setNow(kStart + 5000);
+  timers.runExpired();
+  EXPECT_EQ(first.timed_out, 1);
+  EXPECT_EQ(second.timed_out, 0);
+  EXPECT_EQ(ServerCounters::get(counters.queue_timeouts_total), 1u);
+  EXPECT_EQ(ServerCounters::get(counters.queued), 3u - 1u) << "the timed-out waiter is still queued";
+
+  timers.setNow(kStart + 6000);
+  timers.runExpired();
+  EXPECT_EQ(second.timed_out, 1);
+  EXPECT_EQ(put_back.timed_out, 1) << "put back at the front, it keeps its first deadline (1000 + 5000)";
+  EXPECT_EQ(served.timed_out, 0);
+  EXPECT_EQ(ServerCounters::get(counters.queue_timeouts_total), 3u);
+  EXPECT_EQ(ServerCounters::get(counters.queued), 0u);
+  EXPECT_EQ(waiters.load(), 0);
+}
+
 TEST_F(SharedPoolTest, WithinItsShareAWorkerKeepsItsConnections) {
   FakeMember& a = open(1);
   Waiter one, two;
@@ -761,7 +802,9 @@ class HandOverTest : public ::testing::Test {
       if (got == nullptr) reserved = pool.reserve();
       if (got == nullptr && !reserved) pool.enqueue(*this, /*at_front=*/true);
     }
+    void onQueueTimeout() noexcept override { timed_out = true; }
     Pool& pool;
+    bool timed_out = false;
     PoolMember* got = nullptr;
     bool reserved = false;
   };
