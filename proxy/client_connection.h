@@ -17,6 +17,7 @@
 #include "core/event_loop.h"
 #include "core/fd.h"
 #include "core/socket.h"
+#include "core/timer.h"
 #include "core/tls.h"
 #include "core/transport.h"
 #include "http/request_reader.h"

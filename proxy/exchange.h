@@ -35,7 +35,6 @@
 #include "core/object_cache.h"
 #include "core/socket.h"
 #include "core/spool.h"
-#include "core/timer.h"
 #include "http/forwarding.h"
 #include "http/request_reader.h"
 #include "pool/pool.h"
