@@ -233,29 +233,12 @@ bool H2Session::initialWindowOverflows(uint32_t value) {
   if (value > static_cast<uint32_t>(NGHTTP2_MAX_WINDOW_SIZE)) return false;  // nghttp2 refuses it itself
   const int64_t delta =
       int64_t{value} - nghttp2_session_get_remote_settings(session_, NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE);
-  for (H2Stream* s = open_; s != nullptr; s = s->open_next_) {
+  for (H2Stream* s = open_; s != nullptr; s = s->open_link_.next) {
     if (nghttp2_session_get_stream_remote_window_size(session_, s->id_) + delta > NGHTTP2_MAX_WINDOW_SIZE) {
       return true;
     }
   }
   return false;
-}
-
-void H2Session::linkOpen(H2Stream& stream) {
-  stream.open_prev_ = nullptr;
-  stream.open_next_ = open_;
-  if (open_ != nullptr) open_->open_prev_ = &stream;
-  open_ = &stream;
-}
-
-void H2Session::unlinkOpen(H2Stream& stream) {
-  if (stream.open_prev_ != nullptr) {
-    stream.open_prev_->open_next_ = stream.open_next_;
-  } else if (open_ == &stream) {
-    open_ = stream.open_next_;
-  }
-  if (stream.open_next_ != nullptr) stream.open_next_->open_prev_ = stream.open_prev_;
-  stream.open_prev_ = stream.open_next_ = nullptr;
 }
 
 H2Stream* H2Session::stream(int32_t id) {
@@ -276,7 +259,7 @@ int H2Session::onBeginHeaders(nghttp2_session* session, const nghttp2_frame* fra
   auto& s = *static_cast<H2Session*>(self);
   if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
   H2Stream* stream = s.openStream(frame->hd.stream_id);
-  s.linkOpen(*stream);
+  listPush(s.open_, *stream, &H2Stream::open_link_);
   nghttp2_session_set_stream_user_data(session, frame->hd.stream_id, stream);
   return 0;
 }
@@ -347,7 +330,7 @@ int H2Session::onStreamClose(nghttp2_session*, int32_t stream_id, uint32_t error
   auto& s = *static_cast<H2Session*>(self);
   H2Stream* stream = s.stream(stream_id);
   if (stream == nullptr) return 0;
-  s.unlinkOpen(*stream);
+  listUnlink(s.open_, *stream, &H2Stream::open_link_);
   stream->close(error_code);
   s.onStreamClosed(*stream);
   return 0;

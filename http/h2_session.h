@@ -39,6 +39,7 @@
 
 #include "config/config.h"
 #include "core/buffer.h"
+#include "core/intrusive_list.h"
 #include "http/h2_request.h"
 
 namespace poolgate {
@@ -55,7 +56,7 @@ class H2Stream {
   bool requestEnded() const { return request_ended_; }
   bool closed() const { return closed_; }
   // The next in the session's list of open streams (H2Session::openStreams).
-  H2Stream* nextOpen() const { return open_next_; }
+  H2Stream* nextOpen() const { return open_link_.next; }
 
   // ---- From the session's callbacks. Virtual so that an observer (the fuzz
   // target) can see what nghttp2 decoded before the request is written.
@@ -89,8 +90,7 @@ class H2Stream {
   virtual void onClosed(uint32_t error_code) = 0;
 
   H2Session& session_;
-  H2Stream* open_prev_ = nullptr;  // the session's list of open streams
-  H2Stream* open_next_ = nullptr;
+  ListLink<H2Stream> open_link_;  // the session's list of open streams
   H2Request request_;
   Buffer pending_;         // the request as HTTP/1.1, not yet taken
   size_t uncredited_ = 0;  // DATA bytes received and not yet given back to the window
@@ -165,8 +165,6 @@ class H2Session {
   size_t scan(const uint8_t* data, size_t size, bool* window_change);
   // Would an initial window of `value` push an open stream's window past 2^31-1?
   bool initialWindowOverflows(uint32_t value);
-  void linkOpen(H2Stream& stream);
-  void unlinkOpen(H2Stream& stream);
 
   const Config& config_;
   nghttp2_session* session_ = nullptr;

@@ -99,7 +99,7 @@ void Http2Connection::flush() {
     // end: the exchange to finish); it comes round again in this loop.
     while (ready_ != nullptr) {
       Http2Stream& s = *ready_;
-      unlink(ready_, s, &Http2Stream::ready_link);
+      listUnlink(ready_, s, &Http2Stream::ready_link);
       if (s.finishPending()) s.finishExchange();
       if (s.wantsPull()) s.pull();
     }
@@ -113,7 +113,7 @@ void Http2Connection::flush() {
   }
   while (timers_ != nullptr) {
     Http2Stream& s = *timers_;
-    unlink(timers_, s, &Http2Stream::timer_link);
+    listUnlink(timers_, s, &Http2Stream::timer_link);
     s.setTimer();
   }
   for (Http2Stream* s : closed_) giveStream(s);
@@ -287,8 +287,8 @@ Http2Stream* Http2Connection::takeStream() {
 }
 
 void Http2Connection::giveStream(Http2Stream* s) {
-  unlink(ready_, *s, &Http2Stream::ready_link);
-  unlink(timers_, *s, &Http2Stream::timer_link);
+  listUnlink(ready_, *s, &Http2Stream::ready_link);
+  listUnlink(timers_, *s, &Http2Stream::timer_link);
   if (free_count_ >= kMaxSpareStreams) {
     delete s;
     return;
@@ -303,26 +303,7 @@ void Http2Connection::streamTimer(Http2Stream& s) {
     s.setTimer();
     return;
   }
-  link(timers_, s, &Http2Stream::timer_link);
-}
-
-void Http2Connection::link(Http2Stream*& head, Http2Stream& s, LinkOf of) {
-  Http2Stream::Link& l = s.*of;
-  if (l.linked) return;
-  l.linked = true;
-  l.prev = nullptr;
-  l.next = head;
-  if (head != nullptr) ((*head).*of).prev = &s;
-  head = &s;
-}
-
-void Http2Connection::unlink(Http2Stream*& head, Http2Stream& s, LinkOf of) {
-  Http2Stream::Link& l = s.*of;
-  if (!l.linked) return;
-  if (l.prev != nullptr) ((*l.prev).*of).next = l.next; else head = l.next;
-  if (l.next != nullptr) ((*l.next).*of).prev = l.prev;
-  l.prev = l.next = nullptr;
-  l.linked = false;
+  listPush(timers_, s, &Http2Stream::timer_link);
 }
 
 // ---- H2Session's events ------------------------------------------------------------

@@ -41,6 +41,7 @@
 
 #include "core/buffer.h"
 #include "core/event_loop.h"
+#include "core/intrusive_list.h"
 #include "core/socket.h"
 #include "core/timer.h"
 #include "core/transport.h"
@@ -75,16 +76,11 @@ class Http2Stream final : public H2Stream, private ExchangeOwner {
   // The client connection closes: an exchange in progress ends here (499).
   void abort();
 
+  Http2Stream* next_free = nullptr;  // the connection's free list
   // Its places in the connection's lists (only the streams on them are
   // visited, not every open one).
-  struct Link {
-    Http2Stream* prev = nullptr;
-    Http2Stream* next = nullptr;
-    bool linked = false;
-  };
-  Http2Stream* next_free = nullptr;  // the connection's free list
-  Link ready_link;  // work for settle(): an exchange to finish, DATA to refill
-  Link timer_link;  // its timer to be set at the end of settle()
+  ListLink<Http2Stream> ready_link;  // work for settle(): an exchange to finish, DATA to refill
+  ListLink<Http2Stream> timer_link;  // its timer to be set at the end of settle()
   // The timer for what the stream waits for now (see armClientTimer()).
   void setTimer();
 
@@ -174,7 +170,7 @@ class Http2Connection final : public H2Session, private TurnEndHandler {
   void leave();
   // The stream has work for settle(): its exchange to finish, or DATA to
   // refill (once, however often it asks before settle() comes to it).
-  void streamReady(Http2Stream& stream) { link(ready_, stream, &Http2Stream::ready_link); }
+  void streamReady(Http2Stream& stream) { listPush(ready_, stream, &Http2Stream::ready_link); }
   // What the stream waits for may have changed: its timer is set once, when
   // settle() has run. A stream whose response goes out within the turn it
   // came in arms no send timer; one whose head arrives whole, no header timer.
@@ -199,9 +195,6 @@ class Http2Connection final : public H2Session, private TurnEndHandler {
 
   Http2Stream* takeStream();
   void giveStream(Http2Stream* stream);
-  using LinkOf = Http2Stream::Link Http2Stream::*;
-  static void link(Http2Stream*& head, Http2Stream& stream, LinkOf of);
-  static void unlink(Http2Stream*& head, Http2Stream& stream, LinkOf of);
   // Every open stream; `f` may delete the one it is given.
   template <class F>
   void forEachStream(F f) {

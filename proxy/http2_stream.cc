@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include <algorithm>
+#include <charconv>
 #include <cerrno>
 
 #include "core/clock.h"
@@ -19,16 +20,6 @@ constexpr size_t kLowWatermark = Exchange::kLowWatermark;
 // HTTP/2 field names are lowercase (RFC 9113 section 8.2.1).
 void appendLowercase(std::string& out, std::string_view name) {
   for (char c : name) out.push_back(static_cast<char>(c >= 'A' && c <= 'Z' ? c + 32 : c));
-}
-
-// `value` in decimal, written at the end of `digits`.
-std::string_view decimal(uint64_t value, char (&digits)[20]) {
-  char* at = digits + sizeof digits;
-  do {
-    *--at = static_cast<char>('0' + value % 10);
-    value /= 10;
-  } while (value != 0);
-  return std::string_view(at, static_cast<size_t>(digits + sizeof digits - at));
 }
 
 ssize_t readBodyCallback(nghttp2_session*, int32_t, uint8_t* buf, size_t length, uint32_t* flags,
@@ -148,9 +139,9 @@ bool Http2Stream::takeResponseHead(const HttpParser& response, const char* base,
   }
   char digits[20];
   if (framing == Framing::kLength) {
-    const std::string_view length = decimal(response.declaredLength(), digits);
-    nva.push_back({reinterpret_cast<uint8_t*>(const_cast<char*>("content-length")),
-                   reinterpret_cast<uint8_t*>(const_cast<char*>(length.data())), 14, length.size(), NGHTTP2_NV_FLAG_NONE});
+    const auto end = std::to_chars(digits, digits + sizeof digits, response.declaredLength()).ptr;
+    nva.push_back({reinterpret_cast<uint8_t*>(const_cast<char*>("content-length")), reinterpret_cast<uint8_t*>(digits),
+                   14, static_cast<size_t>(end - digits), NGHTTP2_NV_FLAG_NONE});
   }
   bare_ = true;
   submitHead(nva, /*interim=*/false, framing == Framing::kNone);

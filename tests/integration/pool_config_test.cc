@@ -66,6 +66,9 @@ TEST_F(PoolConfig, MaxConnsQueueTimeoutGives503) {
   // from queue_timeout.
   HttpResponse queued = connect().get("/queued");
   expectProxyError(queued, 503);
+  const Json s = proxy().stats();
+  EXPECT_EQ(sumOverWorkers(s, "/upstreams/0/servers/0/queue_timeouts_total"), 1u);
+  EXPECT_EQ(sumOverWorkers(s, "/upstreams/0/servers/0/queued"), 0u) << "the timed-out request is still queued";
   release->store(true);
   EXPECT_EQ(slow.read().status, 200);
   EXPECT_EQ(upstream_.connectionCount(), 1u);
