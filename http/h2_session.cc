@@ -17,6 +17,15 @@ constexpr uint64_t kResetBurst = 1000;
 constexpr uint64_t kResetRate = 33;  // per second
 constexpr size_t kMaxContinuations = 8;
 constexpr size_t kMaxSettings = 32;
+// The HPACK table our response heads are encoded with (the client's table may
+// be larger: RFC 7541 lets the encoder use less and say so). nghttp2 files its
+// entries by name and walks every entry of a name for a value that matches, so
+// a field whose value is new in each response (X-Request-Id, an app's counter)
+// fills a 4 KiB table with ~80 entries of one name and makes every response
+// walk them all: 6-8 % of a worker's CPU in tools/bench/http2. 512 bytes still
+// hold a response's usual fixed fields (server, content-type, cache-control)
+// and bound that walk to about ten entries. nginx indexes no response field.
+constexpr size_t kDeflateTableBytes = 512;
 
 struct Callbacks {
   nghttp2_session_callbacks* callbacks = nullptr;
@@ -136,6 +145,7 @@ bool H2Session::startSession() {
   nghttp2_option_set_stream_reset_rate_limit(opt.option, kResetBurst, kResetRate);
   nghttp2_option_set_max_continuations(opt.option, kMaxContinuations);
   nghttp2_option_set_max_settings(opt.option, kMaxSettings);
+  nghttp2_option_set_max_deflate_dynamic_table_size(opt.option, kDeflateTableBytes);
   if (nghttp2_session_server_new2(&session_, cb.callbacks, this, opt.option) != 0) {
     session_ = nullptr;
     return false;

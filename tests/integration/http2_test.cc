@@ -101,6 +101,9 @@ def finish():
             extra["windows"] = windows()
         except Exception as e:
             extra["windows"] = str(e)
+    if "conn" in globals():  # the server's HPACK table, as its blocks built it
+        table = conn.decoder.header_table
+        extra["hpack"] = {"max": table.maxsize, "size": table._current_size}
     emit(event="done", alpn=alpn, settings=server_settings, results=results, goaways=goaways,
          closed=state["closed"], error=state["error"], **extra)
     sys.exit(0)
@@ -897,6 +900,37 @@ TEST_F(Http2Test, HeadAnd204And304HaveNoBody) {
   }
   EXPECT_EQ(resultOf(done, 3).at("body_length"), 10);  // the connection still works after them
   EXPECT_EQ(upstreamRequests("/size/1000").at(0).method, "HEAD");
+}
+
+// Response heads are HPACK-encoded with a 512-byte table, less than the client's 4096 (RFC
+// 7541 section 4.2: the first block says so). A field whose value is new in every response
+// (X-Request-Id here) would otherwise fill the table with entries of one name, which
+// nghttp2's encoder walks for every response. The fixed fields are still indexed.
+TEST_F(Http2Test, ResponseHeadsUseASmallHpackTable) {
+  REQUIRE_PYTHON_H2();
+  std::atomic<int> served{0};
+  upstream_.setHandler([&](const UpstreamRequest&, UpstreamConnection& conn) {
+    char id[40];
+    std::snprintf(id, sizeof id, "%032x", 0x5eed0000u + static_cast<unsigned>(served++));
+    conn.respond(200, "ok", {{"Server", "test-app"}, {"Cache-Control", "no-store"}, {"X-Request-Id", id}});
+  });
+  startH2c(1);
+  std::vector<Json> requests;
+  for (int i = 0; i < 120; ++i) requests.push_back(getRequest("/r/" + std::to_string(i)));
+  Json done = runH2(files_, plan(requests));
+  ASSERT_TRUE(done.at("error").is_null()) << describe(done);
+  std::set<std::string> ids;
+  for (size_t i = 0; i < requests.size(); ++i) {
+    const Json& r = resultOf(done, i);
+    ASSERT_EQ(r.at("status"), 200) << r;
+    EXPECT_EQ(responseHeader(r, "server"), "test-app") << r;
+    ids.insert(responseHeader(r, "x-request-id").value_or(""));
+  }
+  EXPECT_EQ(ids.size(), requests.size());  // each response its own id, decoded right
+  const Json& table = done.at("hpack");
+  EXPECT_EQ(table.at("max"), 512) << table;
+  EXPECT_LE(table.at("size").get<int>(), 512) << table;
+  EXPECT_GT(table.at("size").get<int>(), 0) << table;  // indexing still happens
 }
 
 // ---- header mapping ------------------------------------------------------------------------
