@@ -165,13 +165,18 @@ bool H2Session::startSession() {
 
 bool H2Session::input(const uint8_t* data, size_t size, const char** error) {
   while (size > 0) {
-    bool window_change = false;
-    const size_t n = scan(data, size, &window_change);
-    if (!window_change) return feed(data, size, error);
-    // A SETTINGS that changes the initial window ends at data[n - 1]: what
-    // comes before it goes first, so that the windows are the current ones,
-    // then the check, then the rest.
+    Stop stop = Stop::kNone;
+    const size_t n = scan(data, size, &stop);
+    if (stop == Stop::kNone) return feed(data, size, error);
+    // The frame (or frame header) that stops the scan ends at data[n - 1]:
+    // what comes before it goes first, so that the windows are the current
+    // ones, then the check, then the rest.
     if (!feed(data, n - 1, error)) return false;
+    if (stop == Stop::kSkippedId) {
+      nghttp2_session_terminate_session(session_, NGHTTP2_PROTOCOL_ERROR);
+      *error = "HEADERS on a stream id the client skipped";
+      return false;
+    }
     if (initialWindowOverflows(window_value_)) {
       nghttp2_session_terminate_session(session_, NGHTTP2_FLOW_CONTROL_ERROR);
       *error = "SETTINGS_INITIAL_WINDOW_SIZE pushes a stream's window past 2^31-1";
@@ -192,7 +197,7 @@ bool H2Session::feed(const uint8_t* data, size_t size, const char** error) {
   return false;
 }
 
-size_t H2Session::scan(const uint8_t* data, size_t size, bool* window_change) {
+size_t H2Session::scan(const uint8_t* data, size_t size, Stop* stop) {
   size_t at = 0;
   while (at < size) {
     if (preface_left_ > 0) {
@@ -213,6 +218,14 @@ size_t H2Session::scan(const uint8_t* data, size_t size, bool* window_change) {
                      payload_left_ % 6 == 0;
       entry_have_ = 0;
       window_seen_ = false;
+      if (head_[3] == NGHTTP2_HEADERS) {
+        const uint32_t id = ((uint32_t{head_[5]} & 0x7f) << 24) | (uint32_t{head_[6]} << 16) |
+                            (uint32_t{head_[7]} << 8) | head_[8];
+        if (!noteHeadersId(id)) {
+          *stop = Stop::kSkippedId;
+          return at;
+        }
+      }
       continue;
     }
     const size_t n = std::min<size_t>(payload_left_, size - at);
@@ -232,11 +245,28 @@ size_t H2Session::scan(const uint8_t* data, size_t size, bool* window_change) {
     payload_left_ -= static_cast<uint32_t>(n);
     if (payload_left_ == 0 && in_settings_ && window_seen_) {
       window_seen_ = false;
-      *window_change = true;
+      *stop = Stop::kWindowChange;
       return at;
     }
   }
   return at;
+}
+
+bool H2Session::noteHeadersId(uint32_t id) {
+  if (id % 2 == 0) return true;  // stream 0 and even ids are nghttp2's to refuse
+  if (id > last_id_) {
+    const uint32_t expected = last_id_ == 0 ? 1 : last_id_ + 2;
+    if (id > expected) {
+      gaps_[next_gap_] = IdGap{expected, id - 2};
+      next_gap_ = static_cast<uint8_t>((next_gap_ + 1) % kIdGaps);
+    }
+    last_id_ = id;
+    return true;
+  }
+  for (const IdGap& gap : gaps_) {
+    if (gap.first != 0 && id >= gap.first && id <= gap.last) return false;
+  }
+  return true;  // a stream used before: trailers, or HEADERS nghttp2 judges
 }
 
 bool H2Session::initialWindowOverflows(uint32_t value) {

@@ -15,11 +15,20 @@
 // credit() as it does, so the client can send no faster than the request is
 // forwarded.
 //
-// One RFC 9113 rule is checked here because nghttp2 1.52 does not: a
-// SETTINGS_INITIAL_WINDOW_SIZE that would push an open stream's send window
-// past 2^31-1 is a connection error of type FLOW_CONTROL_ERROR (section
-// 6.9.2; nghttp2 resets the stream instead). input() follows the frame
-// headers as they pass to find such a SETTINGS before nghttp2 applies it.
+// Two RFC 9113 rules are checked here because nghttp2 1.52 does not, both
+// found by input() following the frame headers as they pass, before nghttp2
+// sees the frame:
+// - a SETTINGS_INITIAL_WINDOW_SIZE that would push an open stream's send
+//   window past 2^31-1 is a connection error of type FLOW_CONTROL_ERROR
+//   (section 6.9.2; nghttp2 resets the stream instead);
+// - HEADERS on a stream id the client skipped (5 after 1, then 3) is a
+//   connection error of type PROTOCOL_ERROR (section 5.1.1: opening 5 closed
+//   the idle 3). nghttp2 remembers only the last id, so it cannot tell a
+//   skipped id from a stream that was used and closed, on which a client may
+//   still send trailers it wrote before our RST_STREAM came (section 5.1), and
+//   ignores both. A skipped id was never used, so nothing of its can be in
+//   flight: the scan keeps the last few gaps in the ids and refuses HEADERS
+//   in them.
 //
 // Defences, each with a limit of its own: SETTINGS and PING replies the
 // client does not read (CVE-2019-9512/9515), the rapid reset
@@ -159,10 +168,17 @@ class H2Session {
   // and the connection closes.
   bool spendJunk();
   bool feed(const uint8_t* data, size_t size, const char** error);
-  // Follows the frames in `data` (the preface first). Returns the offset
-  // just past the first SETTINGS frame that changes the initial window, with
-  // `window_change` set, or `size` when none ends in `data`.
-  size_t scan(const uint8_t* data, size_t size, bool* window_change);
+  // What stops the scan: a frame nghttp2 must not take as it is.
+  enum class Stop : uint8_t {
+    kNone,
+    kWindowChange,  // a SETTINGS that changes the initial window ends at the offset's last byte
+    kSkippedId,     // the header of a HEADERS frame on a skipped stream id ends there
+  };
+  // Follows the frames in `data` (the preface first). Returns the offset just
+  // past the first byte that stops the scan, with `stop` set, or `size`.
+  size_t scan(const uint8_t* data, size_t size, Stop* stop);
+  // A HEADERS frame on client stream `id`: false if `id` was skipped.
+  bool noteHeadersId(uint32_t id);
   // Would an initial window of `value` push an open stream's window past 2^31-1?
   bool initialWindowOverflows(uint32_t value);
 
@@ -180,6 +196,15 @@ class H2Session {
   bool in_settings_ = false;   // the current frame is a SETTINGS to read
   bool window_seen_ = false;   // ...that sets SETTINGS_INITIAL_WINDOW_SIZE
   uint32_t window_value_ = 0;
+  // Client stream ids: the highest that HEADERS opened, and the last few
+  // ranges of odd ids skipped below it (first..last, inclusive).
+  struct IdGap {
+    uint32_t first = 0, last = 0;
+  };
+  static constexpr size_t kIdGaps = 4;
+  uint32_t last_id_ = 0;
+  IdGap gaps_[kIdGaps];
+  uint8_t next_gap_ = 0;
 };
 
 }  // namespace poolgate

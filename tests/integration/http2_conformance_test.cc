@@ -1515,13 +1515,7 @@ TEST_P(Http2ConformanceTest, Row) {
 // the DISABLED_Http2Conformance prefix (so gtest skips them; --gtest_also_run_disabled_tests
 // runs them) until fixed. Remove the entry when the row passes.
 const std::map<std::string, std::string>& knownFailures() {
-  static const std::map<std::string, std::string> kKnownFailures = {
-      // RFC 9113 5.1.1: a stream identifier lower than one already used "MUST" get a
-      // connection error of type PROTOCOL_ERROR. poolgate (nghttp2 1.52, which only
-      // remembers the last stream id) ignores the HEADERS on stream 3 after stream 5:
-      // no GOAWAY, no RST_STREAM, nothing forwarded, the connection stays open.
-      {"HeadersOnLowerStreamId", "HEADERS on stream 3 after stream 5 is silently ignored"},
-  };
+  static const std::map<std::string, std::string> kKnownFailures = {};
   return kKnownFailures;
 }
 

@@ -328,6 +328,54 @@ TEST_F(H2SessionTest, AnInitialWindowChangeWithinBoundsApplies) {
   EXPECT_EQ(client_.goaway, -1);
 }
 
+// GET / to a.example, with static-table references and a literal that does
+// not touch the HPACK table: a header block any decoder takes as it is.
+const std::string kPlainGetBlock = std::string("\x82\x87\x84\x01\x09", 5) + "a.example";
+
+TEST_F(H2SessionTest, HeadersOnASkippedStreamIdIsAConnectionError) {
+  start();
+  nghttp2_session_set_next_stream_id(client_.session, 5);
+  const int32_t five = client_.headers(request("GET", "/five"), true);
+  ASSERT_EQ(five, 5);
+  ASSERT_TRUE(exchange());
+  // Opening 5 closed the idle streams 1 and 3 (RFC 9113 section 5.1.1). The
+  // frame comes a byte at a time: its header may end in any read.
+  client_.raw(NGHTTP2_HEADERS, NGHTTP2_FLAG_END_HEADERS | NGHTTP2_FLAG_END_STREAM, 3, kPlainGetBlock);
+  const std::string frame = client_.output();
+  bool refused = false;
+  for (char c : frame) {
+    const char* error = nullptr;
+    if (!server_->input(reinterpret_cast<const uint8_t*>(&c), 1, &error)) {
+      refused = true;
+      break;
+    }
+  }
+  EXPECT_TRUE(refused);
+  exchange();
+  EXPECT_EQ(client_.goaway, NGHTTP2_PROTOCOL_ERROR);
+  EXPECT_EQ(server_->streams.count(3), 0u);  // nothing of it was taken
+  EXPECT_EQ(stream(5).written, "GET /five HTTP/1.1\r\nHost: a.example\r\n\r\n");
+}
+
+// The same check must not refuse a lower id that was used: trailers on a
+// stream opened before the last one, or HEADERS on one that closed (which
+// nghttp2 judges: it may still be in flight from before a reset).
+TEST_F(H2SessionTest, HeadersOnAStreamUsedBeforeAreNotTakenForASkippedId) {
+  start();
+  nghttp2_session_set_next_stream_id(client_.session, 3);  // 1 skipped
+  Fields post = request("POST", "/up");
+  post.push_back({"te", "trailers"});
+  const int32_t upload = client_.headers(post, false);  // 3
+  const int32_t get = client_.headers(request("GET", "/x"), true);  // 5
+  ASSERT_TRUE(exchange());
+  client_.trailers(upload, {{"x-sum", "1"}});
+  ASSERT_TRUE(exchange());
+  EXPECT_EQ(client_.goaway, -1);
+  EXPECT_TRUE(stream(upload).requestEnded());
+  EXPECT_NE(stream(upload).written.find("x-sum: 1"), std::string::npos) << stream(upload).written;
+  EXPECT_TRUE(stream(get).requestEnded());
+}
+
 TEST_F(H2SessionTest, FramesThatDoNoWorkRunOutTheBudget) {
   start();
   // In batches, so that the PING replies are read (nghttp2's own limit on
