@@ -14,6 +14,11 @@
 
 log() { printf '[%s %(%H:%M:%S)T] %s\n' "${bench_log_tag:-bench}" -1 "$*" >&2; }
 
+# Under set -e a failed command ends the bench; say which one, and where, rather than
+# stop without a word (-E: also for a command inside a function).
+set -E
+trap 'status=$?; log "stopped: \"$BASH_COMMAND\" failed (status $status) at ${BASH_SOURCE[0]##*/}:$LINENO"' ERR
+
 # Prints a TCP port on 127.0.0.1 that is free now.
 free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
