@@ -22,7 +22,7 @@ constexpr size_t kMaxSettings = 32;
 // entries by name and walks every entry of a name for a value that matches, so
 // a field whose value is new in each response (X-Request-Id, an app's counter)
 // fills a 4 KiB table with ~80 entries of one name and makes every response
-// walk them all: 6-8 % of a worker's CPU in tools/bench/http2. 512 bytes still
+// walk them all: about 8 % of a worker's CPU in tools/bench/http2. 512 bytes still
 // hold a response's usual fixed fields (server, content-type, cache-control)
 // and bound that walk to about ten entries. nginx indexes no response field.
 constexpr size_t kDeflateTableBytes = 512;
