@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "http/h2_memory.h"
+
 namespace poolgate {
 
 namespace {
@@ -146,7 +148,7 @@ bool H2Session::startSession() {
   nghttp2_option_set_max_continuations(opt.option, kMaxContinuations);
   nghttp2_option_set_max_settings(opt.option, kMaxSettings);
   nghttp2_option_set_max_deflate_dynamic_table_size(opt.option, kDeflateTableBytes);
-  if (nghttp2_session_server_new2(&session_, cb.callbacks, this, opt.option) != 0) {
+  if (nghttp2_session_server_new3(&session_, cb.callbacks, this, opt.option, H2Memory::mem()) != 0) {
     session_ = nullptr;
     return false;
   }

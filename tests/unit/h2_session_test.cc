@@ -14,6 +14,8 @@
 #include <utility>
 #include <vector>
 
+#include "http/h2_memory.h"
+
 namespace poolgate {
 namespace {
 
@@ -214,6 +216,20 @@ TEST_F(H2SessionTest, EachStreamIsWrittenAsOneHttp11Request) {
             "6\r\nhello \r\n5\r\nworld\r\n0\r\nx-sum: 1\r\n\r\n");
   EXPECT_TRUE(stream(upload).requestEnded());
   EXPECT_TRUE(client_.closed.empty());  // no response yet: nothing reset
+}
+
+// nghttp2 allocates from H2Memory: the blocks its first requests freed serve
+// the next ones, instead of malloc.
+TEST_F(H2SessionTest, TheSessionAllocatesFromH2Memory) {
+  const auto& memory = *static_cast<const H2Memory*>(H2Memory::mem()->mem_user_data);
+  start();
+  const uint64_t before = memory.reused();
+  for (int i = 0; i < 10; ++i) {
+    const int32_t id = client_.headers(request("GET", "/r" + std::to_string(i)), true);
+    ASSERT_TRUE(exchange());
+    EXPECT_TRUE(stream(id).requestEnded());
+  }
+  EXPECT_GT(memory.reused(), before + 10);
 }
 
 TEST_F(H2SessionTest, AConnectionSpecificTrailerResetsTheStream) {
