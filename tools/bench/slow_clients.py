@@ -24,6 +24,17 @@
       that span. Counted exactly, unlike watch's samples: a sync worker closes each
       connection after one response, so most live far less than 100 ms.
 
+  slow_clients.py h2slow --port P --conns C --streams N --path PATH --duration S --out FILE
+                        [--rate R] [--window W] [--update U] [--every E]
+      Slow HTTP/2 readers (h2c with prior knowledge; needs Debian's python3-h2, the one
+      thing here beyond the standard library): opens C connections, R per second, each
+      with N concurrent GET PATH streams and a stream window of W bytes
+      (SETTINGS_INITIAL_WINDOW_SIZE). Every E seconds each stream's window (and the
+      connection's, by as much) grows by U bytes (WINDOW_UPDATE). The socket itself is
+      read at once: what holds the responses back is HTTP/2 flow control alone, the
+      HTTP/2 form of slowhttptest -X. Runs S seconds, then writes JSON: connections open
+      (peak), streams opened, responses completed, resets and GOAWAYs received.
+
   slow_clients.py report RESULTS_DIR
       Reads runs.tsv and the JSON files it points to, prints markdown tables
       (medians over rounds) with poolgate / nginx ratios.
@@ -150,6 +161,137 @@ def ports(args):
     print(distinct_ports(lines, args.first, args.last))
 
 
+# ------------------------------------------------------------------ h2slow
+
+def h2slow(args):
+    import selectors
+    import h2.config
+    import h2.connection
+    import h2.events
+    import h2.settings
+
+    selector = selectors.DefaultSelector()
+    clients = []  # dicts: sock, conn, streams (id -> bytes received), open
+    stats = {"connections_opened": 0, "connections_peak": 0, "connect_errors": 0,
+             "streams_opened": 0, "responses_completed": 0, "resets_received": 0,
+             "goaways_received": 0, "closed_by_server": 0}
+
+    def flush(client):
+        data = client["conn"].data_to_send()
+        if data and client["open"]:
+            try:
+                client["sock"].sendall(data)
+            except OSError:
+                close(client, by_server=True)
+
+    def close(client, by_server=False):
+        if not client["open"]:
+            return
+        client["open"] = False
+        stats["closed_by_server"] += 1 if by_server else 0
+        try:
+            selector.unregister(client["sock"])
+        except (KeyError, ValueError):
+            pass
+        client["sock"].close()
+
+    def connect():
+        try:
+            sock = socket.create_connection(("127.0.0.1", args.port), timeout=5)
+        except OSError:
+            stats["connect_errors"] += 1
+            return
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        conn = h2.connection.H2Connection(config=h2.config.H2Configuration(
+            client_side=True, header_encoding="utf-8"))
+        conn.local_settings = h2.settings.Settings(client=True, initial_values={
+            h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: args.window})
+        conn.initiate_connection()
+        client = {"sock": sock, "conn": conn, "streams": {}, "open": True}
+        for _ in range(args.streams):
+            sid = conn.get_next_available_stream_id()
+            conn.send_headers(sid, [(":method", "GET"), (":scheme", "http"),
+                                    (":authority", "bench"), (":path", args.path)],
+                              end_stream=True)
+            client["streams"][sid] = 0
+            stats["streams_opened"] += 1
+        sock.setblocking(False)
+        selector.register(sock, selectors.EVENT_READ, client)
+        clients.append(client)
+        stats["connections_opened"] += 1
+        flush(client)
+
+    def receive(client):
+        try:
+            data = client["sock"].recv(65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            close(client, by_server=True)
+            return
+        try:
+            events = client["conn"].receive_data(data)
+        except Exception:  # a protocol error on our side of the exchange: drop it
+            close(client)
+            return
+        for event in events:
+            if isinstance(event, h2.events.DataReceived):
+                client["streams"][event.stream_id] = (
+                    client["streams"].get(event.stream_id, 0) + len(event.data))
+            elif isinstance(event, h2.events.StreamEnded):
+                stats["responses_completed"] += 1
+            elif isinstance(event, h2.events.StreamReset):
+                stats["resets_received"] += 1
+            elif isinstance(event, h2.events.ConnectionTerminated):
+                stats["goaways_received"] += 1
+        flush(client)
+
+    def grant():
+        for client in clients:
+            if not client["open"]:
+                continue
+            conn = client["conn"]
+            granted = 0
+            for sid in list(client["streams"]):
+                try:
+                    conn.increment_flow_control_window(args.update, stream_id=sid)
+                    granted += args.update
+                except Exception:  # the stream has ended or was reset
+                    client["streams"].pop(sid, None)
+            if granted:
+                try:
+                    conn.increment_flow_control_window(granted)
+                except Exception:
+                    pass
+            flush(client)
+
+    begin = time.monotonic()
+    next_connect, next_grant = begin, begin + args.every
+    while True:
+        now = time.monotonic()
+        if now - begin >= args.duration:
+            break
+        while stats["connections_opened"] + stats["connect_errors"] < args.conns and next_connect <= now:
+            connect()
+            next_connect += 1.0 / args.rate
+        if now >= next_grant:
+            grant()
+            next_grant += args.every
+        open_now = sum(1 for c in clients if c["open"])
+        stats["connections_peak"] = max(stats["connections_peak"], open_now)
+        wake = min(next_grant, begin + args.duration)
+        if stats["connections_opened"] + stats["connect_errors"] < args.conns:
+            wake = min(wake, next_connect)
+        for key, _ in selector.select(max(0.0, min(0.1, wake - time.monotonic()))):
+            receive(key.data)
+    for client in clients:
+        close(client)
+    Path(args.out).write_text(json.dumps(stats))
+    print(json.dumps(stats))
+
+
 # ------------------------------------------------------------------ report
 
 def percentile(values, fraction):
@@ -188,7 +330,7 @@ def summarise_run(row, results):
 
 
 ROWS = [  # (key, label, format)
-    ("attack_peak", "attack connections open (slowhttptest, peak)", "{:.0f}"),
+    ("attack_peak", "attack connections open (slowhttptest or h2slow, peak)", "{:.0f}"),
     ("success", "probe success %", "{:.1f}"),
     ("p50", "probe p50 ms (failures at their time to failure)", "{:.1f}"),
     ("p99", "probe p99 ms (same)", "{:.1f}"),
@@ -210,6 +352,8 @@ ATTACK_LABEL = {
     "body": "slow body: slowhttptest -B, POST /upload",
     "read": "slow read: slowhttptest -X, GET /big",
     "large": "slow read: slowhttptest -X, GET /large",
+    "h2read": "slow HTTP/2 read: h2slow, GET /big",
+    "h2large": "slow HTTP/2 read: h2slow, GET /large",
 }
 
 
@@ -247,7 +391,7 @@ def report(args):
     print()
     print("| attack | measure | poolgate | nginx | poolgate / nginx |")
     print("|---|---|---:|---:|---:|")
-    for attack in ("rest", "body", "read", "large"):
+    for attack in ("rest", "body", "read", "large", "h2read", "h2large"):
         if (attack, "poolgate") not in by_case and (attack, "nginx") not in by_case:
             continue
         first = True
@@ -304,10 +448,22 @@ def main():
     c.add_argument("--log", required=True)
     c.add_argument("--from", dest="first", type=int, required=True)
     c.add_argument("--to", dest="last", type=int, required=True)
+    h = commands.add_parser("h2slow")
+    h.add_argument("--port", type=int, required=True)
+    h.add_argument("--conns", type=int, required=True)
+    h.add_argument("--streams", type=int, default=4)
+    h.add_argument("--path", default="/big")
+    h.add_argument("--duration", type=float, required=True)
+    h.add_argument("--rate", type=float, default=200)
+    h.add_argument("--window", type=int, default=1024)
+    h.add_argument("--update", type=int, default=32)
+    h.add_argument("--every", type=float, default=5.0)
+    h.add_argument("--out", required=True)
     r = commands.add_parser("report")
     r.add_argument("results")
     args = parser.parse_args()
-    {"probe": probe, "watch": watch, "ports": ports, "report": report}[args.command](args)
+    {"probe": probe, "watch": watch, "ports": ports, "h2slow": h2slow,
+     "report": report}[args.command](args)
 
 
 if __name__ == "__main__":
