@@ -89,7 +89,15 @@ void HandOverRelay::dropAfterFork() {
   }
 }
 
-void HandOverRelay::Channel::onIoEvent(uint32_t) noexcept { relay->drain(*this); }
+// One message per readiness, here and in HandOverPort: the channels are
+// level-triggered, so a second message waiting brings the loop back at once,
+// where reading on until EAGAIN cost a failed recvmsg on each side of nearly
+// every hand-over (they come one at a time).
+void HandOverRelay::Channel::onIoEvent(uint32_t) noexcept {
+  Fd fd;
+  HandOverNote note;
+  if (this->fd && receiveHandOver(this->fd.get(), &fd, &note) == 1) relay->forward(std::move(fd), note);
+}
 
 void HandOverRelay::drain(Channel& channel) {
   Fd fd;
@@ -148,8 +156,8 @@ bool HandOverPort::send(int fd, const HandOverNote& note) noexcept {
 void HandOverPort::onIoEvent(uint32_t) noexcept {
   Fd fd;
   HandOverNote note;
-  int result;
-  while ((result = receiveHandOver(channel_.get(), &fd, &note)) == 1) {
+  const int result = receiveHandOver(channel_.get(), &fd, &note);
+  if (result == 1) {
     sink_.onHandedOver(std::move(fd), note);
     taken_.store(note.sequence, std::memory_order_release);
   }
