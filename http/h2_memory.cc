@@ -15,11 +15,15 @@
 
 namespace poolgate {
 
-// Before every block: what it can hold, and the free list's link while it is
-// on one. 16 bytes, so the block itself keeps malloc's alignment.
+// Before every block: what it can hold, and what was asked of it while it is
+// out (or the free list's link while it is on one). 16 bytes, so the block
+// itself keeps malloc's alignment.
 struct H2Memory::Block {
   size_t capacity;  // bytes after the header
-  Block* next;
+  union {
+    size_t size;  // out: the size asked for (realloc copies that much)
+    Block* next;  // on a free list
+  };
 };
 
 namespace {
@@ -30,6 +34,16 @@ constexpr size_t kLargestClass = H2Memory::kMinClassBytes << (H2Memory::kClasses
 constexpr size_t classBytes(size_t cls) { return H2Memory::kMinClassBytes << cls; }
 
 void* user(void* block) { return static_cast<char*>(block) + kHeader; }
+
+// Under ASan the bytes past the size asked for are poisoned too, as malloc's
+// would be past the end of the block.
+void* handOut(H2Memory::Block* block, size_t size) {
+  block->size = size;
+  char* p = static_cast<char*>(user(block));
+  PG_UNPOISON(p, size);
+  PG_POISON(p + size, block->capacity - size);
+  return p;
+}
 
 }  // namespace
 
@@ -70,7 +84,7 @@ void* H2Memory::allocate(size_t size) {
     auto* block = static_cast<Block*>(std::malloc(total));
     if (block == nullptr) return nullptr;
     block->capacity = size;
-    return user(block);
+    return handOut(block, size);
   }
   const size_t cls = classOf(total);
   Block* block = free_[cls];
@@ -78,13 +92,12 @@ void* H2Memory::allocate(size_t size) {
     free_[cls] = block->next;
     --kept_[cls];
     ++reused_;
-    PG_UNPOISON(user(block), block->capacity);
-    return user(block);
+    return handOut(block, size);
   }
   block = static_cast<Block*>(std::malloc(classBytes(cls)));
   if (block == nullptr) return nullptr;
   block->capacity = classBytes(cls) - kHeader;
-  return user(block);
+  return handOut(block, size);
 }
 
 void H2Memory::release(void* ptr) {
@@ -116,10 +129,10 @@ void* H2Memory::allocateZeroed(size_t count, size_t size) {
 void* H2Memory::reallocate(void* ptr, size_t size) {
   if (ptr == nullptr) return allocate(size);
   auto* block = reinterpret_cast<Block*>(static_cast<char*>(ptr) - kHeader);
-  if (size <= block->capacity) return ptr;
+  if (size <= block->capacity) return handOut(block, size);
   void* bigger = allocate(size);
   if (bigger == nullptr) return nullptr;  // the old block stays the caller's
-  std::memcpy(bigger, ptr, block->capacity);
+  std::memcpy(bigger, ptr, block->size);
   release(ptr);
   return bigger;
 }

@@ -13,8 +13,9 @@
 //
 // One allocator per process, for the one thread that runs the event loop: no
 // locks (a worker has one thread; a unit test uses nghttp2 from one thread).
-// Under AddressSanitizer a block on a free list is poisoned, so a use after
-// free inside nghttp2 is still reported.
+// Under AddressSanitizer a block on a free list is poisoned, and so are the
+// bytes of a block past the size asked for, so a use after free or an overrun
+// inside nghttp2 is still reported.
 #pragma once
 
 #include <nghttp2/nghttp2.h>
@@ -57,8 +58,9 @@ class H2Memory {
   size_t keptBlocks() const;
   uint64_t reused() const { return reused_; }
 
+  struct Block;  // the header before each block (h2_memory.cc)
+
  private:
-  struct Block;
   static size_t classOf(size_t total);
 
   std::array<Block*, kClasses> free_{};

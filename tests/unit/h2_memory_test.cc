@@ -94,5 +94,21 @@ TEST(H2Memory, ABlockOnAFreeListIsPoisonedUnderAsan) {
 #endif
 }
 
+// And so are the bytes past the size asked for, within the block's class.
+TEST(H2Memory, BytesPastTheSizeAskedForArePoisonedUnderAsan) {
+#if !defined(POOLGATE_ASAN)
+  GTEST_SKIP() << "needs AddressSanitizer";
+#else
+  H2Memory memory;
+  auto* p = static_cast<volatile char*>(memory.allocate(40));  // the 64-byte class: 48 usable
+  p[39] = 1;
+  EXPECT_DEATH(p[40] = 2, "use-after-poison");
+  auto* q = static_cast<volatile char*>(memory.reallocate(const_cast<char*>(p), 44));  // grows in place
+  ASSERT_EQ(q, p);
+  q[43] = 1;  // now the caller's
+  memory.release(const_cast<char*>(q));
+#endif
+}
+
 }  // namespace
 }  // namespace poolgate
