@@ -18,6 +18,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdio>
 #include <memory>
 #include <regex>
 #include <set>
@@ -908,10 +909,10 @@ TEST_F(Http2Test, HeadAnd204And304HaveNoBody) {
 // nghttp2's encoder walks for every response. The fixed fields are still indexed.
 TEST_F(Http2Test, ResponseHeadsUseASmallHpackTable) {
   REQUIRE_PYTHON_H2();
-  std::atomic<int> served{0};
-  upstream_.setHandler([&](const UpstreamRequest&, UpstreamConnection& conn) {
+  auto served = std::make_shared<std::atomic<unsigned>>(0);  // the handler may outlive this body
+  upstream_.setHandler([served](const UpstreamRequest&, UpstreamConnection& conn) {
     char id[40];
-    std::snprintf(id, sizeof id, "%032x", 0x5eed0000u + static_cast<unsigned>(served++));
+    std::snprintf(id, sizeof id, "%032x", 0x5eed0000u + (*served)++);
     conn.respond(200, "ok", {{"Server", "test-app"}, {"Cache-Control", "no-store"}, {"X-Request-Id", id}});
   });
   startH2c(1);
