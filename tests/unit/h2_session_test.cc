@@ -373,9 +373,9 @@ TEST_F(H2SessionTest, HeadersOnASkippedStreamIdIsAConnectionError) {
   EXPECT_EQ(stream(5).written, "GET /five HTTP/1.1\r\nHost: a.example\r\n\r\n");
 }
 
-// The same check must not refuse a lower id that was used: trailers on a
-// stream opened before the last one, or HEADERS on one that closed (which
-// nghttp2 judges: it may still be in flight from before a reset).
+// The same check must not refuse a lower id that was used: here, trailers on
+// a stream opened before the last one, with an id skipped below both. (HEADERS
+// on a used stream that has closed are nghttp2's to judge.)
 TEST_F(H2SessionTest, HeadersOnAStreamUsedBeforeAreNotTakenForASkippedId) {
   start();
   nghttp2_session_set_next_stream_id(client_.session, 3);  // 1 skipped
