@@ -1,5 +1,6 @@
 #include "http/h2_memory.h"
 
+#include <bit>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -70,10 +71,10 @@ nghttp2_mem* H2Memory::mem() {
   return &table;
 }
 
+// The smallest class that holds `total` bytes (total <= kLargestClass).
 size_t H2Memory::classOf(size_t total) {
-  size_t cls = 0;
-  while (classBytes(cls) < total) ++cls;
-  return cls;
+  constexpr size_t kMinShift = std::bit_width(kMinClassBytes - 1);  // 32 bytes: 5
+  return total <= kMinClassBytes ? 0 : std::bit_width(total - 1) - kMinShift;
 }
 
 void* H2Memory::allocate(size_t size) {

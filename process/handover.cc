@@ -93,16 +93,19 @@ void HandOverRelay::dropAfterFork() {
 // level-triggered, so a second message waiting brings the loop back at once,
 // where reading on until EAGAIN cost a failed recvmsg on each side of nearly
 // every hand-over (they come one at a time).
-void HandOverRelay::Channel::onIoEvent(uint32_t) noexcept {
-  Fd fd;
-  HandOverNote note;
-  if (this->fd && receiveHandOver(this->fd.get(), &fd, &note) == 1) relay->forward(std::move(fd), note);
-}
+void HandOverRelay::Channel::onIoEvent(uint32_t) noexcept { relay->passOne(*this); }
 
 void HandOverRelay::drain(Channel& channel) {
+  while (passOne(channel)) {
+  }
+}
+
+bool HandOverRelay::passOne(Channel& channel) {
   Fd fd;
   HandOverNote note;
-  while (channel.fd && receiveHandOver(channel.fd.get(), &fd, &note) == 1) forward(std::move(fd), note);
+  if (!channel.fd || receiveHandOver(channel.fd.get(), &fd, &note) != 1) return false;
+  forward(std::move(fd), note);
+  return true;
 }
 
 void HandOverRelay::forward(Fd fd, HandOverNote note) {

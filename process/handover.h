@@ -64,7 +64,8 @@ class HandOverRelay {
     std::deque<std::pair<uint64_t, int32_t>> unconfirmed;
     void onIoEvent(uint32_t events) noexcept override;
   };
-  void drain(Channel& channel);
+  void drain(Channel& channel);  // every message waiting (a worker reaped)
+  bool passOne(Channel& channel);  // the next message, if one waits
   void forward(Fd fd, HandOverNote note);
   void dropConnection(int32_t server);  // its place under max_conns is free again
 

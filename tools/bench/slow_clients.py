@@ -188,7 +188,8 @@ def h2slow(args):
         if not client["open"]:
             return
         client["open"] = False
-        stats["closed_by_server"] += 1 if by_server else 0
+        if by_server:
+            stats["closed_by_server"] += 1
         try:
             selector.unregister(client["sock"])
         except (KeyError, ValueError):
